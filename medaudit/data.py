@@ -18,6 +18,7 @@ from PIL import Image
 
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
+from medaudit.target import sha256_file
 
 SPLIT_NAMES = ("d1", "d2", "d2/2", "d1/10", "full")
 
@@ -65,13 +66,6 @@ class AuditData:
         return self.development.subset(self.splits[name])
 
 
-def _sha256_bytes(*chunks: bytes) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c)
-    return h.hexdigest()
-
-
 def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 images (N, H, W) or (N, H, W, 3) -> float32 (N, C, size, size) in [-1, 1] (bilinear)."""
     images = np.asarray(images)
@@ -110,7 +104,7 @@ def binarise(labels: np.ndarray, section: DataSection, where: str) -> tuple[np.n
     return pos.astype(np.int64), keep
 
 
-def _load_npz(path: Path, section: DataSection, size: int) -> tuple[Images, Images, bool]:
+def _load_npz(path: Path, section: DataSection, size: int) -> tuple[Images, Images, bool, str]:
     try:
         npz = np.load(path, allow_pickle=False)
         arrays = {k: npz[k] for k in npz.files}
@@ -127,7 +121,7 @@ def _load_npz(path: Path, section: DataSection, size: int) -> tuple[Images, Imag
         y, keep = binarise(np.concatenate(ys), section, str(path))
         x = to_canonical(np.concatenate(xs)[keep], size)
         parts.append(Images(x, y[keep], np.arange(int(keep.sum())).astype(str)))
-    return parts[0], parts[1], False
+    return parts[0], parts[1], False, sha256_file(path)
 
 
 def _read_image_file(path: Path) -> np.ndarray:
@@ -144,7 +138,7 @@ def _read_image_file(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB" if im.mode in ("RGB", "RGBA", "P", "CMYK") else "L"))
 
 
-def _load_csv(path: Path, section: DataSection, size: int) -> tuple[Images, Images, bool]:
+def _load_csv(path: Path, section: DataSection, size: int) -> tuple[Images, Images, bool, str]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -160,7 +154,7 @@ def _load_csv(path: Path, section: DataSection, size: int) -> tuple[Images, Imag
     patient_col = section.patient_column
     if patient_col and patient_col not in columns:
         raise AuditInputError(f"{path}: scenario data.patient_column {patient_col!r} is not a CSV column")
-    parts = []
+    parts, digest = [], hashlib.sha256(path.read_bytes())
     for split in ("dev", "test"):
         chosen = [r for r in rows if (r["split"] in ("train", "val")) == (split == "dev") and r["split"] in ("train", "val", "test")]
         if not chosen:
@@ -170,6 +164,7 @@ def _load_csv(path: Path, section: DataSection, size: int) -> tuple[Images, Imag
             file = (path.parent / r["path"]).resolve()
             if not file.is_file():
                 raise AuditInputError(f"{path}: image file {r['path']!r} not found (paths are relative to the CSV)")
+            digest.update(file.read_bytes())  # the data hash covers every image file, not only the CSV
             images.append(_read_image_file(file))
         channels = {im.ndim for im in images}
         if len(channels) > 1:
@@ -179,7 +174,7 @@ def _load_csv(path: Path, section: DataSection, size: int) -> tuple[Images, Imag
         y, keep = binarise(labels if section.task == "multilabel" else labels[:, 0], section, str(path))
         groups = np.array([r[patient_col] for r in chosen]) if patient_col else np.arange(len(chosen)).astype(str)
         parts.append(Images(to_canonical(stacked[keep], size), y[keep], groups[keep]))
-    return parts[0], parts[1], patient_col is not None
+    return parts[0], parts[1], patient_col is not None, digest.hexdigest()
 
 
 def make_splits(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -221,9 +216,9 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
         raise AuditInputError(f"{path}: data file not found; give a MedMNIST .npz, a CSV of images, or medmnist:NAME")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        dev, test, patient_level = _load_npz(path, section, image_size)
+        dev, test, patient_level, digest = _load_npz(path, section, image_size)
     elif suffix == ".csv":
-        dev, test, patient_level = _load_csv(path, section, image_size)
+        dev, test, patient_level, digest = _load_csv(path, section, image_size)
     else:
         raise AuditInputError(f"{path}: unknown data format {suffix!r}; give a .npz (MedMNIST layout) or a .csv")
     data_c = dev.x.shape[1]
@@ -243,12 +238,7 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
     if section.task == "binary":
         class_names = class_names or ("negative", "positive")
     return AuditData(development=dev, test=test, splits=make_splits(dev.groups, seed),
-                     patient_level=patient_level, source=str(source), source_sha256=_file_sha256(path),
+                     patient_level=patient_level, source=str(source), source_sha256=digest,
                      task=section.task, class_names=tuple(class_names), test_selection=selection,
                      notes=tuple(notes))
 
-
-def _file_sha256(path: Path) -> str:
-    from medaudit.target import sha256_file
-
-    return sha256_file(path)

@@ -101,7 +101,7 @@ class TrainingSection(Strict):
 class SurrogateRow(Strict):
     """One surrogate of the grid: what the attacker's proxy model shares with the target."""
 
-    arch: str = "same"  # `same` = the target's architecture (from its card), or a zoo name
+    arch: str = "same"  # `same` (target card architecture), `different` (another family) or a zoo name
     init: Literal["imagenet", "random"] = "random"
     data: Literal["d1", "d2", "d2/2", "d1/10", "full"] = "d2"
     seed: int = 0  # training seed; several seeds give a spread
@@ -214,12 +214,15 @@ class Scenario(Strict):
 
 
 def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-after", "tagged-union")))
+    """The most specific error (deepest field path), with union-branch names dropped from the path."""
+    errors = sorted(err.errors(), key=lambda e: -len(e["loc"]))
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"]
+                   if not (str(p)[:1].isupper() or "[" in str(p) or str(p).startswith("function-")))
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check spelling; `medaudit schema` lists the allowed keys)"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{path}: field `{loc or '(top level)'}`: {msg}{more}"
 
 

@@ -1,0 +1,126 @@
+"""Data loading on the real chest X-rays: canonical space, splits, CSV/PNG and DICOM sources."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medaudit.data import load_data, make_splits, to_canonical
+from medaudit.errors import AuditInputError
+from medaudit.scenario import DataSection
+from tests.conftest import SHARED_DATA
+
+
+def test_medmnist_npz_in_canonical_space(pneumonia_path):
+    data = load_data(pneumonia_path, DataSection(test_limit=100), image_size=16, channels=1, seed=0)
+    assert data.development.x.shape == (4708 + 524, 1, 16, 16) and data.development.x.dtype == np.float32
+    assert -1.0 <= data.development.x.min() < -0.9 and 0.9 < data.development.x.max() <= 1.0
+    assert len(data.test) == 100 and abs(data.test.y.mean() - 390 / 624) < 0.02  # stratified
+    assert not data.patient_level and "image-level" in data.notes[0]
+
+
+def test_splits_are_disjoint_nested_and_seeded(pneumonia_path):
+    data = load_data(pneumonia_path, DataSection(), image_size=8, channels=1, seed=3)
+    s = data.splits
+    assert not set(s["d1"]) & set(s["d2"]) and len(s["d1"]) + len(s["d2"]) == len(data.development)
+    assert set(s["d1/10"]) <= set(s["d1"]) and len(s["d1/10"]) == len(s["d1"]) // 10
+    assert set(s["d2/2"]) <= set(s["d2"]) and len(s["d2/2"]) == len(s["d2"]) // 2
+    again = load_data(pneumonia_path, DataSection(), image_size=8, channels=1, seed=3)
+    assert again.split_ids_sha256 == data.split_ids_sha256
+    other = load_data(pneumonia_path, DataSection(), image_size=8, channels=1, seed=4)
+    assert other.split_ids_sha256 != data.split_ids_sha256
+
+
+def test_patient_level_splits_keep_patients_together():
+    groups = np.repeat(np.arange(50).astype(str), 3)
+    splits = make_splits(groups, seed=0)
+    assert not set(groups[splits["d1"]]) & set(groups[splits["d2"]])
+    assert len(splits["d1"]) % 3 == 0 and len(splits["full"]) == 150
+
+
+def test_to_canonical_maps_grey_levels_and_resizes():
+    x = to_canonical(np.array([[[0, 255], [255, 0]]], dtype=np.uint8), 2)
+    np.testing.assert_array_equal(x[0, 0], [[-1, 1], [1, -1]])
+    assert to_canonical(np.zeros((2, 28, 28, 3), np.uint8), 16).shape == (2, 3, 16, 16)
+    with pytest.raises(AuditInputError, match="uint8"):
+        to_canonical(np.zeros((2, 8, 8), np.float32), 8)
+
+
+def test_retina_grades_binarised_to_referable_dr():
+    path = SHARED_DATA / "retinamnist.npz"
+    data = load_data(path, DataSection(positive_labels=(2, 3, 4)), image_size=16, channels=3, seed=0)
+    assert data.development.y.sum() == 466 + 54 and data.test.y.sum() == 180
+    with pytest.raises(AuditInputError, match="needs `data.positive_labels`"):
+        load_data(path, DataSection(), image_size=16, channels=3, seed=0)
+    with pytest.raises(AuditInputError, match="colour images, but the target takes 1 channel"):
+        load_data(path, DataSection(positive_labels=(2,)), image_size=16, channels=1, seed=0)
+
+
+def test_one_class_test_split_is_refused(pneumonia_path):
+    with pytest.raises(AuditInputError, match="test split has one class only"):
+        load_data(pneumonia_path, DataSection(positive_labels=(7,)), image_size=8, channels=1, seed=0)
+
+
+def _write_folder(tmp_path, pneumonia_path, *, dicom: bool):
+    with np.load(pneumonia_path) as npz:
+        images = np.concatenate([npz["train_images"][:24], npz["test_images"][:8]])
+        labels = np.concatenate([npz["train_labels"][:24, 0], npz["test_labels"][:8, 0]])
+    rows = []
+    for i, (im, label) in enumerate(zip(images, labels)):
+        name = f"img{i}.{'dcm' if dicom else 'png'}"
+        if dicom:
+            _write_dicom(tmp_path / name, im)
+        else:
+            Image.fromarray(im).save(tmp_path / name)
+        rows.append({"path": name, "label": int(label), "patient": f"p{i // 2}",
+                     "split": "test" if i >= 24 else "train"})
+    csv_path = tmp_path / "data.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return csv_path, images
+
+
+def _write_dicom(path, pixels):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()  # 12-bit values, as scanners store them
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+@pytest.mark.parametrize("dicom", [False, True], ids=["png", "dicom"])
+def test_csv_folder_with_patient_column(tmp_path, pneumonia_path, dicom):
+    csv_path, images = _write_folder(tmp_path, pneumonia_path, dicom=dicom)
+    data = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
+    assert data.patient_level and len(data.development) == 24 and len(data.test) == 8
+    groups = data.development.groups
+    assert not set(groups[data.splits["d1"]]) & set(groups[data.splits["d2"]])
+    if not dicom:  # PNG round trip is exact
+        np.testing.assert_allclose(data.development.x[0, 0], images[0] / 127.5 - 1, atol=1e-6)
+    else:  # DICOM is windowed to its own full range
+        x = data.development.x[0, 0]
+        assert x.min() == -1.0 and x.max() == 1.0
+        assert np.corrcoef(x.ravel(), images[0].ravel())[0, 1] > 0.999
+
+
+def test_csv_errors_name_the_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("file,label\na.png,1\n")
+    with pytest.raises(AuditInputError, match="CSV needs a `path` column"):
+        load_data(path, DataSection(), image_size=8, channels=1, seed=0)
+    with pytest.raises(AuditInputError, match="data file not found"):
+        load_data(tmp_path / "nope.npz", DataSection(), image_size=8, channels=1, seed=0)

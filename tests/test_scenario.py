@@ -1,0 +1,73 @@
+"""Scenario files: the shipped ones are valid, and every kind of mistake is one clear line."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medaudit.cli import app
+from medaudit.errors import AuditInputError
+from medaudit.scenario import PGD, load_scenario
+
+SHIPPED = sorted(p.name for p in resources.files("medaudit.scenarios").iterdir() if p.name.endswith(".yaml"))
+
+
+def test_paper_experiments_ship_as_package_data():
+    assert {"perturbation_degree.yaml", "pretraining.yaml", "data_disparity.yaml", "small_data.yaml"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenarios_are_valid(name):
+    scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / name)))
+    assert scenario.capabilities.queries_to_target == 0 and scenario.surrogate_rows()
+
+
+def test_data_disparity_grid_expands_to_six_rows():
+    scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml")))
+    rows = scenario.surrogate_rows()
+    assert [(r.arch, r.data) for r in rows] == [("same", "d1"), ("same", "d2"), ("same", "d2/2"),
+                                                ("different", "d1"), ("different", "d2"), ("different", "d2/2")]
+    pgd = next(a for a in scenario.attacks if isinstance(a, PGD))
+    assert (pgd.step_pm1, pgd.iterations) == (0.01, 20)
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("name: x\nattacks:\n  - name: pgd\n    stepsize: 0.1\n", r"field `attacks.0.pgd.stepsize`: unknown key"),
+    ("name: x\nepsilons_pm1: [0.02, 3]\n", r"field `epsilons_pm1`: .*\(0, 1\]"),
+    ("name: x\nsurrogates:\n  init: [imagenet, pretrained]\n", r"field `surrogates.*init.1`"),
+    ("name: x\ncapabilities: {queries_to_target: 100}\n", r"field `capabilities.queries_to_target`"),
+    ("name: x\nattacks:\n  - name: cw\n", r"field `attacks.0`"),
+    ("name: x\ngoal: targeted\n", r"field `goal`"),
+    ("name: x\nbogus: 1\n", r"field `bogus`: unknown key"),
+    ("name: x\nattacks: [\n", r"line \d+, column \d+: YAML syntax error"),
+    ("- just\n- a list\n", r"a scenario is a YAML mapping"),
+    ("description: no name\n", r"field `name`: Field required"),
+])
+def test_bad_scenarios_name_file_and_field(tmp_path, text, pattern):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(AuditInputError, match=pattern) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_validate_command_exit_codes(tmp_path):
+    good = str(resources.files("medaudit.scenarios") / "pretraining.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nepsilons_pm1: []\n")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", good])
+    assert ok.exit_code == 0 and "valid scenario 'pretraining'" in ok.output
+    failed = runner.invoke(app, ["validate", good, str(bad)])
+    assert failed.exit_code == 2 and "epsilons_pm1" in failed.output and "Traceback" not in failed.output
+
+
+def test_schema_command_prints_json_schema():
+    import json
+
+    result = CliRunner().invoke(app, ["schema"])
+    schema = json.loads(result.output)
+    assert result.exit_code == 0 and "epsilons_pm1" in schema["properties"]
