@@ -1,0 +1,191 @@
+"""medaudit's command line (thin): each command reads inputs, calls one stage, prints, exits.
+
+Exit codes: 0 success / gate passed, 1 gate failed (or inconclusive), 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medaudit.errors import AuditInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Audit a deployed medical-image classifier for black-box adversarial transferability.")
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+DEBUG = {"on": False}
+
+
+def default_cache() -> Path:
+    import os
+
+    return Path(os.environ.get("MEDAUDIT_CACHE", Path.home() / ".cache" / "medaudit"))
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors.")] = False) -> None:
+    DEBUG["on"] = debug
+
+
+def fail_input(exc: AuditInputError) -> None:
+    if DEBUG["on"]:
+        raise exc
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML files.")]) -> None:
+    """Check scenario files against the schema; exit 2 on the first invalid one."""
+    from medaudit.scenario import load_scenario
+
+    try:
+        for f in files:
+            scenario = load_scenario(f)
+            out.print(f"{f}: valid scenario {scenario.name!r}: {len(scenario.surrogate_rows())} surrogate row(s), "
+                      f"{len(scenario.attacks)} attack(s), {len(scenario.epsilons_pm1)} epsilon(s)", highlight=False)
+    except AuditInputError as exc:
+        fail_input(exc)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the scenario format (for editors)."""
+    from medaudit.scenario import scenario_json_schema
+
+    print(json.dumps(scenario_json_schema(), indent=2))
+
+
+@app.command()
+def inspect(model: ExistingFile,
+            scenario: Annotated[Optional[Path], typer.Option(help="Scenario whose target.card applies.")] = None,
+            data: Annotated[Optional[str], typer.Option(help="Run the load checks on these images.")] = None) -> None:
+    """Show the target card (and where each field came from); with --data, run the input/output check."""
+    from medaudit.scenario import CardFields, load_scenario
+    from medaudit.target import load_target
+
+    try:
+        sc = load_scenario(scenario) if scenario else None
+        card = sc.target.card if sc else CardFields()
+        target = load_target(model, card, task=sc.data.task if sc else None)
+        table = Table(title=f"{model.name}  sha256 {target.sha256[:16]}…")
+        table.add_column("card field")
+        table.add_column("value")
+        table.add_column("source")
+        for key, value in target.card.model_dump(exclude={"sources"}).items():
+            table.add_row(key, str(value), target.card.sources.get(key, "—" if value is None else "derived"))
+        out.print(table)
+        if data or (sc and sc.data.source):
+            from medaudit.engine import prepare
+
+            _, audit_data = prepare(sc or _bare_scenario(), model, data)
+            out.print(f"check on {target.check_report or 'audit images'}: passed; "
+                      f"test images {len(audit_data.test)}, development {len(audit_data.development)}")
+    except AuditInputError as exc:
+        fail_input(exc)
+
+
+def _bare_scenario():
+    from medaudit.scenario import Scenario
+
+    return Scenario(name="inspect")
+
+
+@app.command()
+def run(target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ONNX or TorchScript model.")],
+        scenario: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Threat-model YAML.")],
+        data: Annotated[Optional[str], typer.Option(help="Data source (overrides the scenario's data.source).")] = None,
+        out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder.")] = None,
+        cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Surrogate cache folder.")] = None,
+        resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+        device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when torch sees one).")] = None,
+        batch_size: Annotated[int, typer.Option(min=1, help="Attack batch size.")] = 64,
+        no_report: Annotated[bool, typer.Option(help="Skip the PDF (results.json, junit.xml still written).")] = False) -> None:
+    """Run the audit the scenario describes against the target; write results, report and gate files."""
+    from rich.progress import Progress
+
+    from medaudit.engine import run_audit
+    from medaudit.scenario import load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        out_dir = out_dir or Path("medaudit-out") / sc.name
+        if device not in (None, "cpu", "cuda"):
+            raise AuditInputError(f"--device {device!r}: use cpu or cuda")
+        command = "medaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        with Progress(console=err, transient=True) as progress:
+            results = run_audit(sc, scenario_path=scenario, target_path=target, data_source=data, out_dir=out_dir,
+                                cache_dir=cache_dir or default_cache(), resume=resume, device=device,
+                                batch_size=batch_size, command=command, progress=progress,
+                                log=lambda m: err.print(m, highlight=False))
+        code = finish(results, out_dir, render=not no_report)
+    except AuditInputError as exc:
+        fail_input(exc)
+        return
+    raise typer.Exit(code)
+
+
+def finish(results, out_dir: Path, *, render: bool = True) -> int:
+    """Judge the gate, write results, junit, summary and report; print the verdict; return the exit code."""
+    from medaudit import gate
+    from medaudit.results import write_results
+
+    results.gate, results.verdict, results.worst_case = gate.evaluate_gate(results)
+    results_path = out_dir / "results.json"
+    write_results(results, results_path)
+    gate.write_junit(results, out_dir / "junit.xml")
+    (out_dir / "summary.md").write_text(gate.markdown_summary(results), encoding="utf-8")
+    if render:
+        from medaudit.report import write_report
+
+        _, pdf = write_report(results, out_dir, results_path=results_path)
+        out.print(f"report: {pdf}", highlight=False)
+    out.print(f"results: {results_path}", highlight=False)
+    out.print(f"verdict: {results.verdict}", highlight=False)
+    return gate.exit_code(results.verdict)
+
+
+@app.command()
+def report(results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="results.json of a run.")],
+           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside the results).")] = None) -> None:
+    """Re-render report, junit.xml and summary from a results.json without recomputing; exit with the gate."""
+    from medaudit.results import read_results
+
+    try:
+        results = read_results(results_file)
+        if results.status != "complete":
+            raise AuditInputError(f"{results_file}: the run did not finish; continue it with `medaudit run ... --resume`")
+        code = finish(results, out_dir or results_file.parent)
+    except AuditInputError as exc:
+        fail_input(exc)
+        return
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("medaudit-demo"),
+         cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder.")] = None) -> None:
+    """Audit a small fundus classifier on the bundled RetinaMNIST photographs, end to end."""
+    from medaudit.demo.run import run_demo
+
+    try:
+        code = run_demo(out_dir, cache_dir or default_cache(), log=lambda m: err.print(m, highlight=False))
+    except AuditInputError as exc:
+        fail_input(exc)
+        return
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

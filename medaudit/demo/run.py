@@ -1,0 +1,74 @@
+"""The bundled demo: a fundus classifier (referable diabetic retinopathy) audited end to end.
+
+It trains a small EfficientNet-Lite0 target on d1 of the shipped RetinaMNIST photographs (as a
+vendor would), exports it to ONNX with its card in the metadata (a deployed model), then audits it
+with `scenarios/demo_retina.yaml`. Both the target and the surrogates are cached.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from medaudit.data import load_data
+from medaudit.export import export_onnx
+from medaudit.scenario import Scenario, load_scenario
+from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, train_surrogate
+
+DEMO_SCENARIO = "demo_retina.yaml"
+
+
+class _UnitRange(torch.nn.Module):
+    """Deployed models usually take [0, 1] images; this wrapper gives the demo target that contract."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * 2 - 1)
+
+
+def build_target(scenario: Scenario, data_path: Path, *, arch: str, init: str, out_path: Path, cache_dir: Path,
+                 name: str | None = None, class_names: tuple[str, str] = ("negative", "positive"), log=print) -> Path:
+    """Train a target on the scenario's `target.trained_on` split and export it as an ONNX file with card."""
+    size = scenario.data.image_size
+    data = load_data(data_path, scenario.data, image_size=size, channels=3, seed=scenario.seed)
+    channels = int(data.development.x.shape[1])
+    spec = SurrogateSpec(arch=arch, init=init, split=scenario.target.trained_on, seed=1000 + scenario.seed,
+                         training=scenario.training.model_dump(mode="json"), task=data.task, n_logits=2,
+                         in_channels=channels, image_size=size,
+                         data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version())
+    record = train_surrogate(spec, data.split(spec.split), cache_dir / "targets", device="cpu")
+    log(f"target {arch}/{init} on {spec.split}: {'cached' if record.from_cache else 'trained'}, "
+        f"validation AUC {record.val_auc:.3f}")
+    model = load_surrogate(record, spec, "cpu")
+    card = {"name": name or f"{arch} ({init}) trained on {spec.split}", "architecture": arch, "init": init,
+            "value_range": [0, 1], "task": "binary", "class_names": list(class_names), "positive_index": 1}
+    return export_onnx(_UnitRange(model), out_path, card=card, channels=channels, image_size=size)
+
+
+def run_demo(out_dir: Path, cache_dir: Path, log=print) -> int:
+    """Build the demo target, run the demo scenario, write the report; return the gate's exit code."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from medaudit.cli import finish
+    from medaudit.demo.data import demo_data_path
+    from medaudit.engine import run_audit
+
+    scenario_path = Path(str(resources.files("medaudit.scenarios") / DEMO_SCENARIO))
+    scenario = load_scenario(scenario_path)
+    data_path = demo_data_path()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target_path = build_target(scenario, data_path, arch="efficientnet_lite0", init="imagenet",
+                               out_path=out_dir / "demo_target.onnx", cache_dir=cache_dir,
+                               name="demo fundus classifier (EfficientNet-Lite0, ImageNet init, d1)",
+                               class_names=("no referable DR", "referable DR"), log=log)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        results = run_audit(scenario, scenario_path=scenario_path, target_path=target_path, data_source=str(data_path),
+                            out_dir=out_dir, cache_dir=cache_dir, command="medaudit demo",
+                            progress=progress, log=log)
+    return finish(results, out_dir)
