@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from medaudit import zoo
-from medaudit.attacks import (AttackParams, art_classifier, attack_id, control_noise, deliver_uint8, run_attack)
+from medaudit.attacks import AttackParams, art_classifier, attack_id, control_noise, deliver_uint8, run_attack
 from medaudit.data import AuditData, load_data
 from medaudit.errors import AuditInputError, look_up_option
 from medaudit.metrics import (bootstrap_paired_auc, flips, mean_ssim, per_class_auc, sensitivity_at_threshold,
@@ -117,15 +117,13 @@ def _auc_labels(y: np.ndarray, task: str, k: int) -> np.ndarray:
 
 def run_cell(spec: CellSpec, *, row: SurrogateRow, classifier, model, scenario: Scenario, target: Target,
              data: AuditData, clean_scores: np.ndarray, surrogate_clean_auc: float, k: int, device: str,
-             batch_size: int) -> tuple[CellRecord, dict]:
+             batch_size: int, adv_cache: Path | None = None) -> tuple[CellRecord, dict]:
     """Attack the surrogate, transfer to the target, measure; returns the record and per-image arrays."""
     started = time.perf_counter()
     task, test = data.task, data.test
     multilabel = task == "multilabel"
-    perturbed = run_attack(spec.attack, classifier, test.x, test.y, epsilon_pm1=spec.epsilon_pm1,
-                           n_logits=n_logits(task, k), multilabel=multilabel, batch_size=batch_size,
-                           seed=scenario.seed)
-    x_adv = perturbed.x_adv
+    x_adv = craft(spec, classifier, test.x, test.y, n_logits=n_logits(task, k), multilabel=multilabel,
+                  batch_size=batch_size, seed=scenario.seed, adv_cache=adv_cache)
     x_ctrl = control_noise(test.x, x_adv, seed=scenario.seed)
     if scenario.delivery == "uint8":
         x_adv, x_ctrl = deliver_uint8(x_adv), deliver_uint8(x_ctrl)
@@ -165,6 +163,26 @@ def run_cell(spec: CellSpec, *, row: SurrogateRow, classifier, model, scenario: 
     arrays = {"adversarial_scores": adv_scores, "control_scores": ctrl_scores,
               "example_adversarial": x_adv[example_indices(test.y)]}
     return record, arrays
+
+
+def craft(spec: CellSpec, classifier, x: np.ndarray, y: np.ndarray, *, n_logits: int, multilabel: bool,
+          batch_size: int, seed: int, adv_cache: Path | None) -> np.ndarray:
+    """Adversarial images for one cell. They depend on the surrogate, attack, epsilon and test images but
+    not on the target, so audits of several targets share them through `adv_cache`."""
+    path = None
+    if adv_cache is not None:
+        digest = hashlib.sha256(f"{spec.id}|{seed}|{x.shape}".encode() + x.tobytes() + y.tobytes()).hexdigest()
+        path = adv_cache / f"{digest}.npy"
+        if path.is_file():
+            return np.load(path)
+    x_adv = run_attack(spec.attack, classifier, x, y, epsilon_pm1=spec.epsilon_pm1, n_logits=n_logits,
+                       multilabel=multilabel, batch_size=batch_size, seed=seed).x_adv
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npy")
+        np.save(tmp, x_adv)
+        os.replace(tmp, path)
+    return x_adv
 
 
 def example_indices(y: np.ndarray) -> np.ndarray:
@@ -273,7 +291,7 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
                 record, arrays = run_cell(cell, row=row, classifier=classifier, model=model, scenario=scenario,
                                           target=target, data=data, clean_scores=clean_scores,
                                           surrogate_clean_auc=surrogate_auc, k=k, device=device,
-                                          batch_size=batch_size)
+                                          batch_size=batch_size, adv_cache=cache_dir / "adversarial")
                 np.savez_compressed(per_image_dir / f"{_safe_name(cell.id)}.npz", **arrays)
                 _store_cell(cache_dir, key, record, arrays)
                 results.cells.append(record)

@@ -1,0 +1,144 @@
+"""Speed measurements for the engine issue (not tests): run `python benchmarks/run_benchmarks.py [part ...]`.
+
+Parts: `attack` (ART PGD vs a hand-written torch loop of the same steps), `target` (onnxruntime vs eager
+torch), `audit` (data_disparity.yaml on PneumoniaMNIST at 64x64, cold cache then warm cache).
+Prints one JSON line per measurement and writes benchmarks/results-<part>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medaudit import zoo
+from medaudit.attacks import art_classifier, run_attack
+from medaudit.data import to_canonical
+from medaudit.scenario import PGD
+
+HERE = Path(__file__).resolve().parent
+PNEUMONIA = HERE.parents[1] / "shared" / "data" / "pneumoniamnist.npz"
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _images(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(PNEUMONIA) as npz:
+        return to_canonical(npz["test_images"][:n], size), npz["test_labels"][:n, 0].astype(np.int64)
+
+
+def _model(size: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = zoo.build("efficientnet_lite0", init="imagenet", num_outputs=2, in_channels=1, image_size=size)
+    return model.eval().to(DEVICE).to(memory_format=torch.channels_last)
+
+
+def _hand_pgd(model, x: np.ndarray, y: np.ndarray, eps: float, step: float, iters: int, batch: int) -> np.ndarray:
+    """The same L-inf PGD (no random start, sign steps, projection, clip) written directly in torch."""
+    out = []
+    for s in range(0, len(x), batch):
+        x0 = torch.from_numpy(x[s:s + batch]).to(DEVICE)
+        yb = torch.from_numpy(y[s:s + batch]).to(DEVICE)
+        adv = x0.clone()
+        for _ in range(iters):
+            adv.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model(adv.contiguous(memory_format=torch.channels_last)), yb)
+            grad, = torch.autograd.grad(loss, adv)
+            adv = (adv.detach() + step * grad.sign()).clamp(x0 - eps, x0 + eps).clamp(-1, 1)
+        out.append(adv.cpu().numpy())
+    return np.concatenate(out)
+
+
+def bench_attack(n: int = 128, size: int = 64, iters: int = 20) -> dict:
+    x, y = _images(n, size)
+    model = _model(size)
+    classifier = art_classifier(model, n_logits=2, input_shape=x.shape[1:], multilabel=False, device=DEVICE)
+    attack = PGD(name="pgd", step_pm1=0.01, iterations=iters)
+    run_attack(attack, classifier, x[:16], y[:16], epsilon_pm1=0.02, n_logits=2, multilabel=False)  # warm-up
+    timings = {"art": [], "hand": []}
+    for _ in range(3):
+        t = time.perf_counter()
+        art_adv = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False).x_adv
+        timings["art"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        hand_adv = _hand_pgd(model, x, y, 0.02, 0.01, iters, 64)
+        timings["hand"].append(time.perf_counter() - t)
+    art_s, hand_s = float(np.median(timings["art"])), float(np.median(timings["hand"]))
+    return {"part": "attack", "device": DEVICE, "images": n, "size": size, "iterations": iters,
+            "art_img_per_s": n / art_s, "hand_img_per_s": n / hand_s, "art_over_hand_time": art_s / hand_s,
+            "max_abs_diff_art_vs_hand": float(np.max(np.abs(art_adv - hand_adv)))}
+
+
+def bench_target(n: int = 512) -> dict:
+    from medaudit.export import export_onnx
+    from medaudit.target import load_target
+
+    rows = []
+    for size in (64, 224):
+        x, _ = _images(n if size == 64 else 128, size)
+        model = _model(size).cpu()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(model, Path(tmp) / "t.onnx", card={"value_range": [-1, 1], "task": "binary"},
+                               channels=1, image_size=size)
+            target = load_target(path)
+            target.scores(x[:8])
+            t = time.perf_counter()
+            onnx_scores = target.scores(x, batch_size=64)
+            ort_s = time.perf_counter() - t
+        with torch.inference_mode():
+            model(torch.from_numpy(x[:8]).contiguous(memory_format=torch.channels_last))
+            t = time.perf_counter()
+            eager = torch.cat([torch.softmax(model(torch.from_numpy(x[s:s + 64]).contiguous(
+                memory_format=torch.channels_last)), 1) for s in range(0, len(x), 64)])
+            eager_s = time.perf_counter() - t
+        rows.append({"part": "target", "size": size, "images": len(x), "onnxruntime_img_per_s": len(x) / ort_s,
+                     "eager_torch_img_per_s": len(x) / eager_s, "ort_speedup": eager_s / ort_s,
+                     "max_score_diff": float(np.max(np.abs(onnx_scores - eager[:, 1].double().numpy())))})
+    return {"part": "target", "rows": rows}
+
+
+def bench_audit() -> dict:
+    from medaudit.demo.run import build_target
+    from medaudit.engine import run_audit
+    from medaudit.scenario import load_scenario
+
+    scenario_path = Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml"))
+    scenario = load_scenario(scenario_path)
+    work = Path(tempfile.mkdtemp(prefix="medaudit-bench-"))
+    target_scenario = scenario.model_copy(update={"data": scenario.data.model_copy(update={"image_size": 64})})
+    t = time.perf_counter()
+    target = build_target(target_scenario, PNEUMONIA, arch="efficientnet_lite0", init="random",
+                          out_path=work / "target.onnx", cache_dir=work / "target-cache",
+                          class_names=("normal", "pneumonia"))
+    target_s = time.perf_counter() - t
+    runs = {}
+    for label in ("cold", "warm"):
+        t = time.perf_counter()
+        results = run_audit(scenario, scenario_path=scenario_path, target_path=target, data_source=str(PNEUMONIA),
+                            out_dir=work / f"out-{label}", cache_dir=work / "cache")
+        runs[label] = time.perf_counter() - t
+    summary = {"part": "audit", "device": DEVICE, "target_training_s": target_s, "cold_s": runs["cold"],
+               "warm_s": runs["warm"], "warm_speedup": runs["cold"] / runs["warm"], "cells": len(results.cells),
+               "surrogates": [(s.id, round(s.test_auc, 3), round(s.train_seconds, 1)) for s in results.surrogates],
+               "timings_cold_breakdown": results.timings, "target_clean_auc": results.target["clean_auc"]}
+    shutil.rmtree(work)
+    return summary
+
+
+def main(parts: list[str]) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    benches = {"attack": bench_attack, "target": bench_target, "audit": bench_audit}
+    for part in parts or list(benches):
+        result = benches[part]()
+        print(json.dumps(result), flush=True)
+        (HERE / f"results-{part}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
