@@ -145,7 +145,7 @@ def finish(results, out_dir: Path, *, render: bool = True) -> int:
     results_path = out_dir / "results.json"
     write_results(results, results_path)
     gate.write_junit(results, out_dir / "junit.xml")
-    (out_dir / "summary.md").write_text(gate.markdown_summary(results), encoding="utf-8")
+    gate.write_markdown(results, out_dir / "summary.md")
     if render:
         from medaudit.report import write_report
 

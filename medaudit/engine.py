@@ -171,7 +171,8 @@ def craft(spec: CellSpec, classifier, x: np.ndarray, y: np.ndarray, *, n_logits:
     not on the target, so audits of several targets share them through `adv_cache`."""
     path = None
     if adv_cache is not None:
-        digest = hashlib.sha256(f"{spec.id}|{seed}|{x.shape}".encode() + x.tobytes() + y.tobytes()).hexdigest()
+        key = f"{spec.id}|{seed}|{x.shape}|{_measurement_code_version()}"
+        digest = hashlib.sha256(key.encode() + x.tobytes() + y.tobytes()).hexdigest()
         path = adv_cache / f"{digest}.npy"
         if path.is_file():
             return np.load(path)
@@ -315,8 +316,18 @@ def cell_cache_key(cell: CellSpec, target: Target, data: AuditData, scenario: Sc
     """Content hash of everything a cell's numbers depend on: a re-run with the same inputs reuses them."""
     parts = [cell.id, target.sha256, data.source_sha256, data.split_ids_sha256, data.test_selection,
              scenario.delivery, scenario.bootstrap.model_dump_json(), str(scenario.seed), str(scenario.gate.specificity),
-             version]
+             version, _measurement_code_version()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _measurement_code_version() -> str:
+    """Hash of the code that turns a surrogate into a cell's numbers: changing it invalidates cached cells."""
+    from medaudit import attacks, metrics, target
+
+    h = hashlib.sha256()
+    for module in (attacks, metrics, target, sys.modules[__name__]):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _cached_cell(cache_dir: Path, key: str) -> tuple[CellRecord, dict] | None:

@@ -39,6 +39,7 @@ class CardFields(Strict):
     """The target card: the input/output contract of the deployed model (see target.py)."""
 
     name: str | None = None
+    intended_use: str | None = None  # as the manufacturer states it; quoted in the report
     architecture: str | None = None  # needed to resolve a surrogate `arch: same`
     init: Literal["imagenet", "random"] | None = None  # how the target was initialised, if known
     input_size: tuple[int, int] | None = None  # (height, width) in pixels

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from medaudit import zoo
 from medaudit.data import Images
+from medaudit.errors import AuditInputError
 from medaudit.metrics import auc
 from medaudit.scenario import TrainingSection
 
@@ -210,9 +211,10 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
 
 
 def _safe_auc(y: np.ndarray, scores: np.ndarray, task: str) -> float:
-    """Validation AUC; a one-class validation set gives 0.5 so training still proceeds (and is logged)."""
-    y_eval = np.eye(scores.shape[1])[y] if task == "multiclass" else y
-    if y_eval.ndim == 1 and len(np.unique(y_eval)) < 2:
-        return 0.5
+    """Validation AUC (the early-stopping criterion); a validation set with one class cannot rank."""
+    y_eval = np.eye(scores.shape[1], dtype=np.int64)[y] if task == "multiclass" else y
     value = auc(y_eval, scores)
-    return 0.5 if math.isnan(value) else value
+    if math.isnan(value):
+        raise AuditInputError(f"surrogate validation images ({len(y)}) hold one class only; raise "
+                              "`training.val_fraction` or use a larger development split")
+    return value
