@@ -33,13 +33,21 @@ class Perturbed:
     max_abs_delta: float  # largest |x_adv - x| reached, in [-1, 1] units (<= epsilon)
 
 
+class MultiLabelBCE(torch.nn.Module):
+    """Binary cross-entropy over 0/1 label vectors. Not a `BCEWithLogitsLoss` on purpose: ART reduces
+    the labels of that loss to class indices, which is right for one sigmoid output, wrong for several."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+
+
 def art_classifier(model: torch.nn.Module, *, n_logits: int, input_shape: tuple[int, int, int], multilabel: bool,
                    device: str):
     """Wrap a surrogate (logits out) for ART; its parameters are frozen so ART skips weight gradients."""
     from art.estimators.classification import PyTorchClassifier
 
     model = model.eval().requires_grad_(False)
-    loss = torch.nn.BCEWithLogitsLoss() if multilabel else torch.nn.CrossEntropyLoss()
+    loss = MultiLabelBCE() if multilabel else torch.nn.CrossEntropyLoss()
     return PyTorchClassifier(model=model, loss=loss, input_shape=input_shape, nb_classes=n_logits,
                              clip_values=(-1.0, 1.0), device_type="gpu" if device == "cuda" else "cpu")
 

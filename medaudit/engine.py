@@ -218,6 +218,11 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
     t0 = time.perf_counter()
     device = device or default_device()
     target, data = prepare(scenario, target_path, data_source)
+    rows = scenario.surrogate_rows()
+    archs = [resolve_arch(row, target) for row in rows]  # every input is checked before anything is written
+    weights_dir = Path(scenario.weights_dir) if scenario.weights_dir else None
+    for row, arch in zip(rows, archs):
+        zoo.require_weights(arch, row.init, weights_dir)
     results_path = out_dir / "results.json"
     per_image_dir = out_dir / "per_image"
     per_image_dir.mkdir(parents=True, exist_ok=True)
@@ -251,10 +256,12 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
               "test_selection": data.test_selection, "notes": notes},
         environment=environment(device), started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
+    log(f"plan: {len(rows)} surrogate(s) x {len(scenario.attacks)} attack(s) x {len(scenario.epsilons_pm1)} epsilon(s) "
+        f"= {len(rows) * len(scenario.attacks) * len(scenario.epsilons_pm1)} cells on {len(test)} test images; "
+        f"target clean AUC {clean_auc:.3f}; device {device}")
     version = code_version()
     timings = {"load_seconds": time.perf_counter() - t0, "train_seconds": 0.0, "cells_seconds": 0.0}
-    for row in scenario.surrogate_rows():
-        arch = resolve_arch(row, target)
+    for row, arch in zip(rows, archs):
         split = data.split(row.data)
         spec = SurrogateSpec(arch=arch, init=row.init, split=row.data, seed=row.seed,
                              training=scenario.training.model_dump(mode="json"), task=data.task,
@@ -263,7 +270,7 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
                              data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=version)
         t_train = time.perf_counter()
         record = train_surrogate(spec, split, cache_dir / "surrogates", device=device, progress=progress,
-                                 weights_dir=Path(scenario.weights_dir) if scenario.weights_dir else None)
+                                 weights_dir=weights_dir)
         timings["train_seconds"] += time.perf_counter() - t_train
         model = load_surrogate(record, spec, device)
         surrogate_auc = auc(_auc_labels(test.y, data.task, k), predict_scores(model, test.x, data.task, device))

@@ -274,6 +274,12 @@ def imagenet_weights_available(name: str, weights_dir: Path | None = None) -> bo
     return weights_file(name, weights_dir) is not None
 
 
+def require_weights(name: str, init: str, weights_dir: Path | None = None) -> None:
+    """Raise the missing-weights error now, before an audit writes anything, if `init` cannot be built."""
+    if init == "imagenet" and not imagenet_weights_available(name, weights_dir):
+        raise _missing(name, _spec(name), weights_dir)
+
+
 def family(name: str) -> str:
     """The architecture's family: efficientnet, mobilenet, resnet, densenet, inception or tiny."""
     return _spec(name).family
