@@ -18,7 +18,7 @@ from PIL import Image
 
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from medaudit.target import sha256_file
+from medaudit.files import sha256_file
 
 SPLIT_NAMES = ("d1", "d2", "d2/2", "d1/10", "full")
 

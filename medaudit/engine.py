@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import platform
 import re
 import sys
@@ -27,11 +26,12 @@ from medaudit import zoo
 from medaudit.attacks import AttackParams, art_classifier, attack_id, control_noise, deliver_uint8, run_attack
 from medaudit.data import AuditData, load_data
 from medaudit.errors import AuditInputError, look_up_option
+from medaudit.files import atomic_write
 from medaudit.metrics import (bootstrap_paired_auc, flips, mean_ssim, per_class_auc, sensitivity_at_threshold,
                               threshold_at_specificity, auc)
 from medaudit.results import (AuditResults, CellRecord, EpsilonChoice, Example, IntervalRecord, SurrogateResult,
                               write_results, read_results)
-from medaudit.scenario import CardFields, Scenario, SurrogateRow
+from medaudit.scenario import Scenario, SurrogateRow
 from medaudit.surrogates import (SurrogateSpec, code_version, default_device, load_surrogate, predict_scores,
                                  train_surrogate)
 from medaudit.target import Target, load_target
@@ -179,10 +179,7 @@ def craft(spec: CellSpec, classifier, x: np.ndarray, y: np.ndarray, *, n_logits:
     x_adv = run_attack(spec.attack, classifier, x, y, epsilon_pm1=spec.epsilon_pm1, n_logits=n_logits,
                        multilabel=multilabel, batch_size=batch_size, seed=seed).x_adv
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npy")
-        np.save(tmp, x_adv)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.save(f, x_adv))
     return x_adv
 
 
@@ -349,13 +346,8 @@ def _cached_cell(cache_dir: Path, key: str) -> tuple[CellRecord, dict] | None:
 def _store_cell(cache_dir: Path, key: str, record: CellRecord, arrays: dict) -> None:
     """Arrays first, then the record, each atomically: a record on disk always has its arrays."""
     folder = cache_dir / "cells"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, folder / f"{key}.npz")
-    tmp = folder / f".{key}.tmp.json"
-    tmp.write_text(record.model_dump_json())
-    os.replace(tmp, folder / f"{key}.json")
+    atomic_write(folder / f"{key}.npz", lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(folder / f"{key}.json", record.model_dump_json())
 
 
 def _resumable(path: Path, scenario: Scenario, target: Target, data: AuditData) -> AuditResults | None:

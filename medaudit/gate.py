@@ -9,10 +9,10 @@ does not meet the criterion. Conditions are named by their rule, as in deepcheck
 from __future__ import annotations
 
 import math
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from medaudit.files import atomic_write
 from medaudit.results import AuditResults, CellRecord, GateRule, IntervalRecord
 
 NO_CRITERIA = ("No acceptance criteria were stated: the scenario's `gate` sets neither min_relative_auc nor "
@@ -219,17 +219,6 @@ def exit_code(verdict: str) -> int:
     return _EXIT[verdict]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def junit_xml(results: AuditResults) -> bytes:
     """One testcase per gate rule (name = rule id, classname = row id): FAIL/INCONCLUSIVE fail, ERROR errors."""
     rules, verdict, _ = gate_outcome(results)
@@ -260,7 +249,7 @@ def junit_xml(results: AuditResults) -> bytes:
 
 
 def write_junit(results: AuditResults, path: str | Path) -> None:
-    _atomic_write(Path(path), junit_xml(results))
+    atomic_write(Path(path), junit_xml(results))
 
 
 def _md(text: object) -> str:
@@ -293,4 +282,4 @@ def markdown_summary(results: AuditResults) -> str:
 
 
 def write_markdown(results: AuditResults, path: str | Path) -> None:
-    _atomic_write(Path(path), markdown_summary(results).encode("utf-8"))
+    atomic_write(Path(path), markdown_summary(results).encode("utf-8"))

@@ -7,13 +7,13 @@ without recomputing (as evidently's Snapshot save/load round trip).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from medaudit.errors import AuditInputError
+from medaudit.files import atomic_write
 
 SCHEMA_VERSION = "1.0"
 
@@ -149,11 +149,7 @@ class AuditResults(Record):
 
 def write_results(results: AuditResults, path: Path) -> None:
     """Write atomically: a temp file in the same folder, then rename over the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(results.model_dump_json(indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, results.model_dump_json(indent=1))
 
 
 def read_results(path: str | Path) -> AuditResults:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from medaudit import zoo
 from medaudit.data import Images
 from medaudit.errors import AuditInputError
+from medaudit.files import atomic_write
 from medaudit.metrics import auc
 from medaudit.scenario import TrainingSection
 
@@ -196,17 +196,12 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
                 break
     if progress:
         progress.update(task_id, completed=cfg.epochs)
-    weights_path = cache_dir / f"{spec.id}.pt"
-    tmp = weights_path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(best_state, tmp)
-    os.replace(tmp, weights_path)
+    weights_path = atomic_write(cache_dir / f"{spec.id}.pt", lambda f: torch.save(best_state, f))
     record = SurrogateRecord(id=spec.id, arch=spec.arch, init=spec.init, split=spec.split, seed=spec.seed,
                              weights_path=str(weights_path), val_auc=best_auc, epochs_run=epoch,
                              best_epoch=best_epoch, n_train=len(x_tr), n_val=len(x_val),
                              train_seconds=time.perf_counter() - started, device=device, from_cache=False)
-    tmp = record_path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(record), indent=1))
-    os.replace(tmp, record_path)
+    atomic_write(record_path, json.dumps(asdict(record), indent=1))
     return record
 
 

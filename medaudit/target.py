@@ -8,7 +8,6 @@ ONNX models run in onnxruntime (parsed, never unpickled); TorchScript through `t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import yaml
 
 from medaudit.errors import AuditInputError
+from medaudit.files import sha256_file
 from medaudit.scenario import CardFields
 
 CARD_METADATA_KEY = "medaudit.card"
@@ -34,14 +34,6 @@ class TargetCard(CardFields):
     @property
     def n_outputs(self) -> int:
         return len(self.class_names) if self.class_names else 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- canonical <-> target contract

@@ -7,15 +7,14 @@ model, protocol, results, perceptibility, limitations, annexes.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from importlib.resources import files
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
+from medaudit.files import atomic_write, sha256_file
 from medaudit.gate import threshold_text
 from medaudit.results import AuditResults, IntervalRecord
 from medaudit.report.context import build_context
@@ -73,30 +72,17 @@ def render_html(results: AuditResults, *, results_sha256: str | None = None) -> 
     return env.get_template("report.html.j2").render(**context)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_report(results: AuditResults, out_dir: str | Path, *, results_path: str | Path | None = None) -> tuple[Path, Path]:
     """Write `report.html` and `report.pdf` into out_dir; both are rendered before either file is replaced."""
     from weasyprint import HTML
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    digest = _sha256_file(Path(results_path)) if results_path is not None else None
+    digest = sha256_file(results_path) if results_path is not None else None
     html = render_html(results, results_sha256=digest)
     pdf = HTML(string=html, base_url=str(out_dir)).write_pdf()
     html_path, pdf_path = out_dir / "report.html", out_dir / "report.pdf"
-    for path, data in ((html_path, html.encode("utf-8")), (pdf_path, pdf)):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    atomic_write(html_path, html)
+    atomic_write(pdf_path, pdf)
     return html_path, pdf_path
 
