@@ -75,3 +75,12 @@ def test_run_refuses_missing_imagenet_weights_before_writing(tmp_path, pneumonia
                                  str(pneumonia_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "resnet18-f37072fd.pth not found in weights_dir" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_run_refuses_data_size_that_contradicts_the_model(tmp_path, pneumonia_path):
+    path = _target(tmp_path)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\ndata: {image_size: 32}\n")
+    result = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--data",
+                                 str(pneumonia_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "card `input_size` is (32, 32) (scenario) but the model input" in result.output
