@@ -7,6 +7,7 @@ only orders them, skips finished cells on resume and saves after every cell (ato
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import platform
@@ -324,6 +325,7 @@ def cell_cache_key(cell: CellSpec, target: Target, data: AuditData, scenario: Sc
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
+@functools.cache
 def _measurement_code_version() -> str:
     """Hash of the code that turns a surrogate into a cell's numbers: changing it invalidates cached cells."""
     from medaudit import attacks, metrics, target

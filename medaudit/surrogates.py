@@ -8,6 +8,7 @@ class-balanced sampling, augmentation, early stopping on validation AUC (Bortsov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -27,8 +28,10 @@ from medaudit.metrics import auc
 from medaudit.scenario import TrainingSection
 
 
+@functools.cache
 def code_version() -> str:
-    """Hash of the code that defines a trained surrogate: a change here invalidates the cache."""
+    """Hash of the code that defines a trained surrogate: a change here invalidates the cache. Taken
+    once per process, so editing the files during a run cannot split one run's cache keys."""
     h = hashlib.sha256()
     for module in (zoo, __import__(__name__, fromlist=["_"])):
         h.update(Path(module.__file__).read_bytes())
@@ -147,10 +150,10 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     record_path = cache_dir / f"{spec.id}.json"
-    if record_path.is_file():
-        record = SurrogateRecord(**{**json.loads(record_path.read_text()), "from_cache": True})
-        if Path(record.weights_path).is_file():
-            return record
+    weights_path = cache_dir / f"{spec.id}.pt"
+    if record_path.is_file() and weights_path.is_file():  # paths are relative to the cache: it can move
+        return SurrogateRecord(**{**json.loads(record_path.read_text()), "from_cache": True,
+                                  "weights_path": str(weights_path)})
     device = device or default_device()
     cfg = TrainingSection(**spec.training)
     torch.manual_seed(spec.seed)
@@ -196,7 +199,7 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
                 break
     if progress:
         progress.update(task_id, completed=cfg.epochs)
-    weights_path = atomic_write(cache_dir / f"{spec.id}.pt", lambda f: torch.save(best_state, f))
+    atomic_write(weights_path, lambda f: torch.save(best_state, f))
     record = SurrogateRecord(id=spec.id, arch=spec.arch, init=spec.init, split=spec.split, seed=spec.seed,
                              weights_path=str(weights_path), val_auc=best_auc, epochs_run=epoch,
                              best_epoch=best_epoch, n_train=len(x_tr), n_val=len(x_val),

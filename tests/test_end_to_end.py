@@ -117,3 +117,18 @@ def test_resume_refuses_a_changed_scenario(audit):
     args = [a if a != str(root / "scenario.yaml") else str(changed) for a in args]
     result = CliRunner().invoke(app, args + ["--resume", "--no-report"])
     assert result.exit_code == 2 and "cannot resume: the scenario changed" in result.output
+
+
+def test_cache_still_hits_after_it_is_moved(audit):
+    import shutil
+
+    root, args, first = audit
+    moved = root / "moved-cache"
+    shutil.copytree(root / "cache", moved)
+    shutil.rmtree(root / "cache")
+    args = [a if a != str(root / "cache") else str(moved) for a in args]
+    again = CliRunner().invoke(app, args[:args.index("--out") + 1] + [str(root / "out-moved")] +
+                               args[args.index("--out") + 2:] + ["--no-report"])
+    assert again.exit_code == first.exit_code, again.output
+    results = json.loads((root / "out-moved" / "results.json").read_text())
+    assert all(s["from_cache"] for s in results["surrogates"])
