@@ -14,7 +14,7 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -212,7 +212,10 @@ def _safe_name(cell_id: str) -> str:
 def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, data_source: str | None, out_dir: Path,
               cache_dir: Path, resume: bool = False, device: str | None = None, batch_size: int = 64,
               command: str = "", progress=None, log=print) -> AuditResults:
-    """Run the scenario's grid and write `results.json` after every cell; return the complete record."""
+    """Run the scenario's grid and write `results.json` after every cell; return the complete record.
+
+    Finished cells come from the content cache, so a re-run (or `resume`, which first checks that the
+    scenario, target and data are those of the interrupted run) computes nothing twice."""
     t0 = time.perf_counter()
     device = device or default_device()
     target, data = prepare(scenario, target_path, data_source)
@@ -222,85 +225,64 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
     for row, arch in zip(rows, archs):
         zoo.require_weights(arch, row.init, weights_dir)
     results_path = out_dir / "results.json"
+    if resume:
+        _check_resumable(results_path, scenario, target, data)
     per_image_dir = out_dir / "per_image"
     per_image_dir.mkdir(parents=True, exist_ok=True)
-    previous = _resumable(results_path, scenario, target, data) if resume else None
-    done = {c.id: c for c in previous.cells} if previous else {}
 
-    test = data.test
     if scenario.delivery == "uint8":
-        test = type(test)(deliver_uint8(test.x), test.y, test.groups)
-        data = AuditData(**{**data.__dict__, "test": test})
-    clean_scores = target.scores(test.x)
+        data = replace(data, test=replace(data.test, x=deliver_uint8(data.test.x)))
+    test = data.test
     k = len(target.card.class_names or ()) or 1
+    clean_scores = target.scores(test.x)
     clean_auc = auc(_auc_labels(test.y, data.task, k), clean_scores)
-    notes = list(data.notes)
-    if data.task == "binary" and clean_auc < 0.5:
-        notes.append(f"target clean AUC {clean_auc:.3f} < 0.5: check the card's positive_index and the labels")
     np.savez_compressed(per_image_dir / "clean.npz", scores=clean_scores, labels=test.y, groups=test.groups,
                         example_index=example_indices(test.y), example_original=test.x[example_indices(test.y)])
-
-    results = AuditResults(
-        status="running", scenario_path=str(scenario_path), scenario=scenario.model_dump(mode="json"),
-        scenario_sha256=scenario.content_hash(), command=command,
-        target={"path": str(target.path), "name": target.card.name or target.path.name, "sha256": target.sha256,
-                "card": target.card.model_dump(mode="json", exclude={"sources"}), "card_sources": target.card.sources,
-                "load_check": target.check_report, "device": target.device, "clean_auc": clean_auc},
-        data={"source": data.source, "sha256": data.source_sha256, "split_ids_sha256": data.split_ids_sha256,
-              "patient_level": data.patient_level, "task": data.task, "class_names": list(data.class_names),
-              "image_size": int(test.x.shape[-1]), "channels": int(test.x.shape[1]),
-              "split_sizes": {name: int(len(idx)) for name, idx in data.splits.items()},
-              "test_size": len(test), "test_positives": int(np.sum(test.y > 0)) if test.y.ndim == 1 else None,
-              "test_selection": data.test_selection, "notes": notes},
-        environment=environment(device), started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
+    results = _new_results(scenario, scenario_path, command, target, data, clean_auc, device)
     log(f"plan: {len(rows)} surrogate(s) x {len(scenario.attacks)} attack(s) x {len(scenario.epsilons_pm1)} epsilon(s) "
         f"= {len(rows) * len(scenario.attacks) * len(scenario.epsilons_pm1)} cells on {len(test)} test images; "
         f"target clean AUC {clean_auc:.3f}; device {device}")
+
     version = code_version()
     timings = {"load_seconds": time.perf_counter() - t0, "train_seconds": 0.0, "cells_seconds": 0.0}
     for row, arch in zip(rows, archs):
-        split = data.split(row.data)
         spec = SurrogateSpec(arch=arch, init=row.init, split=row.data, seed=row.seed,
                              training=scenario.training.model_dump(mode="json"), task=data.task,
                              n_logits=n_logits(data.task, k), in_channels=int(test.x.shape[1]),
                              image_size=int(test.x.shape[-1]),
                              data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=version)
         t_train = time.perf_counter()
-        record = train_surrogate(spec, split, cache_dir / "surrogates", device=device, progress=progress,
-                                 weights_dir=weights_dir)
+        trained = train_surrogate(spec, data.split(row.data), cache_dir / "surrogates", device=device,
+                                  progress=progress, weights_dir=weights_dir)
         timings["train_seconds"] += time.perf_counter() - t_train
-        model = load_surrogate(record, spec, device)
+        model = load_surrogate(trained, spec, device)
         surrogate_auc = auc(_auc_labels(test.y, data.task, k), predict_scores(model, test.x, data.task, device))
         results.surrogates.append(SurrogateResult(
-            id=record.id, row_id=row_id(row), arch=arch, family=zoo.family(arch), init=row.init, split=row.data,
-            seed=row.seed, n_train=record.n_train, n_val=record.n_val, val_auc=record.val_auc, test_auc=surrogate_auc,
-            epochs_run=record.epochs_run, best_epoch=record.best_epoch, train_seconds=record.train_seconds,
-            from_cache=record.from_cache, atlas=atlas_ids(row, scenario.target.trained_on)))
-        log(f"surrogate {record.id}: {'cached' if record.from_cache else f'trained in {record.train_seconds:.0f} s'}, "
+            id=trained.id, row_id=row_id(row), arch=arch, family=zoo.family(arch), init=row.init, split=row.data,
+            seed=row.seed, n_train=trained.n_train, n_val=trained.n_val, val_auc=trained.val_auc,
+            test_auc=surrogate_auc, epochs_run=trained.epochs_run, best_epoch=trained.best_epoch,
+            train_seconds=trained.train_seconds, from_cache=trained.from_cache,
+            atlas=atlas_ids(row, scenario.target.trained_on)))
+        log(f"surrogate {trained.id}: {'cached' if trained.from_cache else f'trained in {trained.train_seconds:.0f} s'}, "
             f"test AUC {surrogate_auc:.3f}")
         classifier = art_classifier(model, n_logits=spec.n_logits, input_shape=tuple(test.x.shape[1:]),
                                     multilabel=data.task == "multilabel", device=device)
-        cells = [CellSpec(record.id, attack, eps) for attack in scenario.attacks for eps in scenario.epsilons_pm1]
-        task_id = progress.add_task(f"attack {record.id}", total=len(cells)) if progress else None
+        cells = [CellSpec(trained.id, attack, eps) for attack in scenario.attacks for eps in scenario.epsilons_pm1]
+        task_id = progress.add_task(f"attack {trained.id}", total=len(cells)) if progress else None
         for cell in cells:
             t_cell = time.perf_counter()
             key = cell_cache_key(cell, target, data, scenario, version)
             cached = _cached_cell(cache_dir, key)
-            if cell.id in done and (per_image_dir / f"{_safe_name(cell.id)}.npz").is_file():
-                results.cells.append(done[cell.id])
-            elif cached is not None:
-                record, arrays = cached
-                np.savez_compressed(per_image_dir / f"{_safe_name(cell.id)}.npz", **arrays)
-                results.cells.append(record)
+            if cached is None:
+                cell_record, arrays = run_cell(cell, row=row, classifier=classifier, model=model, scenario=scenario,
+                                               target=target, data=data, clean_scores=clean_scores,
+                                               surrogate_clean_auc=surrogate_auc, k=k, device=device,
+                                               batch_size=batch_size, adv_cache=cache_dir / "adversarial")
+                _store_cell(cache_dir, key, cell_record, arrays)
             else:
-                record, arrays = run_cell(cell, row=row, classifier=classifier, model=model, scenario=scenario,
-                                          target=target, data=data, clean_scores=clean_scores,
-                                          surrogate_clean_auc=surrogate_auc, k=k, device=device,
-                                          batch_size=batch_size, adv_cache=cache_dir / "adversarial")
-                np.savez_compressed(per_image_dir / f"{_safe_name(cell.id)}.npz", **arrays)
-                _store_cell(cache_dir, key, record, arrays)
-                results.cells.append(record)
+                cell_record, arrays = cached
+            np.savez_compressed(per_image_dir / f"{_safe_name(cell.id)}.npz", **arrays)
+            results.cells.append(cell_record)
             results.target_queries = target.queries
             write_results(results, results_path)
             timings["cells_seconds"] += time.perf_counter() - t_cell
@@ -315,6 +297,28 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
     results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_results(results, results_path)
     return results
+
+
+def _new_results(scenario: Scenario, scenario_path: Path, command: str, target: Target, data: AuditData,
+                 clean_auc: float, device: str) -> AuditResults:
+    """The run's record before any cell: scenario, target card and checks, data provenance, environment."""
+    test = data.test
+    notes = list(data.notes)
+    if data.task == "binary" and clean_auc < 0.5:
+        notes.append(f"target clean AUC {clean_auc:.3f} < 0.5: check the card's positive_index and the labels")
+    return AuditResults(
+        status="running", scenario_path=str(scenario_path), scenario=scenario.model_dump(mode="json"),
+        scenario_sha256=scenario.content_hash(), command=command,
+        target={"path": str(target.path), "name": target.card.name or target.path.name, "sha256": target.sha256,
+                "card": target.card.model_dump(mode="json", exclude={"sources"}), "card_sources": target.card.sources,
+                "load_check": target.check_report, "device": target.device, "clean_auc": clean_auc},
+        data={"source": data.source, "sha256": data.source_sha256, "split_ids_sha256": data.split_ids_sha256,
+              "patient_level": data.patient_level, "task": data.task, "class_names": list(data.class_names),
+              "image_size": int(test.x.shape[-1]), "channels": int(test.x.shape[1]),
+              "split_sizes": {name: int(len(idx)) for name, idx in data.splits.items()},
+              "test_size": len(test), "test_positives": int(np.sum(test.y > 0)) if test.y.ndim == 1 else None,
+              "test_selection": data.test_selection, "notes": notes},
+        environment=environment(device), started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def cell_cache_key(cell: CellSpec, target: Target, data: AuditData, scenario: Scenario, version: str) -> str:
@@ -352,9 +356,10 @@ def _store_cell(cache_dir: Path, key: str, record: CellRecord, arrays: dict) -> 
     atomic_write(folder / f"{key}.json", record.model_dump_json())
 
 
-def _resumable(path: Path, scenario: Scenario, target: Target, data: AuditData) -> AuditResults | None:
+def _check_resumable(path: Path, scenario: Scenario, target: Target, data: AuditData) -> None:
+    """--resume continues the run in `path` only if the scenario, target and data are unchanged."""
     if not path.is_file():
-        return None
+        return
     previous = read_results(path)
     for what, old, new in (("scenario", previous.scenario_sha256, scenario.content_hash()),
                            ("target", previous.target["sha256"], target.sha256),
@@ -362,7 +367,6 @@ def _resumable(path: Path, scenario: Scenario, target: Target, data: AuditData) 
         if old != new:
             raise AuditInputError(f"{path}: cannot resume: the {what} changed since that run; use another --out "
                                   "or drop --resume to start over")
-    return previous
 
 
 def choose_epsilons(cells: list[CellRecord], scenario: Scenario) -> list[EpsilonChoice]:
