@@ -255,8 +255,17 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
         trained = train_surrogate(spec, data.split(row.data), cache_dir / "surrogates", device=device,
                                   progress=progress, weights_dir=weights_dir)
         timings["train_seconds"] += time.perf_counter() - t_train
-        model = load_surrogate(trained, spec, device)
-        surrogate_auc = auc(_auc_labels(test.y, data.task, k), predict_scores(model, test.x, data.task, device))
+        cells = [CellSpec(trained.id, attack, eps) for attack in scenario.attacks for eps in scenario.epsilons_pm1]
+        keys = [cell_cache_key(cell, target, data, scenario, version) for cell in cells]
+        cached = {key: _cached_cell(cache_dir, key) for key in keys}
+        model = classifier = None
+        if all(hit is not None for hit in cached.values()):  # a warm re-run never loads the surrogate
+            surrogate_auc = next(iter(cached.values()))[0].surrogate_auc_clean
+        else:
+            model = load_surrogate(trained, spec, device)
+            surrogate_auc = auc(_auc_labels(test.y, data.task, k), predict_scores(model, test.x, data.task, device))
+            classifier = art_classifier(model, n_logits=spec.n_logits, input_shape=tuple(test.x.shape[1:]),
+                                        multilabel=data.task == "multilabel", device=device)
         results.surrogates.append(SurrogateResult(
             id=trained.id, row_id=row_id(row), arch=arch, family=zoo.family(arch), init=row.init, split=row.data,
             seed=row.seed, n_train=trained.n_train, n_val=trained.n_val, val_auc=trained.val_auc,
@@ -265,22 +274,17 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
             atlas=atlas_ids(row, scenario.target.trained_on)))
         log(f"surrogate {trained.id}: {'cached' if trained.from_cache else f'trained in {trained.train_seconds:.0f} s'}, "
             f"test AUC {surrogate_auc:.3f}")
-        classifier = art_classifier(model, n_logits=spec.n_logits, input_shape=tuple(test.x.shape[1:]),
-                                    multilabel=data.task == "multilabel", device=device)
-        cells = [CellSpec(trained.id, attack, eps) for attack in scenario.attacks for eps in scenario.epsilons_pm1]
         task_id = progress.add_task(f"attack {trained.id}", total=len(cells)) if progress else None
-        for cell in cells:
+        for cell, key in zip(cells, keys):
             t_cell = time.perf_counter()
-            key = cell_cache_key(cell, target, data, scenario, version)
-            cached = _cached_cell(cache_dir, key)
-            if cached is None:
+            if cached[key] is None:
                 cell_record, arrays = run_cell(cell, row=row, classifier=classifier, model=model, scenario=scenario,
                                                target=target, data=data, clean_scores=clean_scores,
                                                surrogate_clean_auc=surrogate_auc, k=k, device=device,
                                                batch_size=batch_size, adv_cache=cache_dir / "adversarial")
                 _store_cell(cache_dir, key, cell_record, arrays)
             else:
-                cell_record, arrays = cached
+                cell_record, arrays = cached[key]
             np.savez_compressed(per_image_dir / f"{_safe_name(cell.id)}.npz", **arrays)
             results.cells.append(cell_record)
             results.target_queries = target.queries
