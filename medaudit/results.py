@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from medaudit.errors import AuditInputError
+from medaudit.errors import AuditInputError, describe_validation_error
 from medaudit.files import atomic_write
 
 SCHEMA_VERSION = "1.0"
@@ -167,5 +167,4 @@ def read_results(path: str | Path) -> AuditResults:
     try:
         return AuditResults.model_validate(raw)
     except ValidationError as err:
-        e = err.errors()[0]
-        raise AuditInputError(f"{path}: field `{'.'.join(map(str, e['loc']))}`: {e['msg']}") from None
+        raise AuditInputError(f"{path}: {describe_validation_error(err)}") from None

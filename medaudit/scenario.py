@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medaudit.errors import AuditInputError
+from medaudit.errors import AuditInputError, describe_validation_error
 
 SPLITS = ("d1", "d2", "d2/2", "d1/10", "full")
 INITS = ("imagenet", "random")
@@ -214,19 +214,6 @@ class Scenario(Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    """The most specific error (deepest field path), with union-branch names dropped from the path."""
-    errors = sorted(err.errors(), key=lambda e: -len(e["loc"]))
-    first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"]
-                   if not (str(p)[:1].isupper() or "[" in str(p) or str(p).startswith("function-")))
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key (check spelling; `medaudit schema` lists the allowed keys)"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}: field `{loc or '(top level)'}`: {msg}{more}"
-
-
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file; raise AuditInputError naming file, line or field."""
     path = Path(path)
@@ -246,7 +233,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as err:
-        raise AuditInputError(_format_error(path, err)) from None
+        raise AuditInputError(f"{path}: {describe_validation_error(err)}") from None
 
 
 def scenario_json_schema() -> dict:

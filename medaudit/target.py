@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from medaudit.errors import AuditInputError
+from medaudit.errors import AuditInputError, describe_validation_error
 from medaudit.files import sha256_file
 from medaudit.scenario import CardFields
 
@@ -93,9 +93,7 @@ def _validated_card(raw: dict, where: str) -> dict:
     try:
         return CardFields.model_validate(raw).model_dump(exclude_none=True)
     except ValidationError as err:
-        e = err.errors()[0]
-        loc = ".".join(str(p) for p in e["loc"])
-        raise AuditInputError(f"{where}: card field `{loc}`: {e['msg']}") from None
+        raise AuditInputError(f"{where}: card {describe_validation_error(err)}") from None
 
 
 def _merge(layers: list[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:

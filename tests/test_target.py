@@ -167,3 +167,10 @@ def test_nondeterministic_model_is_refused(tmp_path, canonical_batch):
     card = CardFields(input_size=(16, 16), channels=1, value_range=(-1, 1), output_kind="softmax")
     with pytest.raises(AuditInputError, match="same input gave outputs differing"):
         load_target(path, card, task="binary").check(canonical_batch)
+
+
+def test_bad_sidecar_card_names_the_field(tmp_path):
+    path = export(Contract(lambda x: x * 2 - 1), tmp_path / "side.onnx", torch.zeros(2, 1, 16, 16))
+    (tmp_path / "side.onnx.card.yaml").write_text("value_range: [0, 1]\noutput_kind: probabilities\n")
+    with pytest.raises(AuditInputError, match=r"side.onnx.card.yaml: card field `output_kind`: Input should be"):
+        load_target(path)
