@@ -45,7 +45,7 @@ class CardFields(Strict):
     input_size: tuple[int, int] | None = None  # (height, width) in pixels
     channels: Literal[1, 3] | None = None
     layout: Literal["NCHW", "NHWC"] | None = None
-    dtype: Literal["float32", "float16", "uint8"] | None = None
+    dtype: Literal["float32", "float16", "float64", "uint8"] | None = None
     value_range: tuple[float, float] | None = None  # what image black/white map to, e.g. (0, 1), (0, 255)
     mean: tuple[float, ...] | None = None  # per-channel, applied to [0, 1] images: (x - mean) / std
     std: tuple[float, ...] | None = None

@@ -174,3 +174,11 @@ def test_bad_sidecar_card_names_the_field(tmp_path):
     (tmp_path / "side.onnx.card.yaml").write_text("value_range: [0, 1]\noutput_kind: probabilities\n")
     with pytest.raises(AuditInputError, match=r"side.onnx.card.yaml: card field `output_kind`: Input should be"):
         load_target(path)
+
+
+def test_float64_input_graph(tmp_path, canonical_batch):
+    path = export(Contract(lambda x: (x * 2 - 1).float()), tmp_path / "f64.onnx",
+                  torch.zeros(2, 1, 16, 16, dtype=torch.float64), card={"value_range": [0, 1], "task": "binary"})
+    target = load_target(path)
+    assert target.card.dtype == "float64" and target.card.sources["dtype"] == "graph"
+    np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
