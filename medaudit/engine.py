@@ -236,8 +236,9 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
     k = len(target.card.class_names or ()) or 1
     clean_scores = target.scores(test.x)
     clean_auc = auc(_auc_labels(test.y, data.task, k), clean_scores)
+    shown = example_indices(test.y)
     np.savez_compressed(per_image_dir / "clean.npz", scores=clean_scores, labels=test.y, groups=test.groups,
-                        example_index=example_indices(test.y), example_original=test.x[example_indices(test.y)])
+                        example_index=shown, example_original=test.x[shown])
     results = _new_results(scenario, scenario_path, command, target, data, clean_auc, device)
     log(f"plan: {len(rows)} surrogate(s) x {len(scenario.attacks)} attack(s) x {len(scenario.epsilons_pm1)} epsilon(s) "
         f"= {len(rows) * len(scenario.attacks) * len(scenario.epsilons_pm1)} cells on {len(test)} test images; "

@@ -6,12 +6,13 @@ of this (it comes with its own file and card).
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from medaudit.files import atomic_write
 from medaudit.target import CARD_METADATA_KEY
 
 
@@ -31,16 +32,12 @@ def export_onnx(model: torch.nn.Module, path: Path, *, card: dict, channels: int
     """Write `model` (canonical [-1, 1] NCHW input) to ONNX with `card` as metadata `medaudit.card`."""
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = (_Softmax(model) if softmax else model).eval().to(memory_format=torch.contiguous_format).cpu()
     dummy = torch.zeros(2, channels, image_size, image_size)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.onnx.export(module, (dummy,), str(tmp), input_names=["image"], output_names=["scores"],
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (dummy,), buffer, input_names=["image"], output_names=["scores"],
                       dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}}, opset_version=17, dynamo=False)
-    proto = onnx.load(str(tmp))
+    proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = CARD_METADATA_KEY, json.dumps(card)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, proto.SerializeToString())
