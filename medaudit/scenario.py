@@ -107,6 +107,11 @@ class SurrogateRow(Strict):
     data: Literal["d1", "d2", "d2/2", "d1/10", "full"] = "d2"
     seed: int = 0  # training seed; several seeds give a spread
 
+    @property
+    def row_id(self) -> str:
+        """The row a surrogate belongs to: what the attacker knows, without the seed."""
+        return f"{self.arch}-{self.init}-{self.data}"
+
 
 class SurrogateGrid(Strict):
     """A cartesian product of surrogate rows."""
@@ -163,11 +168,20 @@ class BootstrapSection(Strict):
 
 
 class GateSection(Strict):
-    """Acceptance criteria, stated before any result, judged on 95% interval bounds."""
+    """Acceptance criteria, stated before any result, judged on 95% interval bounds at every admissible epsilon."""
 
     min_relative_auc: float | None = Field(default=None, gt=0, le=1.5)  # lower bound of adv/clean
     max_adversarial_specific_drop: float | None = Field(default=None, ge=0, le=1)  # upper bound
-    specificity: float = Field(default=0.9, gt=0, lt=1)  # clinical operating point for sensitivity
+    min_control_relative_auc: float | None = Field(default=None, gt=0, le=1.5)  # lower bound of control/clean (noise)
+    specificity: float = Field(default=0.9, gt=0, lt=1)  # clinical operating point: specificity on clean images
+    threshold: float | None = Field(default=None, ge=0, le=1)  # or a fixed score threshold (overrides specificity)
+
+
+class FitnessSection(Strict):
+    """When a surrogate counts as evidence: it learned, and its own attacks break it (white-box check)."""
+
+    min_surrogate_auc: float = Field(default=0.6, ge=0, le=1)  # lower interval bound of its clean test AUC
+    max_whitebox_auc: float = Field(default=0.5, ge=0, le=1)  # its AUC under each attack, white-box, at most this
 
 
 class Scenario(Strict):
@@ -188,6 +202,11 @@ class Scenario(Strict):
     bootstrap: BootstrapSection = BootstrapSection()
     seed: int = 0
     gate: GateSection = GateSection()
+    fitness: FitnessSection = FitnessSection()
+    # extra attackers that average the logits of several surrogates: `seeds` (each row's seeds together)
+    # or a list of row ids (every seed of those rows together)
+    ensembles: tuple[Literal["seeds"] | tuple[str, ...], ...] = ()
+    comparisons: tuple[tuple[str, str], ...] = ()  # row-id pairs: paired bootstrap of (A - B) on the same images
     weights_dir: str | None = None  # local ImageNet weight files for torchvision architectures
 
     @field_validator("epsilons_pm1")
@@ -205,6 +224,16 @@ class Scenario(Strict):
         if not v:
             raise ValueError("give at least one attack")
         return v
+
+    @model_validator(mode="after")
+    def _rows_named_exist(self) -> "Scenario":
+        known = {row.row_id for row in self.surrogate_rows()}
+        named = [(f"ensembles.{i}", r) for i, e in enumerate(self.ensembles) if e != "seeds" for r in e]
+        named += [(f"comparisons.{i}", r) for i, pair in enumerate(self.comparisons) for r in pair]
+        for where, row in named:
+            if row not in known:
+                raise ValueError(f"{where}: unknown surrogate row {row!r}; rows are {', '.join(sorted(known))}")
+        return self
 
     def surrogate_rows(self) -> list[SurrogateRow]:
         rows = self.surrogates.rows() if isinstance(self.surrogates, SurrogateGrid) else list(self.surrogates)
