@@ -99,3 +99,14 @@ def control_noise(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
 def deliver_uint8(x: np.ndarray) -> np.ndarray:
     """Round-trip canonical images through 8-bit files, as an attacker would hand them over."""
     return (np.rint((x + 1.0) * 127.5).clip(0, 255) / 127.5 - 1.0).astype(np.float32)
+
+
+def craft_adversarial(attack: AttackParams, models, x: np.ndarray, y: np.ndarray, *, epsilons_pm1, n_logits: int,
+                      multilabel: bool, batch_size: int = 64, seed: int = 0, device: str = "cpu") -> dict[float, Perturbed]:
+    """Adversarial images at every epsilon, crafted on one surrogate (provisional: the attack stage replaces it)."""
+    if len(models) != 1:
+        raise NotImplementedError("ensembles arrive with the attack stage's rewrite")
+    classifier = art_classifier(models[0], n_logits=n_logits, input_shape=tuple(x.shape[1:]), multilabel=multilabel,
+                                device=device)
+    return {eps: run_attack(attack, classifier, x, y, epsilon_pm1=eps, n_logits=n_logits, multilabel=multilabel,
+                            batch_size=batch_size, seed=seed) for eps in epsilons_pm1}

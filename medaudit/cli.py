@@ -87,7 +87,7 @@ def inspect(model: ExistingFile,
             table.add_row(key, str(value), target.card.sources.get(key, "—" if value is None else "derived"))
         out.print(table)
         if data or (sc and sc.data.source):
-            from medaudit.engine import prepare
+            from medaudit.plan import prepare
 
             _, audit_data = prepare(sc or _bare_scenario(), model, data)
             out.print(f"check on {target.check_report or 'audit images'}: passed; "
@@ -107,15 +107,17 @@ def run(target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="
         scenario: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Threat-model YAML.")],
         data: Annotated[Optional[str], typer.Option(help="Data source (overrides the scenario's data.source).")] = None,
         out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder.")] = None,
-        cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Surrogate cache folder.")] = None,
+        cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (shared by Ray workers).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
         device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when torch sees one).")] = None,
         batch_size: Annotated[int, typer.Option(min=1, help="Attack batch size.")] = 64,
+        executor: Annotated[str, typer.Option(help="local, or ray (pip install medaudit[ray]).")] = "local",
+        address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,
         no_report: Annotated[bool, typer.Option(help="Skip the PDF (results.json, junit.xml still written).")] = False) -> None:
     """Run the audit the scenario describes against the target; write results, report and gate files."""
-    from rich.progress import Progress
-
-    from medaudit.engine import run_audit
+    from medaudit.engine import RunOptions, run_audit
+    from medaudit.errors import look_up_option
+    from medaudit.execute import EXECUTORS
     from medaudit.scenario import load_scenario
 
     try:
@@ -123,50 +125,49 @@ def run(target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="
         out_dir = out_dir or Path("medaudit-out") / sc.name
         if device not in (None, "cpu", "cuda"):
             raise AuditInputError(f"--device {device!r}: use cpu or cuda")
-        command = "medaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        with Progress(console=err, transient=True) as progress:
-            results = run_audit(sc, scenario_path=scenario, target_path=target, data_source=data, out_dir=out_dir,
-                                cache_dir=cache_dir or default_cache(), resume=resume, device=device,
-                                batch_size=batch_size, command=command, progress=progress,
-                                log=lambda m: err.print(m, highlight=False))
-        code = finish(results, out_dir, render=not no_report)
+        look_up_option(executor, EXECUTORS, what="executor", where="--executor")
+        if address and executor != "ray":
+            raise AuditInputError("--address names a Ray cluster; add --executor ray")
+        options = RunOptions(out_dir=out_dir, cache_dir=cache_dir or default_cache(), resume=resume, device=device,
+                             batch_size=batch_size, executor=executor, address=address,
+                             command="medaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        results = run_audit(sc, scenario_path=scenario, target_path=target, data_source=data, options=options,
+                            log=lambda m: err.print(m, highlight=False), progress=_progress)
+        code = finish(results, out_dir, out_dir / "results.json", render=not no_report)
     except AuditInputError as exc:
         fail_input(exc)
         return
     raise typer.Exit(code)
 
 
-def finish(results, out_dir: Path, *, render: bool = True) -> int:
-    """Judge the gate, write results, junit, summary and report; print the verdict; return the exit code."""
-    from medaudit import gate
-    from medaudit.results import write_results
+def _progress(phase: str, done: int, total: int) -> None:
+    err.print(f"{phase}: {done}/{total}", highlight=False)
 
-    results.gate, results.verdict, results.worst_case = gate.evaluate_gate(results)
-    results_path = out_dir / "results.json"
-    write_results(results, results_path)
-    gate.write_junit(results, out_dir / "junit.xml")
-    gate.write_markdown(results, out_dir / "summary.md")
-    if render:
-        from medaudit.report import write_report
 
-        _, pdf = write_report(results, out_dir, results_path=results_path)
-        out.print(f"report: {pdf}", highlight=False)
+def finish(results, out_dir: Path, results_path: Path, *, render: bool = True) -> int:
+    """Write junit, summary and report from the record; print where they are and the verdict; return the exit code."""
+    from medaudit.gate import exit_code
+    from medaudit.publish import publish
+
+    for path in publish(results, out_dir, results_path=results_path, render=render):
+        if path.suffix == ".pdf":
+            out.print(f"report: {path}", highlight=False)
     out.print(f"results: {results_path}", highlight=False)
     out.print(f"verdict: {results.verdict}", highlight=False)
-    return gate.exit_code(results.verdict)
+    return exit_code(results.verdict)
 
 
 @app.command()
 def report(results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="results.json of a run.")],
            out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside the results).")] = None) -> None:
-    """Re-render report, junit.xml and summary from a results.json without recomputing; exit with the gate."""
+    """Re-render report, junit.xml and summary from a results.json (never rewritten); exit with the gate."""
     from medaudit.results import read_results
 
     try:
         results = read_results(results_file)
         if results.status != "complete":
             raise AuditInputError(f"{results_file}: the run did not finish; continue it with `medaudit run ... --resume`")
-        code = finish(results, out_dir or results_file.parent)
+        code = finish(results, out_dir or results_file.parent, results_file)
     except AuditInputError as exc:
         fail_input(exc)
         return

@@ -50,6 +50,9 @@ class AuditData:
     source_sha256: str
     task: str
     class_names: tuple[str, ...]
+    resolved_path: str  # the file actually read (a medmnist:NAME source resolves into the cache)
+    split_rule: str  # how development/test and d1/d2/... were made, in words (stated in the report)
+    resampling: str  # source image size -> canonical size, in words
     test_selection: str = "all"  # how the test images were chosen
     notes: tuple[str, ...] = field(default=())
 
@@ -217,8 +220,12 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
     suffix = path.suffix.lower()
     if suffix == ".npz":
         dev, test, patient_level, digest = _load_npz(path, section, image_size)
+        with np.load(path, allow_pickle=False) as npz:
+            h, w = npz["test_images"].shape[1:3]
+        resampling = "none" if (h, w) == (image_size, image_size) else f"{h}×{w} → {image_size}×{image_size} px, bilinear"
     elif suffix == ".csv":
         dev, test, patient_level, digest = _load_csv(path, section, image_size)
+        resampling = f"each image file → {image_size}×{image_size} px, bilinear"
     else:
         raise AuditInputError(f"{path}: unknown data format {suffix!r}; give a .npz (MedMNIST layout) or a .csv")
     data_c = dev.x.shape[1]
@@ -237,8 +244,11 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
         notes.append("no patient ids: splits are image-level, so one patient may sit in several splits")
     if section.task == "binary":
         class_names = class_names or ("negative", "positive")
+    unit = "patient" if patient_level else "image"
+    split_rule = (f"development = the source's train + val, test = its test split; development split into disjoint "
+                  f"halves d1/d2 (d1/10 a tenth of d1, d2/2 half of d2) at {unit} level, seed {seed}")
     return AuditData(development=dev, test=test, splits=make_splits(dev.groups, seed),
                      patient_level=patient_level, source=str(source), source_sha256=digest,
-                     task=section.task, class_names=tuple(class_names), test_selection=selection,
-                     notes=tuple(notes))
+                     task=section.task, class_names=tuple(class_names), resolved_path=str(path),
+                     split_rule=split_rule, resampling=resampling, test_selection=selection, notes=tuple(notes))
 

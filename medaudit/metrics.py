@@ -274,3 +274,70 @@ def mean_ssim(originals: np.ndarray, perturbed: np.ndarray, *, data_range: float
     """Mean SSIM over images in [-1, 1] (see `ssim_per_image`); nan for zero images."""
     per_image = ssim_per_image(originals, perturbed, data_range=data_range)
     return float(per_image.mean()) if per_image.size else float("nan")
+
+
+def specificity_at_threshold(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    """Fraction in [0, 1] of negatives with score < threshold; nan when there is no negative."""
+    y, s = _labels_scores(y_true, scores)
+    if y.ndim != 1:
+        raise AuditInputError(f"specificity_at_threshold: needs binary (N,) labels; got {y.shape}")
+    negatives = s[y == 0]
+    return float((negatives < threshold).mean()) if negatives.size else float("nan")
+
+
+@dataclass(frozen=True)
+class DecisionChanges:
+    """How perturbed images change the target's binary decisions (score >= threshold) by true label."""
+
+    true_positives_lost: int  # positives flagged on the clean image, missed on the perturbed one
+    false_positives_created: int  # negatives cleared on the clean image, flagged on the perturbed one
+    flips: int  # every changed decision, either direction, either label
+
+
+def decision_changes(y_true: np.ndarray, clean: np.ndarray, perturbed: np.ndarray, threshold: float) -> DecisionChanges:
+    """Decision changes at `threshold` between clean and perturbed scores of the same images (binary)."""
+    y, s_clean = _labels_scores(y_true, clean, name="clean")
+    _, s_pert = _labels_scores(y, perturbed, name="perturbed")
+    if y.ndim != 1:
+        raise AuditInputError(f"decision_changes: needs binary (N,) labels; got {y.shape}")
+    before, after, positive = s_clean >= threshold, s_pert >= threshold, y == 1
+    return DecisionChanges(true_positives_lost=int((positive & before & ~after).sum()),
+                           false_positives_created=int((~positive & ~before & after).sum()),
+                           flips=int((before != after).sum()))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A - B on the same test images, from the same resamples: adversarial AUC and relative AUC."""
+
+    auc_adversarial: Interval  # in [-1, 1]
+    relative_auc: Interval
+
+
+def bootstrap_paired_difference(
+    y_true: np.ndarray,
+    clean_a: np.ndarray,
+    adversarial_a: np.ndarray,
+    clean_b: np.ndarray,
+    adversarial_b: np.ndarray,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> PairedDifference:
+    """Paired bootstrap of the difference between two attack settings (two rows: clean_a == clean_b)
+    or two targets (different clean scores) on the same images: adversarial AUC A - B and relative
+    AUC A/clean_A - B/clean_B, each with a percentile interval over one set of resamples (of images,
+    or of patients when `groups` is given), so the shared images' variance cancels."""
+    y, ca = _labels_scores(y_true, clean_a, name="clean_a")
+    arrays = [ca] + [_labels_scores(y, s, name=n)[1] for s, n in
+                     ((adversarial_a, "adversarial_a"), (clean_b, "clean_b"), (adversarial_b, "adversarial_b"))]
+    points = [np.float64(auc(y, s)) for s in arrays]
+    counts = resample_counts(y.shape[0], resamples=resamples, seed=seed, groups=groups)
+    c_a, a_a, c_b, a_b = (bootstrap_aucs(y, s, counts) for s in arrays)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return PairedDifference(
+            auc_adversarial=_interval(points[1] - points[3], a_a - a_b, confidence),
+            relative_auc=_interval(points[1] / points[0] - points[3] / points[2], a_a / c_a - a_b / c_b, confidence),
+        )

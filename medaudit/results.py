@@ -86,7 +86,6 @@ class CellRecord(Record):
     mean_ssim_control: float
     max_abs_delta_pm1: float  # largest |x_adv - x| reached, [-1, 1] units (<= epsilon_pm1)
     target_queries: int  # images the target scored for this cell (adversarial + control)
-    seconds: float
 
 
 class EpochRecord(Record):
@@ -256,9 +255,8 @@ class DataRecord(Record):
     label_mapping: str  # which source labels count as which class
     task: str
     class_names: tuple[str, ...]
-    source_image_size: tuple[int, ...]  # (H, W) of the source images before resampling
     image_size: int  # after resampling to the target's input
-    resampling: str
+    resampling: str  # source size -> image_size, in words
     channels: int
     split_sizes: dict[str, int]  # split name -> images
     test_size: int

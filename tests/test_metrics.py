@@ -272,3 +272,51 @@ def test_ssim_bad_shapes_raise():
         mean_ssim(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)))
     with pytest.raises(AuditInputError):
         mean_ssim(np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 9)))
+
+
+# ---------------------------------------------------------------- operating point and paired differences
+def test_specificity_at_threshold_by_hand():
+    from medaudit.metrics import specificity_at_threshold
+
+    # negatives score 0.1, 0.4, 0.6, 0.9: below 0.5 are two of four
+    y = np.array([0, 0, 0, 0, 1])
+    s = np.array([0.1, 0.4, 0.6, 0.9, 0.7])
+    assert specificity_at_threshold(y, s, 0.5) == 0.5
+    assert specificity_at_threshold(y, s, 0.95) == 1.0
+    assert np.isnan(specificity_at_threshold(np.ones(3, int), np.array([0.1, 0.2, 0.3]), 0.5))
+
+
+def test_decision_changes_split_by_true_label():
+    from medaudit.metrics import decision_changes
+
+    y = np.array([1, 1, 1, 0, 0, 0])
+    clean = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3])  # at 0.5: flagged 1, 1, 0, 0, 1, 0
+    pert = np.array([0.3, 0.8, 0.9, 0.6, 0.2, 0.4])  # at 0.5: flagged 0, 1, 1, 1, 0, 0
+    got = decision_changes(y, clean, pert, 0.5)
+    # positive 0 lost; positive 2 gained (not a lost TP); negative 3 newly flagged; negative 4 cleared
+    assert (got.true_positives_lost, got.false_positives_created, got.flips) == (1, 1, 4)
+
+
+def test_paired_difference_of_identical_settings_is_exactly_zero():
+    from medaudit.metrics import bootstrap_paired_difference
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(30, int), np.ones(30, int)]
+    clean = rng.random(60) + 0.5 * y
+    adv = rng.random(60)
+    d = bootstrap_paired_difference(y, clean, adv, clean, adv, resamples=200, seed=1)
+    assert (d.auc_adversarial.point, d.auc_adversarial.low, d.auc_adversarial.high) == (0.0, 0.0, 0.0)
+    assert (d.relative_auc.low, d.relative_auc.high) == (0.0, 0.0)
+
+
+def test_paired_difference_point_by_hand():
+    from medaudit.metrics import bootstrap_paired_difference
+
+    y = np.array([0, 0, 1, 1])
+    clean = np.array([0.1, 0.2, 0.8, 0.9])  # AUC 1
+    adv_a = np.array([0.9, 0.2, 0.1, 0.8])  # pairs (pos > neg): 0.1 vs 0.9, 0.2: 0; 0.8 vs 0.9: 0, vs 0.2: 1 -> 1/4
+    adv_b = np.array([0.1, 0.9, 0.8, 0.2])  # 0.8 > 0.1: 1, 0.8 < 0.9; 0.2 > 0.1: 1, < 0.9 -> 2/4
+    d = bootstrap_paired_difference(y, clean, adv_a, clean, adv_b, resamples=100, seed=0)
+    assert d.auc_adversarial.point == pytest.approx(0.25 - 0.5)
+    assert d.relative_auc.point == pytest.approx(0.25 - 0.5)
+    assert d.auc_adversarial.low <= d.auc_adversarial.point <= d.auc_adversarial.high

@@ -1,0 +1,312 @@
+"""Execute: run a plan's jobs and store their records in the shared cache.
+
+A job function is pure given its job and the run context: it rebuilds the target and data with
+`plan.live`, looks its key up in the cache, and computes only what is missing. Executors only decide
+where the functions run: `local` loops in this process, `ray` submits the same functions as Ray tasks
+(requesting a GPU when the device is cuda), so both give the same records bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medaudit.attacks import control_noise, craft_adversarial
+from medaudit.cache import Cache
+from medaudit.data import Images
+from medaudit.metrics import (auc, bootstrap_paired_auc, decision_changes, mean_ssim, per_class_auc,
+                              sensitivity_at_threshold, specificity_at_threshold, threshold_at_specificity)
+from medaudit.plan import CellJob, Plan, RunContext, SurrogateJob, live, n_logits
+from medaudit.results import CellRecord, IntervalRecord, OperatingPoint
+from medaudit.surrogates import SurrogateRecord, load_surrogate, predict_scores, train_surrogate
+
+EXAMPLES_PER_CELL = 3
+
+
+@dataclass(frozen=True)
+class SurrogateOutcome:
+    """A trained surrogate and its clean test AUC (the first half of its fitness)."""
+
+    job_id: str
+    record: SurrogateRecord
+    test_auc: IntervalRecord
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """One cell job's records (one per epsilon); its per-image arrays stay in the cache under `key`."""
+
+    job_id: str
+    key: str
+    records: tuple[CellRecord, ...]
+    from_cache: bool
+
+
+class EnsembleLogits(torch.nn.Module):
+    """Several surrogates as one: the mean of their logits (Dong et al. 2018, ensemble in logits)."""
+
+    def __init__(self, models: Sequence[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def interval_record(iv) -> IntervalRecord:
+    return IntervalRecord(point=iv.point, low=iv.low, high=iv.high, confidence=iv.confidence,
+                          resamples=iv.resamples, degenerate=iv.degenerate)
+
+
+def auc_labels(y: np.ndarray, task: str, k: int) -> np.ndarray:
+    """Labels in the form `metrics.auc` takes: one-hot for multiclass, as they are otherwise."""
+    return np.eye(k, dtype=np.int64)[y] if task == "multiclass" else y
+
+
+def example_indices(y: np.ndarray) -> np.ndarray:
+    """A few fixed test images for the report: the first positives (not cherry-picked by effect)."""
+    key = y if y.ndim == 1 else y.max(axis=1)
+    pos = np.flatnonzero(key > 0)
+    return pos[:EXAMPLES_PER_CELL] if len(pos) >= EXAMPLES_PER_CELL else np.arange(min(EXAMPLES_PER_CELL, len(y)))
+
+
+def _classes(ctx: RunContext) -> int:
+    target = live(ctx).target
+    return len(target.card.class_names or ()) or 1
+
+
+def _bootstrap_auc(ctx: RunContext, y_auc: np.ndarray, scores: np.ndarray, groups: np.ndarray | None) -> IntervalRecord:
+    b = ctx.scenario.bootstrap
+    paired = bootstrap_paired_auc(y_auc, scores, scores, scores, resamples=b.resamples, confidence=b.confidence,
+                                  seed=ctx.scenario.seed, groups=groups)
+    return interval_record(paired.clean)
+
+
+# ---------------------------------------------------------------- the two job functions
+def run_surrogate_job(ctx: RunContext, job: SurrogateJob) -> SurrogateOutcome:
+    """Train the surrogate (or load it) and measure its clean test AUC with an interval."""
+    cache = Cache(ctx.cache_dir)
+    stored = cache.load_record("surrogate", job.key)
+    if stored is not None:
+        raw = json.loads(stored)
+        record = SurrogateRecord(**{**raw["record"], "weights_path": str(cache.file("surrogate", job.key, ".pt")),
+                                    "from_cache": True})
+        return SurrogateOutcome(job.id, record, IntervalRecord.model_validate(raw["test_auc"]), from_cache=True)
+    torch.set_num_threads(ctx.torch_threads)
+    lv = live(ctx)
+    weights_dir = Path(ctx.scenario.weights_dir) if ctx.scenario.weights_dir else None
+    trained = train_surrogate(job.spec, lv.data.split(job.spec.split), Path(ctx.cache_dir) / "surrogate-training",
+                              device=ctx.device, weights_dir=weights_dir)
+    model = load_surrogate(trained, job.spec, ctx.device)
+    test = lv.data.test
+    scores = predict_scores(model, test.x, lv.data.task, ctx.device)
+    test_auc = _bootstrap_auc(ctx, auc_labels(test.y, lv.data.task, _classes(ctx)), scores,
+                              test.groups if lv.data.patient_level else None)
+    weights = cache.file("surrogate", job.key, ".pt")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(Path(trained.weights_path).read_bytes())
+    record = {**asdict(trained), "weights_path": weights.name}
+    cache.store("surrogate", job.key, json.dumps({"record": record, "test_auc": test_auc.model_dump()}))
+    return SurrogateOutcome(job.id, trained, test_auc, from_cache=trained.from_cache)
+
+
+def _attacker(ctx: RunContext, plan_surrogates: dict[str, SurrogateJob], job: CellJob) -> list[torch.nn.Module]:
+    cache = Cache(ctx.cache_dir)
+    models = []
+    for key in job.member_keys:
+        surrogate = plan_surrogates[key]
+        record = json.loads(cache.load_record("surrogate", key))["record"]
+        trained = SurrogateRecord(**{**record, "weights_path": str(cache.file("surrogate", key, ".pt"))})
+        models.append(load_surrogate(trained, surrogate.spec, ctx.device))
+    return models
+
+
+def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...], clean_key: str) -> CellOutcome:
+    """Attack with the job's surrogate(s) at every epsilon, score the target, measure; cached by the job key."""
+    cache = Cache(ctx.cache_dir)
+    stored = cache.load_record("cell", job.key)
+    if stored is not None:
+        records = tuple(CellRecord.model_validate(r) for r in json.loads(stored))
+        return CellOutcome(job.id, job.key, records, from_cache=True)
+    torch.set_num_threads(ctx.torch_threads)
+    lv = live(ctx)
+    sc, data, target, test = ctx.scenario, lv.data, lv.target, lv.data.test
+    k = _classes(ctx)
+    y_auc = auc_labels(test.y, data.task, k)
+    groups = test.groups if data.patient_level else None
+    clean_scores = cache.load_arrays("clean", clean_key)["scores"]
+    models = _attacker(ctx, {m.key: m for m in members}, job)
+    model = models[0] if len(models) == 1 else EnsembleLogits(models).eval()
+    surrogate_clean = predict_scores(model, test.x, data.task, ctx.device)
+    surrogate_auc = _bootstrap_auc(ctx, y_auc, surrogate_clean, groups)
+
+    adversarial = _adversarial_images(ctx, job, models, test)
+    shown = example_indices(test.y)
+    records, arrays = [], {}
+    for i, eps in enumerate(job.epsilons_pm1):
+        x_adv = adversarial[eps]
+        x_ctrl = control_noise(test.x, x_adv, seed=sc.seed)
+        if sc.delivery == "uint8":
+            from medaudit.attacks import deliver_uint8
+
+            x_adv, x_ctrl = deliver_uint8(x_adv), deliver_uint8(x_ctrl)
+        queries_before = target.queries
+        adv_scores, ctrl_scores = target.scores(x_adv), target.scores(x_ctrl)
+        queries = target.queries - queries_before
+        paired = bootstrap_paired_auc(y_auc, clean_scores, adv_scores, ctrl_scores, resamples=sc.bootstrap.resamples,
+                                      confidence=sc.bootstrap.confidence, seed=sc.seed, groups=groups)
+        whitebox = auc(y_auc, predict_scores(model, x_adv, data.task, ctx.device))
+        records.append(CellRecord(
+            id=job.cell_id(eps), surrogate_id=job.attacker_id, member_ids=job.member_ids, row_id=job.row_id,
+            attack_id=job.id.split("/", 1)[1], attack=job.attack, epsilon_pm1=eps, epsilon_grey_levels=eps * 127.5,
+            auc_clean=interval_record(paired.clean), auc_adversarial=interval_record(paired.adversarial),
+            auc_control=interval_record(paired.control), relative_auc=interval_record(paired.relative),
+            relative_auc_control=interval_record(paired.relative_control),
+            adversarial_specific_drop=interval_record(paired.adversarial_specific_drop),
+            per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
+            per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
+            surrogate_auc_clean=surrogate_auc, surrogate_auc_whitebox=whitebox,
+            whitebox_flag=bool(paired.adversarial.point < whitebox - 0.05),
+            operating_point=operating_point(ctx, test.y, clean_scores, adv_scores, ctrl_scores) if data.task == "binary" else None,
+            mean_ssim=mean_ssim(test.x, x_adv), mean_ssim_control=mean_ssim(test.x, x_ctrl),
+            max_abs_delta_pm1=float(np.max(np.abs(x_adv - test.x))), target_queries=queries))
+        arrays[f"{i}_adversarial_scores"] = adv_scores
+        arrays[f"{i}_control_scores"] = ctrl_scores
+        arrays[f"{i}_example_adversarial"] = x_adv[shown]
+    cache.store("cell", job.key, json.dumps([r.model_dump(mode="json") for r in records]), arrays)
+    return CellOutcome(job.id, job.key, tuple(records), from_cache=False)
+
+
+def operating_point(ctx: RunContext, y: np.ndarray, clean: np.ndarray, adv: np.ndarray, ctrl: np.ndarray) -> OperatingPoint:
+    """Decisions at the clinical threshold: the scenario's fixed threshold, else the one giving its specificity."""
+    gate = ctx.scenario.gate
+    if gate.threshold is not None:
+        threshold, rule = gate.threshold, f"fixed score threshold {gate.threshold:g} (scenario gate.threshold)"
+    else:
+        threshold = threshold_at_specificity(y, clean, gate.specificity)
+        rule = f"threshold giving specificity ≥ {gate.specificity:g} on the clean test images (scenario gate.specificity)"
+    lost_adv, lost_ctrl = decision_changes(y, clean, adv, threshold), decision_changes(y, clean, ctrl, threshold)
+    return OperatingPoint(
+        threshold=threshold, threshold_rule=rule,
+        sensitivity_clean=sensitivity_at_threshold(y, clean, threshold),
+        specificity_clean=specificity_at_threshold(y, clean, threshold),
+        sensitivity_adversarial=sensitivity_at_threshold(y, adv, threshold),
+        specificity_adversarial=specificity_at_threshold(y, adv, threshold),
+        sensitivity_control=sensitivity_at_threshold(y, ctrl, threshold),
+        specificity_control=specificity_at_threshold(y, ctrl, threshold),
+        true_positives_lost=lost_adv.true_positives_lost, false_positives_created=lost_adv.false_positives_created,
+        true_positives_lost_control=lost_ctrl.true_positives_lost,
+        false_positives_created_control=lost_ctrl.false_positives_created,
+        decision_flips=lost_adv.flips, decision_flips_control=lost_ctrl.flips)
+
+
+def _adversarial_images(ctx: RunContext, job: CellJob, models: list[torch.nn.Module], test: Images) -> dict[float, np.ndarray]:
+    """The job's adversarial images at every epsilon. They depend on the surrogates, attack, epsilons and
+    test images but not on the target, so audits of several targets share them through the cache."""
+    cache = Cache(ctx.cache_dir)
+    if cache.has("adversarial", job.adversarial_key):
+        stored = cache.load_arrays("adversarial", job.adversarial_key)
+        return {eps: stored[str(i)] for i, eps in enumerate(job.epsilons_pm1)}
+    lv = live(ctx)
+    perturbed = craft_adversarial(job.attack, models, test.x, test.y, epsilons_pm1=job.epsilons_pm1,
+                                  n_logits=n_logits(lv.data.task, _classes(ctx)), multilabel=lv.data.task == "multilabel",
+                                  batch_size=ctx.batch_size, seed=ctx.scenario.seed, device=ctx.device)
+    images = {eps: perturbed[eps].x_adv for eps in job.epsilons_pm1}
+    cache.store("adversarial", job.adversarial_key, "{}", {str(i): images[eps] for i, eps in enumerate(job.epsilons_pm1)})
+    return images
+
+
+# ---------------------------------------------------------------- executors
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class Executed:
+    surrogates: tuple[SurrogateOutcome, ...]
+    cells: tuple[CellOutcome, ...]
+    train_seconds: float
+    cells_seconds: float
+
+
+def _members(plan: Plan, job: CellJob) -> tuple[SurrogateJob, ...]:
+    by_key = {s.key: s for s in plan.surrogates}
+    return tuple(by_key[k] for k in job.member_keys)
+
+
+class LocalExecutor:
+    """Runs every job in this process, in plan order."""
+
+    name = "local"
+
+    def run(self, plan: Plan, progress: Progress | None = None) -> Executed:
+        ctx = plan.context
+        t0 = time.perf_counter()
+        surrogates = []
+        for i, job in enumerate(plan.surrogates):
+            surrogates.append(run_surrogate_job(ctx, job))
+            if progress:
+                progress("surrogates", i + 1, len(plan.surrogates))
+        t1 = time.perf_counter()
+        cells = []
+        for i, job in enumerate(plan.cells):
+            cells.append(run_cell_job(ctx, job, _members(plan, job), plan.clean_key))
+            if progress:
+                progress("cells", i + 1, len(plan.cells))
+        return Executed(tuple(surrogates), tuple(cells), t1 - t0, time.perf_counter() - t1)
+
+
+class RayExecutor:
+    """Runs surrogate jobs, then cell jobs, as Ray tasks on a cluster (`address`, or a local one).
+
+    Each task asks for `torch_threads` CPUs (and one GPU when the device is cuda); the cache folder
+    must be one every worker sees (a shared file system)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def _map(self, ray, fn, calls: list[tuple], options: dict, phase: str, progress: Progress | None) -> list:
+        remote = ray.remote(fn).options(**options)
+        refs = [remote.remote(*args) for args in calls]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            results[index[done[0]]] = ray.get(done[0])
+            if progress:
+                progress(phase, len(refs) - len(pending), len(refs))
+        return results
+
+    def run(self, plan: Plan, progress: Progress | None = None) -> Executed:
+        import ray
+
+        from medaudit.errors import AuditInputError
+
+        ctx = plan.context
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False, **({} if self.address else {"num_cpus": max(ctx.torch_threads, 1)}))
+            except ConnectionError as exc:
+                raise AuditInputError(f"--address {self.address}: no Ray cluster there ({exc}); start one with "
+                                      "`ray start --head` or drop --address for a local one") from None
+        options = {"num_cpus": ctx.torch_threads, "num_gpus": 1 if ctx.device == "cuda" else 0, "max_retries": 0}
+        t0 = time.perf_counter()
+        surrogates = self._map(ray, run_surrogate_job, [(ctx, job) for job in plan.surrogates], options,
+                               "surrogates", progress)
+        t1 = time.perf_counter()
+        cells = self._map(ray, run_cell_job, [(ctx, job, _members(plan, job), plan.clean_key) for job in plan.cells],
+                          options, "cells", progress)
+        return Executed(tuple(surrogates), tuple(cells), t1 - t0, time.perf_counter() - t1)
+
+
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}  # name -> class; tests enrol every entry
