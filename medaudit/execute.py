@@ -265,7 +265,7 @@ class LocalExecutor:
 class RayExecutor:
     """Runs surrogate jobs, then cell jobs, as Ray tasks on a cluster (`address`, or a local one).
 
-    Each task asks for `torch_threads` CPUs (and one GPU when the device is cuda); the cache folder
+    A CPU task asks for `torch_threads` CPUs, a cuda task for one GPU and one CPU; the cache folder
     must be one every worker sees (a shared file system)."""
 
     name = "ray"
@@ -299,7 +299,8 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise AuditInputError(f"--address {self.address}: no Ray cluster there ({exc}); start one with "
                                       "`ray start --head` or drop --address for a local one") from None
-        options = {"num_cpus": ctx.torch_threads, "num_gpus": 1 if ctx.device == "cuda" else 0, "max_retries": 0}
+        gpu = ctx.device == "cuda"  # a GPU task needs one CPU to feed it; a CPU task gets the threads it will use
+        options = {"num_cpus": 1 if gpu else ctx.torch_threads, "num_gpus": 1 if gpu else 0, "max_retries": 0}
         t0 = time.perf_counter()
         surrogates = self._map(ray, run_surrogate_job, [(ctx, job) for job in plan.surrogates], options,
                                "surrogates", progress)

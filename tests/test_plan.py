@@ -1,0 +1,122 @@
+"""Plan: surrogate `arch` resolution, ensembles, and the one cache-key scheme (what changes a key)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from medaudit import zoo
+from medaudit.cache import content_key
+from medaudit.errors import AuditInputError
+from medaudit.plan import RunContext, atlas_ids, live, make_plan, resolve_arch
+from medaudit.scenario import Scenario, SurrogateRow
+from medaudit.target import TargetCard
+from tests.conftest import TinyNet, export
+from tests.synthetic import write_blob_npz
+
+
+def card(arch: str | None) -> TargetCard:
+    return TargetCard(architecture=arch)
+
+
+@pytest.mark.parametrize("target_arch, expected", [("efficientnet_lite0", "mobilenet_v2"),
+                                                  ("mobilenet_v2", "efficientnet_lite0"),
+                                                  ("resnet18", "mobilenet_v2"), ("tiny_cnn", "mobilenet_v2")])
+def test_arch_different_is_another_family(target_arch, expected):
+    got = resolve_arch(SurrogateRow(arch="different"), card(target_arch), "m.onnx")
+    assert got == expected
+    assert zoo.family(got) != zoo.family(target_arch)
+
+
+def test_arch_same_is_the_targets_and_names_resolve():
+    assert resolve_arch(SurrogateRow(arch="same"), card("mobilenet_v2"), "m.onnx") == "mobilenet_v2"
+    assert resolve_arch(SurrogateRow(arch="resnet18"), card(None), "m.onnx") == "resnet18"
+
+
+def test_arch_same_or_different_without_card_architecture_says_what_to_add():
+    with pytest.raises(AuditInputError) as err:
+        resolve_arch(SurrogateRow(arch="different"), card(None), "m.onnx")
+    assert str(err.value) == ("m.onnx: surrogate `arch: different` needs the target card's `architecture` "
+                              f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card")
+
+
+def test_unknown_arch_names_the_nearest():
+    with pytest.raises(AuditInputError, match=r"did you mean 'resnet18'\?"):
+        resolve_arch(SurrogateRow(arch="resnet19"), card(None), "m.onnx")
+
+
+def test_atlas_ids_never_claim_queries():
+    assert atlas_ids(SurrogateRow(init="random")) == ("AML.T0043.002", "AML.T0005.000")
+    assert atlas_ids(SurrogateRow(init="imagenet")) == ("AML.T0043.002", "AML.T0005.000", "AML.T0005.002")
+
+
+def test_content_key_is_stable_and_sensitive():
+    base = {"attack": {"name": "fgsm"}, "epsilons_pm1": [0.01], "seed": 0}
+    assert content_key("cell", base) == content_key("cell", dict(reversed(list(base.items()))))
+    assert content_key("cell", base) != content_key("cell", {**base, "seed": 1})
+    assert content_key("cell", base) != content_key("adversarial", base)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plan")
+    data = write_blob_npz(root / "blobs.npz")
+    model = export(TinyNet(1), root / "t.onnx", torch.zeros(1, 1, 16, 16),
+                   card={"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary",
+                         "class_names": ["n", "p"], "output_kind": "logits"})
+    return root, data, model
+
+
+def _plan(setup, **scenario):
+    root, data, model = setup
+    sc = Scenario.model_validate({"name": "p", "data": {"source": str(data)}, **scenario})
+    ctx = RunContext(scenario=sc, target_path=str(model), data_source=str(data), device="cpu", batch_size=32,
+                     cache_dir=str(root / "cache"), torch_threads=1)
+    lv = live(ctx)
+    return make_plan(ctx, lv.target, lv.data, lv.test_sha256)
+
+
+def test_plan_jobs_ids_and_keys(setup):
+    plan = _plan(setup, surrogates={"arch": ["same"], "data": ["d2"], "seed": [0, 1]},
+                 attacks=[{"name": "fgsm"}, {"name": "pgd"}], epsilons_pm1=[0.01, 0.02])
+    assert [s.row_id for s in plan.surrogates] == ["same-random-d2"] * 2
+    assert len({s.key for s in plan.surrogates}) == 2
+    assert [c.id.split("/", 1)[1] for c in plan.cells] == ["fgsm", "pgd-step0.01-it20"] * 2
+    assert all(c.epsilons_pm1 == (0.01, 0.02) for c in plan.cells)
+    assert len({c.key for c in plan.cells}) == 4 and len({c.adversarial_key for c in plan.cells}) == 4
+
+
+def test_cell_keys_follow_the_target_adversarial_keys_do_not(setup, tmp_path):
+    plan = _plan(setup, surrogates={"arch": ["tiny_cnn"], "data": ["d2"]}, attacks=[{"name": "fgsm"}])
+    other_model = export(TinyNet(1, seed=5), tmp_path / "other.onnx", torch.zeros(1, 1, 16, 16),
+                         card={"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary",
+                               "class_names": ["n", "p"], "output_kind": "logits"})
+    ctx = replace(plan.context, target_path=str(other_model))
+    lv = live(ctx)
+    other = make_plan(ctx, lv.target, lv.data, lv.test_sha256)
+    assert other.surrogates[0].key == plan.surrogates[0].key  # surrogates know nothing of the target
+    assert other.cells[0].adversarial_key == plan.cells[0].adversarial_key  # nor do their adversarial images
+    assert other.cells[0].key != plan.cells[0].key  # the measurement does
+
+
+def test_surrogate_keys_change_with_training_settings(setup):
+    a = _plan(setup, surrogates={"arch": ["tiny_cnn"]}, training={"epochs": 2})
+    b = _plan(setup, surrogates={"arch": ["tiny_cnn"]}, training={"epochs": 3})
+    assert a.surrogates[0].key != b.surrogates[0].key
+
+
+def test_ensembles_of_seeds_and_of_named_rows(setup):
+    plan = _plan(setup, surrogates=[{"arch": "tiny_cnn", "data": "d2", "seed": 0}, {"arch": "tiny_cnn", "data": "d2", "seed": 1},
+                                    {"arch": "tiny_cnn", "data": "d1", "seed": 0}],
+                 ensembles=["seeds", ["tiny_cnn-random-d2", "tiny_cnn-random-d1"]], attacks=[{"name": "fgsm"}])
+    ensembles = [c for c in plan.cells if len(c.member_ids) > 1]
+    assert [(c.row_id, len(c.member_ids)) for c in ensembles] == [("tiny_cnn-random-d2", 2),
+                                                                  ("tiny_cnn-random-d2+tiny_cnn-random-d1", 3)]
+    assert all(c.attacker_id.startswith("ens-") for c in ensembles)
+
+
+def test_ensemble_naming_an_unknown_row_is_refused():
+    with pytest.raises(ValueError, match="ensembles.0: unknown surrogate row 'same-random-d9'"):
+        Scenario.model_validate({"name": "p", "ensembles": [["same-random-d9"]]})
