@@ -424,7 +424,7 @@ def _load_csv(path: Path, section: DataSection, size: int, seed: int, n_classes:
         is_test = make_test_split(groups, strata, seed)
         split_rule = (f"no `split` column in {path.name}: medaudit held out {MADE_TEST_FRACTION:.0%} of each label's "
                       f"patients as test (seed {seed}, stratified by label, "
-                      f"{'by ' + patient_col if patient_col else 'image-level: no patient column'})")
+                      f"{f'by patient column `{patient_col}`' if patient_col else 'image-level: no patient column'})")
     for part, chosen in (("train/val", ~is_test), ("test", is_test)):
         if not chosen.any():
             raise AuditInputError(f"{path}: no rows with split {part}")
