@@ -449,7 +449,7 @@ def read_card(path: str | Path, card_overrides: CardFields | None = None, *, tas
     columns = runner.output_columns(fields["output_name"]) if "output_name" in fields else None
     if fields.get("task") == "binary" and "positive_index" not in fields:
         if columns == 1:
-            sources["positive_index"] = "not used: one output column, the positive-class score"
+            sources["positive_index"] = "not used: one output column"
         else:
             fields["positive_index"], sources["positive_index"] = 1, "default (binary: column 1 of two)"
     if "class_names" not in fields and fields.get("task") == "binary":
