@@ -436,7 +436,9 @@ def _load_csv(path: Path, section: DataSection, size: int, seed: int, n_classes:
             raise AuditInputError(f"{path}: line {n}: image file {r['path']!r} not found (paths are relative to the CSV)")
         digest.update(file.read_bytes())  # the data hash covers every image file, not only the CSV
         images.append(_read_image_file(file))
-    kinds = {im.ndim: n for n, im in zip(lines, images)}
+    kinds: dict[int, int] = {}  # ndim (2 grey, 3 colour) -> first line with it
+    for n, im in zip(lines, images):
+        kinds.setdefault(im.ndim, n)
     if len(kinds) > 1:
         raise AuditInputError(f"{path}: images mix grey (e.g. line {kinds[2]}) and colour (e.g. line {kinds[3]}); "
                               "convert them to one kind")

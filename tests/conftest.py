@@ -95,6 +95,28 @@ def export(module: torch.nn.Module, path: Path, dummy: torch.Tensor, *, card: di
     return path
 
 
+def write_dicom(path: Path, pixels: np.ndarray, **elements) -> Path:
+    """A real DICOM file (Secondary Capture, explicit VR little endian) of 8-bit `pixels` stored as 12-bit values in
+    16 bits, as scanners store them; `elements` override data elements (e.g. BitsStored=20)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()  # 12-bit values
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def pneumonia_path() -> Path:
     """Real PneumoniaMNIST chest X-rays (28 px, no patient ids)."""

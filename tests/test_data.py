@@ -11,7 +11,7 @@ from PIL import Image
 from medaudit.data import SOURCE_SPLIT_RULE, load_data, make_splits, make_test_split, to_canonical
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from tests.conftest import synthetic_images, write_synthetic_npz
+from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 
 def test_medmnist_npz_in_canonical_space(pneumonia_path):
@@ -90,7 +90,7 @@ def _write_folder(tmp_path, *, dicom: bool, split_column: bool = True, n_dev: in
     for i, (im, label) in enumerate(zip(images, labels)):
         name = f"img{i}.{'dcm' if dicom else 'png'}"
         if dicom:
-            _write_dicom(tmp_path / name, im)
+            write_dicom(tmp_path / name, im)
         else:
             Image.fromarray(im).save(tmp_path / name)
         rows.append({"path": name, "label": int(label), "patient": f"p{i // 2}",
@@ -101,23 +101,6 @@ def _write_folder(tmp_path, *, dicom: bool, split_column: bool = True, n_dev: in
         writer.writeheader()
         writer.writerows(rows)
     return csv_path, images
-
-
-def _write_dicom(path, pixels):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()  # 12-bit values, as scanners store them
-    ds.save_as(str(path), enforce_file_format=True)
 
 
 @pytest.mark.parametrize("dicom", [False, True], ids=["png", "dicom"])
