@@ -1,12 +1,13 @@
-# Two commands on a fresh machine: `make demo` (install + the bundled demo audit), `make test`.
+# Two commands on a fresh machine: `make demo` (install + the demo audit), `make test`.
 .PHONY: install demo test bench
 install: .venv/.installed
 .venv/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh
 
 # The demo's gate verdict is its exit code (0 pass, 1 fail); only a crash or bad input (2+) fails `make`.
+# Data: the official retinamnist.npz, downloaded once into the cache, or read from $MEDAUDIT_DATA when it is set.
 demo: install
-	.venv/bin/medaudit demo --out medaudit-demo; code=$$?; \
+	.venv/bin/medaudit demo --out medaudit-demo $${MEDAUDIT_DATA:+--data "$$MEDAUDIT_DATA"}; code=$$?; \
 	echo "medaudit exit code $$code (0: gate passed, 1: gate failed; see medaudit-demo/report.pdf)"; \
 	[ $$code -le 1 ]
 

@@ -8,16 +8,52 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from medaudit.errors import AuditInputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click.exceptions import NoArgsIsHelpError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import NoArgsIsHelpError
+
+USAGE_EXIT = 2  # exit code of every usage error and bad input
+# Warning categories third-party libraries raise about themselves (torch.jit.load's FutureWarning, ...): off the
+# user's terminal unless --debug.
+THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a missing file, an unknown option) print one line `medaudit: error: ...` and exit 2, like every
+    other input error, instead of click's multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # bare `medaudit`: the help text, as click prints it
+            print(exc.format_message(), file=sys.stderr)
+            sys.exit(USAGE_EXIT)
+        except typer.TyperException as exc:  # click's UsageError, BadParameter, FileError, ...
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            print(f"medaudit: error: {' '.join(exc.format_message().split())}{hint}", file=sys.stderr)
+            sys.exit(USAGE_EXIT)
+        except typer.Abort:
+            print("medaudit: aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Audit a deployed medical-image classifier for black-box adversarial transferability.")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -31,15 +67,20 @@ def default_cache() -> Path:
 
 
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors.")] = False) -> None:
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors and "
+                                                            "third-party warnings.")] = False) -> None:
     DEBUG["on"] = debug
+    if not debug:
+        for category in THIRD_PARTY_WARNINGS:
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!medaudit)")
 
 
 def fail_input(exc: AuditInputError) -> None:
     if DEBUG["on"]:
         raise exc
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    err.print(f"medaudit: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(USAGE_EXIT)
 
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
@@ -71,27 +112,41 @@ def schema() -> None:
 def inspect(model: ExistingFile,
             scenario: Annotated[Optional[Path], typer.Option(help="Scenario whose target.card applies.")] = None,
             data: Annotated[Optional[str], typer.Option(help="Run the load checks on these images.")] = None) -> None:
-    """Show the target card (and where each field came from); with --data, run the input/output check."""
+    """Show every target card field that can be read (and where it came from), the line to add for each missing
+    one, then exit 2 if one is missing; with --data, run the input/output check on those images."""
     from medaudit.scenario import CardFields, load_scenario
-    from medaudit.target import load_target
+    from medaudit.target import CARD_HOMES, read_card
 
     try:
         sc = load_scenario(scenario) if scenario else None
         card = sc.target.card if sc else CardFields()
-        target = load_target(model, card, task=sc.data.task if sc else None)
-        table = Table(title=f"{model.name}  sha256 {target.sha256[:16]}…")
+        reading = read_card(model, card, task=sc.data.task if sc else None)
+        from medaudit.files import sha256_file
+
+        table = Table(title=f"{model.name}  sha256 {sha256_file(model)[:16]}…")
         table.add_column("card field")
         table.add_column("value")
         table.add_column("source")
-        for key, value in target.card.model_dump(exclude={"sources"}).items():
-            table.add_row(key, str(value), target.card.sources.get(key, "—" if value is None else "derived"))
+        missing = {m.field: m for m in reading.missing}
+        for key in CardFields.model_fields:
+            if key in missing:
+                table.add_row(key, "MISSING", f"add `{missing[key].yaml_line}`")
+            elif key in reading.fields:
+                table.add_row(key, str(reading.fields[key]), reading.sources.get(key, "derived"))
+            else:
+                table.add_row(key, "—", reading.sources.get(key, "—"))
         out.print(table)
+        if reading.missing:
+            lines = "; ".join(f"`{m.yaml_line.split('  #')[0]}`" for m in reading.missing)
+            raise AuditInputError(f"{model}: {len(reading.missing)} card field(s) needed and missing; add {lines} to "
+                                  f"{CARD_HOMES.format(name=model.name)}")
         if data or (sc and sc.data.source):
             from medaudit.plan import prepare
 
-            _, audit_data = prepare(sc or _bare_scenario(), model, data)
+            target, audit_data = prepare(sc or _bare_scenario(), model, data)
             out.print(f"check on {target.check_report or 'audit images'}: passed; "
-                      f"test images {len(audit_data.test)}, development {len(audit_data.development)}")
+                      f"test images {len(audit_data.test)}, development {len(audit_data.development)}; "
+                      f"{'patient-level' if audit_data.patient_level else 'image-level'} splits", highlight=False)
     except AuditInputError as exc:
         fail_input(exc)
 
@@ -176,12 +231,17 @@ def report(results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 
 @app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("medaudit-demo"),
-         cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder.")] = None) -> None:
-    """Audit a small fundus classifier on the bundled RetinaMNIST photographs, end to end."""
+         cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder.")] = None,
+         data_dir: Annotated[Optional[Path], typer.Option(
+             "--data", envvar="MEDAUDIT_DATA", help="Folder holding the official retinamnist.npz (default: "
+             "$MEDAUDIT_DATA; without either, it is downloaded once from the MedMNIST record into the cache).")] = None,
+         ) -> None:
+    """Audit a small fundus classifier on RetinaMNIST photographs (official MedMNIST file), end to end."""
     from medaudit.demo.run import run_demo
 
     try:
-        code = run_demo(out_dir, cache_dir or default_cache(), log=lambda m: err.print(m, highlight=False))
+        code = run_demo(out_dir, cache_dir or default_cache(), data_dir,
+                        log=lambda m: err.print(m, highlight=False))
     except AuditInputError as exc:
         fail_input(exc)
         return

@@ -177,6 +177,11 @@ class _OnnxRunner:
     def output_names(self) -> list[str]:
         return [o.name for o in self.session.get_outputs()]
 
+    def output_columns(self, output_name: str) -> int | None:
+        """Columns of a rank-2 output whose width the graph fixes; None when the graph does not say."""
+        shape = {o.name: o.shape for o in self.session.get_outputs()}.get(output_name)
+        return shape[1] if shape is not None and len(shape) == 2 and isinstance(shape[1], int) else None
+
     def final_op(self, output_name: str) -> str | None:
         """Output kind from the op that produces the output (Softmax/Sigmoid), parsed with onnx."""
         import onnx
@@ -213,6 +218,9 @@ class _TorchScriptRunner:
 
     def output_names(self) -> list[str]:
         return ["output"]
+
+    def output_columns(self, output_name: str) -> int | None:
+        return None  # TorchScript does not record output shapes
 
     def final_op(self, output_name: str) -> str | None:
         return None
@@ -319,42 +327,118 @@ def outputs_to_scores(out: np.ndarray, card: CardFields) -> np.ndarray:
     return out
 
 
-def load_target(path: str | Path, card_overrides: CardFields | None = None, *, task: str | None = None) -> Target:
-    """Load an ONNX or TorchScript target and resolve its card; raise AuditInputError on any gap."""
+# ---------------------------------------------------------------- what the file is
+ZIP_MAGIC = b"PK\x03\x04"  # TorchScript archives and torch.save files are zip archives
+PICKLE_MAGIC = b"\x80"  # pickle protocol 2+ starts with PROTO (0x80); legacy torch.save files too
+HDF5_MAGIC = b"\x89HDF"
+SNIFF_BYTES = 16  # bytes read to recognise a file type
+NEVER_UNPICKLE = ("medaudit never unpickles (a pickle can run code); export the model with torch.onnx.export, "
+                  "or torch.jit.script/trace and torch.jit.save")
+
+
+def model_file_kind(path: Path) -> str:
+    """"torchscript" or "onnx" (anything unrecognised is tried as ONNX); raise naming what the file is otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if not head:
+        raise AuditInputError(f"{path}: the model file is empty (0 bytes)")
+    if head.startswith(ZIP_MAGIC):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise AuditInputError(f"{path}: a damaged zip archive ({str(exc)[:120]}); check the file was copied "
+                                  "whole") from None
+        if any("/code/" in n for n in names):
+            return "torchscript"
+        if any(n.endswith("data.pkl") for n in names):
+            raise AuditInputError(f"{path}: a zip written by torch.save (a pickled state_dict or model, no TorchScript "
+                                  f"code), not an ONNX or TorchScript model; {NEVER_UNPICKLE}")
+        raise AuditInputError(f"{path}: a zip archive that is not a TorchScript model; {NEVER_UNPICKLE}")
+    if head.startswith(PICKLE_MAGIC):
+        raise AuditInputError(f"{path}: a raw Python pickle (e.g. an old-style torch.save of a state_dict or model), "
+                              f"not an ONNX or TorchScript model; {NEVER_UNPICKLE}")
+    if head.startswith(HDF5_MAGIC):
+        raise AuditInputError(f"{path}: an HDF5 file (e.g. a Keras .h5 model), not an ONNX or TorchScript model; "
+                              "convert it to ONNX (e.g. tf2onnx)")
+    if len(head) > 9 and head[8:10] == b'{"':
+        raise AuditInputError(f"{path}: a safetensors file (weights without a graph), not an ONNX or TorchScript "
+                              "model; export the model with torch.onnx.export")
+    return "onnx"
+
+
+# ---------------------------------------------------------------- card resolution without refusing gaps
+CARD_HOMES = "scenario `target.card`, {name}.card.yaml, or ONNX metadata `" + CARD_METADATA_KEY + "`"
+REQUIRED_FIELDS = (("input_size", "input_size: [64, 64]"), ("channels", "channels: 3"), ("layout", "layout: NCHW"),
+                   ("dtype", "dtype: float32"), ("output_kind", "output_kind: logits"), ("task", "task: binary"))
+
+
+@dataclass(frozen=True)
+class MissingField:
+    """A card field the audit needs that neither the model nor any card supplies."""
+
+    field: str  # card field name
+    yaml_line: str  # the exact line that would supply it, e.g. "task: binary"
+    message: str  # the one-line error load_target raises for it
+
+
+@dataclass(frozen=True)
+class CardReading:
+    """Every card field that could be read, where each came from, and what is still missing (gaps not refused)."""
+
+    path: Path
+    fields: dict  # card field -> value (read from a layer, the graph, or derived)
+    sources: dict  # card field -> "scenario" | "sidecar" | "onnx metadata" | "graph" | "default ..." | "not used: ..."
+    missing: tuple[MissingField, ...]  # in the order the audit needs them; empty when the card is complete
+    runner: object  # the loaded _OnnxRunner / _TorchScriptRunner
+    batch_size: int | None  # fixed batch size the graph demands; None = any
+
+
+def read_card(path: str | Path, card_overrides: CardFields | None = None, *, task: str | None = None) -> CardReading:
+    """Load the model and resolve as much of its card as the layers and the graph give; record gaps in `missing`.
+    Contradictions (card vs graph) and unreadable files still raise AuditInputError."""
     path = Path(path)
     if not path.is_file():
         raise AuditInputError(f"{path}: target model file not found; give an .onnx or TorchScript .pt file")
-    head = path.read_bytes()[:4]
-    runner = _TorchScriptRunner(path) if head[:2] == b"PK" else _OnnxRunner(path)
+    runner = _TorchScriptRunner(path) if model_file_kind(path) == "torchscript" else _OnnxRunner(path)
     from_meta, from_graph = runner.graph_facts()
     layers = [("graph", from_graph), ("onnx metadata", from_meta), ("sidecar", _read_sidecar(path))]
     if card_overrides is not None:
         layers.append(("scenario", card_overrides.model_dump(exclude_none=True)))
     fields, sources = _merge(layers)
+    where_to_fix = CARD_HOMES.format(name=path.name)
+    missing: list[MissingField] = []
 
     outputs = runner.output_names()
     if "output_name" not in fields:
         if len(outputs) > 1:
-            raise AuditInputError(f"{path}: the model has {len(outputs)} outputs ({', '.join(outputs)}); set target "
-                                  "card `output_name` to the one with class scores")
-        fields["output_name"], sources["output_name"] = outputs[0], "graph"
+            missing.append(MissingField("output_name", f"output_name: {outputs[0]}  # one of: {', '.join(outputs)}",
+                                        f"{path}: the model has {len(outputs)} outputs ({', '.join(outputs)}); set "
+                                        "target card `output_name` to the one with class scores"))
+        else:
+            fields["output_name"], sources["output_name"] = outputs[0], "graph"
     elif isinstance(runner, _OnnxRunner) and fields["output_name"] not in outputs:
         raise AuditInputError(f"{path}: card output_name {fields['output_name']!r} is not a model output; "
                               f"outputs: {', '.join(outputs)}")
+    shape = None
     if "input_name" not in fields:
-        raise AuditInputError(f"{path}: the model has several inputs; set target card `input_name`")
-
-    facts = runner.input_facts(fields["input_name"])
-    shape = facts.pop("_shape", None)
-    for key, value in facts.items():
-        if key not in fields:
-            fields[key], sources[key] = value, "graph"
-        elif fields[key] != value and key in ("channels", "dtype", "layout", "input_size"):
-            raise AuditInputError(f"{path}: card `{key}` is {fields[key]!r} ({sources[key]}) but the model input "
-                                  f"{shape} says {value!r}; fix the card")
+        names = [i.name for i in runner.session.get_inputs()] if isinstance(runner, _OnnxRunner) else ["input"]
+        missing.append(MissingField("input_name", f"input_name: {names[0]}  # one of: {', '.join(names)}",
+                                    f"{path}: the model has several inputs; set target card `input_name`"))
+    else:
+        facts = runner.input_facts(fields["input_name"])
+        shape = facts.pop("_shape", None)
+        for key, value in facts.items():
+            if key not in fields:
+                fields[key], sources[key] = value, "graph"
+            elif fields[key] != value and key in ("channels", "dtype", "layout", "input_size"):
+                raise AuditInputError(f"{path}: card `{key}` is {fields[key]!r} ({sources[key]}) but the model input "
+                                      f"{shape} says {value!r}; fix the card")
     batch = shape[0] if shape and isinstance(shape[0], int) else None
 
-    if "output_kind" not in fields:
+    if "output_kind" not in fields and "output_name" in fields:
         kind = runner.final_op(fields["output_name"])
         if kind:
             fields["output_kind"], sources["output_kind"] = kind, "graph (final op)"
@@ -362,24 +446,37 @@ def load_target(path: str | Path, card_overrides: CardFields | None = None, *, t
         fields["value_range"], sources["value_range"] = (0.0, 255.0), "graph (uint8 input)"
     if "task" not in fields and task:
         fields["task"], sources["task"] = task, "scenario data.task"
+    columns = runner.output_columns(fields["output_name"]) if "output_name" in fields else None
     if fields.get("task") == "binary" and "positive_index" not in fields:
-        fields["positive_index"], sources["positive_index"] = 1, "default (binary: column 1 of two)"
+        if columns == 1:
+            sources["positive_index"] = "not used: one output column"
+        else:
+            fields["positive_index"], sources["positive_index"] = 1, "default (binary: column 1 of two)"
     if "class_names" not in fields and fields.get("task") == "binary":
         fields["class_names"], sources["class_names"] = ("positive",), "default"
 
-    where_to_fix = f"scenario `target.card`, {path.name}.card.yaml, or ONNX metadata `{CARD_METADATA_KEY}`"
-    for required, example in (("input_size", "input_size: [64, 64]"), ("channels", "channels: 3"),
-                              ("layout", "layout: NCHW"), ("dtype", "dtype: float32"),
-                              ("output_kind", "output_kind: logits"), ("task", "task: binary")):
+    for required, example in REQUIRED_FIELDS:
         if required not in fields:
-            raise AuditInputError(f"{path}: target card field `{required}` is unknown and cannot be read from the "
-                                  f"model; add `{example}` to {where_to_fix}")
+            missing.append(MissingField(required, example,
+                                        f"{path}: target card field `{required}` is unknown and cannot be read from "
+                                        f"the model; add `{example}` to {where_to_fix}"))
     if "value_range" not in fields and "mean" not in fields:
-        raise AuditInputError(f"{path}: target card has no input value range; add `value_range: [0, 1]` (or mean/std) "
-                              f"to {where_to_fix}")
-    if fields.get("mean") is not None and len(fields["mean"]) not in (1, fields["channels"]):
+        missing.append(MissingField("value_range", "value_range: [0, 1]  # or mean: [...] and std: [...]",
+                                    f"{path}: target card has no input value range; add `value_range: [0, 1]` (or "
+                                    f"mean/std) to {where_to_fix}"))
+    if fields.get("mean") is not None and "channels" in fields and len(fields["mean"]) not in (1, fields["channels"]):
         raise AuditInputError(f"{path}: card mean/std have {len(fields['mean'])} values for {fields['channels']} channels")
+    return CardReading(path=path, fields=fields, sources=sources, missing=tuple(missing), runner=runner,
+                       batch_size=batch)
+
+
+def load_target(path: str | Path, card_overrides: CardFields | None = None, *, task: str | None = None) -> Target:
+    """Load an ONNX or TorchScript target and resolve its card; raise AuditInputError on any gap."""
+    reading = read_card(path, card_overrides, task=task)
+    if reading.missing:
+        raise AuditInputError(reading.missing[0].message)
+    fields, sources = dict(reading.fields), dict(reading.sources)
     for key in set(fields) - set(sources):
         sources[key] = "derived"
-    card = TargetCard(**fields, sources=sources, batch_size=batch)
-    return Target(path=path, sha256=sha256_file(path), card=card, runner=runner)
+    card = TargetCard(**fields, sources=sources, batch_size=reading.batch_size)
+    return Target(path=reading.path, sha256=sha256_file(reading.path), card=card, runner=reading.runner)

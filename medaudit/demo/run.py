@@ -1,7 +1,7 @@
-"""The bundled demo: a fundus classifier (referable diabetic retinopathy) audited end to end.
+"""The demo: a fundus classifier (referable diabetic retinopathy) audited end to end.
 
-It trains a small EfficientNet-Lite0 target on d1 of the shipped RetinaMNIST photographs (as a
-vendor would), exports it to ONNX with its card in the metadata (a deployed model), then audits it
+It trains a small EfficientNet-Lite0 target on d1 of the RetinaMNIST photographs (from a data folder, or
+downloaded once from the official MedMNIST record: `medaudit.demo.data`), as a vendor would, exports it to ONNX with its card in the metadata (a deployed model), then audits it
 with `scenarios/demo_retina.yaml`. Both the target and the surrogates are cached.
 """
 
@@ -50,25 +50,22 @@ def build_target(scenario: Scenario, data_path: Path, *, arch: str, init: str, o
     return export_onnx(_UnitRange(model), out_path, card=card, channels=channels, image_size=size)
 
 
-def run_demo(out_dir: Path, cache_dir: Path, log=print) -> int:
-    """Build the demo target, run the demo scenario, write the report; return the gate's exit code."""
-    from rich.console import Console
-    from rich.progress import Progress
-
+def run_demo(out_dir: Path, cache_dir: Path, data_dir: Path | None = None, log=print) -> int:
+    """Build the demo target, run the demo scenario, write the report; return the gate's exit code.
+    `data_dir`: folder holding the official retinamnist.npz; None downloads it into the cache."""
     from medaudit.cli import finish
     from medaudit.demo.data import demo_data_path
-    from medaudit.engine import run_audit
+    from medaudit.engine import RunOptions, run_audit
 
     scenario_path = Path(str(resources.files("medaudit.scenarios") / DEMO_SCENARIO))
     scenario = load_scenario(scenario_path)
-    data_path = demo_data_path()
+    data_path = demo_data_path(data_dir, cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target_path = build_target(scenario, data_path, arch="efficientnet_lite0", init="imagenet",
                                out_path=out_dir / "demo_target.onnx", cache_dir=cache_dir,
                                name="demo fundus classifier (EfficientNet-Lite0, ImageNet init, d1)",
                                class_names=("no referable DR", "referable DR"), log=log)
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        results = run_audit(scenario, scenario_path=scenario_path, target_path=target_path, data_source=str(data_path),
-                            out_dir=out_dir, cache_dir=cache_dir, command="medaudit demo",
-                            progress=progress, log=log)
-    return finish(results, out_dir)
+    options = RunOptions(out_dir=out_dir, cache_dir=cache_dir, command="medaudit demo")
+    results = run_audit(scenario, scenario_path=scenario_path, target_path=target_path, data_source=str(data_path),
+                        options=options, log=log, progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"))
+    return finish(results, out_dir, out_dir / "results.json")
