@@ -2,8 +2,10 @@
 
 `train_surrogate(spec, images, cache_dir)` is a pure function of its spec and data: it can run in
 any process (or a Ray worker); a second call with the same spec loads the cached weights.
-Training: Adam with exponential learning-rate decay, cross-entropy (BCE for multi-label),
-class-balanced sampling, augmentation, early stopping on validation AUC (Bortsova et al. 2021, 3.3).
+Training: Adam until validation AUC stops improving (plateau early stopping under an epoch budget),
+the learning rate lowered on plateau, cross-entropy (BCE for multi-label), class-balanced sampling,
+augmentation; one fixed validation split per development split and data seed, shared by every model
+trained on it whatever its own seed (Bortsova et al. 2021, 3.3 and 4.3).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -53,6 +56,7 @@ class SurrogateSpec:
     image_size: int
     data_sha256: str  # source file + split ids: the images this surrogate learns from
     code_version: str
+    split_seed: int = 0  # the data seed that drew the development splits (scenario.seed): fixes the validation split
 
     @property
     def id(self) -> str:
@@ -60,9 +64,23 @@ class SurrogateSpec:
         return f"{self.arch}-{self.init}-{self.split.replace('/', 'over')}-s{self.seed}-{digest}"
 
 
+StopReason = Literal["plateau", "budget"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of a surrogate's learning curve."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean training loss over the epoch's batches (augmented, class-balanced)
+    val_auc: float  # on the split's fixed validation images, after the epoch
+    learning_rate: float  # Adam's learning rate during the epoch
+    seconds: float  # wall time of the epoch, validation included
+
+
 @dataclass(frozen=True)
 class SurrogateRecord:
-    """A trained surrogate: where its weights are and how well it learned."""
+    """A trained surrogate: where its weights are, how well it learned and how its training went."""
 
     id: str
     arch: str
@@ -70,25 +88,39 @@ class SurrogateRecord:
     split: str
     seed: int
     weights_path: str
-    val_auc: float  # on its own held-out validation images (early-stopping criterion)
+    val_auc: float  # best validation AUC (the kept weights' epoch)
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # the epoch whose weights were kept
+    stop_reason: StopReason  # plateau: `patience` epochs without a new best; budget: ran all `epochs`
+    curve: tuple[EpochRecord, ...]  # one entry per epoch run
     n_train: int
     n_val: int
+    val_groups_sha256: str  # the validation images' patient ids, hashed: equal for all models validated alike
     train_seconds: float
     device: str
     from_cache: bool
+
+    @classmethod
+    def from_json(cls, data: dict, *, weights_path: str, from_cache: bool) -> "SurrogateRecord":
+        """The record `train_surrogate` wrote as JSON, its weights at `weights_path`."""
+        return cls(**{**data, "curve": tuple(EpochRecord(**e) for e in data["curve"]),
+                      "weights_path": weights_path, "from_cache": from_cache})
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _val_split(images: Images, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    groups = np.unique(images.groups)
-    order = groups[np.random.default_rng(seed + 7919).permutation(len(groups))]
-    n_val = max(1, int(round(len(order) * fraction)))
-    val = np.isin(images.groups, order[:n_val])
+def validation_split(groups: np.ndarray, fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of a split whose images belong to `groups` (patient ids): the
+    round(fraction * patients) patients whose keyed hash of (split_seed, id) is smallest go to validation.
+    It depends on the patients and the data seed only, so every model trained on a split, whatever its
+    own seed, validates on the same images, and a patient keeps its side in any split that holds it."""
+    unique = np.unique(groups)
+    keys = np.array([int.from_bytes(hashlib.blake2b(str(g).encode(), digest_size=8, key=str(split_seed).encode())
+                                    .digest(), "little") for g in unique], dtype=np.uint64)
+    n_val = min(len(unique) - 1, max(1, int(round(len(unique) * fraction))))
+    val = np.isin(groups, unique[np.argsort(keys, kind="stable")[:n_val]])
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
@@ -144,6 +176,15 @@ def load_surrogate(record: SurrogateRecord, spec: SurrogateSpec, device: str) ->
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 
+def next_learning_rate(lr: float, stale_epochs: int, cfg: TrainingSection) -> float:
+    """The learning rate for the next epoch: times `lr_decay` always, and times `lr_plateau_factor`
+    each time the epochs without a new best reach a multiple of `lr_plateau_patience`."""
+    lr *= cfg.lr_decay
+    if stale_epochs > 0 and stale_epochs % cfg.lr_plateau_patience == 0:
+        lr *= cfg.lr_plateau_factor
+    return lr
+
+
 def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, weights_dir: Path | None = None,
                     device: str | None = None, progress=None) -> SurrogateRecord:
     """Train (or load from `cache_dir`) the surrogate `spec` describes on `images` (its split)."""
@@ -152,32 +193,38 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
     record_path = cache_dir / f"{spec.id}.json"
     weights_path = cache_dir / f"{spec.id}.pt"
     if record_path.is_file() and weights_path.is_file():  # paths are relative to the cache: it can move
-        return SurrogateRecord(**{**json.loads(record_path.read_text()), "from_cache": True,
-                                  "weights_path": str(weights_path)})
+        return SurrogateRecord.from_json(json.loads(record_path.read_text()), weights_path=str(weights_path),
+                                         from_cache=True)
     device = device or default_device()
     cfg = TrainingSection(**spec.training)
     torch.manual_seed(spec.seed)
     gen = torch.Generator().manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
-    train_idx, val_idx = _val_split(images, cfg.val_fraction, spec.seed)
+    train_idx, val_idx = validation_split(images.groups, cfg.val_fraction, spec.split_seed)
     x_tr, y_tr = images.x[train_idx], images.y[train_idx]
     x_val, y_val = images.x[val_idx], images.y[val_idx]
 
     model = build_surrogate(spec, weights_dir).to(device).to(memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=cfg.lr_decay)
+    lr = cfg.learning_rate
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     if cfg.balanced_sampling and spec.task != "multilabel":
         counts = np.bincount(y_tr.astype(np.int64), minlength=spec.n_logits).astype(np.float64)
         weights = 1.0 / np.maximum(counts, 1)[y_tr.astype(np.int64)]
         weights /= weights.sum()
     else:
         weights = None
-    steps = max(1, len(x_tr) // cfg.batch_size)
-    best_auc, best_state, best_epoch, stale, epoch = -1.0, None, 0, 0, 0
+    steps = max(cfg.min_steps_per_epoch, len(x_tr) // cfg.batch_size)
+    best_auc, best_state, best_epoch, stale = -1.0, None, 0, 0
+    curve: list[EpochRecord] = []
+    stop_reason: StopReason = "budget"
     started = time.perf_counter()
     task_id = progress.add_task(f"train {spec.id}", total=cfg.epochs) if progress else None
     for epoch in range(1, cfg.epochs + 1):
+        epoch_started = time.perf_counter()
+        for group in optimiser.param_groups:
+            group["lr"] = lr
         model.train()
+        losses = []
         for _ in range(steps):
             idx = rng.choice(len(x_tr), size=min(cfg.batch_size, len(x_tr)), replace=weights is not None, p=weights)
             xb = _augment(torch.from_numpy(x_tr[idx]), cfg.augment, gen).to(device)
@@ -186,26 +233,36 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        scheduler.step()
+            losses.append(float(loss.detach()))
         val_auc = _safe_auc(y_val, predict_scores(model, x_val, spec.task, device), spec.task)
+        curve.append(EpochRecord(epoch=epoch, train_loss=float(np.mean(losses)), val_auc=val_auc, learning_rate=lr,
+                                 seconds=time.perf_counter() - epoch_started))
         if progress:
             progress.update(task_id, advance=1, description=f"train {spec.id} val AUC {val_auc:.3f}")
-        if val_auc > best_auc:
+        if val_auc > best_auc + cfg.min_delta_auc or best_state is None:
             best_auc, best_epoch, stale = val_auc, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:
+                stop_reason = "plateau"
                 break
+        lr = next_learning_rate(lr, stale, cfg)
     if progress:
         progress.update(task_id, completed=cfg.epochs)
     atomic_write(weights_path, lambda f: torch.save(best_state, f))
     record = SurrogateRecord(id=spec.id, arch=spec.arch, init=spec.init, split=spec.split, seed=spec.seed,
-                             weights_path=str(weights_path), val_auc=best_auc, epochs_run=epoch,
-                             best_epoch=best_epoch, n_train=len(x_tr), n_val=len(x_val),
-                             train_seconds=time.perf_counter() - started, device=device, from_cache=False)
+                             weights_path=str(weights_path), val_auc=best_auc, epochs_run=len(curve),
+                             best_epoch=best_epoch, stop_reason=stop_reason, curve=tuple(curve), n_train=len(x_tr),
+                             n_val=len(x_val), val_groups_sha256=_groups_sha256(images.groups[val_idx]),
+                             train_seconds=time.perf_counter() - started, device=device,
+                             from_cache=False)
     atomic_write(record_path, json.dumps(asdict(record), indent=1))
     return record
+
+
+def _groups_sha256(groups: np.ndarray) -> str:
+    return hashlib.sha256("\n".join(sorted(map(str, np.unique(groups)))).encode()).hexdigest()
 
 
 def _safe_auc(y: np.ndarray, scores: np.ndarray, task: str) -> float:

@@ -1,0 +1,181 @@
+"""Why did random-init surrogate -> random-init target transfer vanish? (issue 10, item 6)
+
+Separates four causes on chest X-rays: training length (5 epochs as in docs/reproduction.md vs trained to a
+validation-AUC plateau with medaudit's defaults), BatchNorm statistics (the surrogate attacked with its
+running statistics as trained vs recalibrated on its own training images), resolution (PneumoniaMNIST at 32 px vs
+the patient-level Kermany set at 64 px) and the surrogate's architecture family (EfficientNet-Lite0, MobileNetV2,
+ResNet-18, DenseNet-121). Every target and surrogate is random-init; targets learn from d1 with seed 1, surrogates
+from d2 (disjoint patients / images) with seed 2. PGD (ART, step 0.01, 20 iterations, as the engine runs it)
+is crafted on each surrogate and scored on every target of the same resolution and training length, against the
+control (the same perturbation, pixels shuffled), at two epsilons.
+
+    python experiments/random_init_transfer.py /work/shared/data --out docs/random_init_transfer.json \
+        --cache /tmp/rit-cache --stages pneumo32-short pneumo32-converged kermany64-converged
+
+Writes the JSON after every stage (so a partial run still reports), resumes from the surrogate cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medaudit.attacks import art_classifier, control_noise, run_attack
+from medaudit.data import load_data, make_splits, stratified_subset, to_canonical, Images
+from medaudit.metrics import auc, bootstrap_paired_auc
+from medaudit.scenario import PGD, DataSection, TrainingSection
+from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, predict_scores, train_surrogate
+
+EPSILONS_PM1 = (0.01, 0.03)  # L-inf, [-1, 1] units
+ATTACK = PGD(name="pgd", step_pm1=0.01, iterations=20)  # the paper's PGD
+TARGET_SEED, SURROGATE_SEED, DATA_SEED = 1, 2, 0
+# 5 epochs with exponential decay 0.9 and patience 3: what docs/reproduction.md ran on PneumoniaMNIST
+SHORT = TrainingSection(epochs=5, lr_decay=0.9, lr_plateau_factor=1.0, patience=3)
+CONVERGED = TrainingSection()  # medaudit's defaults: plateau early stopping, learning rate lowered on plateau
+TRAINING = {"short": SHORT, "converged": CONVERGED}
+
+
+def pneumo32(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
+    data = load_data(data_dir / "pneumoniamnist.npz", DataSection(task="binary", test_limit=n_test), image_size=32,
+                     channels=1, seed=DATA_SEED)
+    return data.development, data.splits, data.test, f"{data.source_sha256}:{data.split_ids_sha256}"
+
+
+def kermany64(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
+    """train+val of the 128 px file as the development set, split d1/d2 by patient; resized to 64 px."""
+    path = data_dir / "chestxray_kermany_128.npz"
+    with np.load(path) as npz:
+        dev_x = np.concatenate([npz["train_images"], npz["val_images"]])
+        dev_y = np.concatenate([npz["train_labels"], npz["val_labels"]]).reshape(-1).astype(np.int64)
+        dev_g = np.concatenate([npz["train_patient_ids"], npz["val_patient_ids"]])
+        test_x, test_y = npz["test_images"], npz["test_labels"].reshape(-1).astype(np.int64)
+        test_g = npz["test_patient_ids"]
+    keep = stratified_subset(test_y, n_test, DATA_SEED)
+    dev = Images(to_canonical(dev_x, 64), dev_y, dev_g)
+    test = Images(to_canonical(test_x[keep], 64), test_y[keep], test_g[keep])
+    splits = make_splits(dev_g, DATA_SEED)  # patient-level: d1 and d2 share no patient
+    assert not set(dev_g[splits["d1"]]) & set(dev_g[splits["d2"]])
+    return dev, splits, test, f"{path.name}:{path.stat().st_size}:patient-split-seed{DATA_SEED}"
+
+
+def recalibrate_bn(model: torch.nn.Module, x: np.ndarray, batch_size: int = 128) -> torch.nn.Module:
+    """A copy whose BatchNorm running statistics are recomputed (cumulative average) over images `x` with the
+    final weights; everything else stays in eval mode (no dropout, no stochastic depth)."""
+    model = copy.deepcopy(model).eval()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            model(torch.from_numpy(x[start:start + batch_size]).contiguous(memory_format=torch.channels_last))
+    return model.eval()
+
+
+def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int, digest: str, cache: Path):
+    split, seed = ("d1", TARGET_SEED) if role == "target" else ("d2", SURROGATE_SEED)
+    spec = SurrogateSpec(arch=arch, init="random", split=split, seed=seed,
+                         training=TRAINING[kind].model_dump(mode="json"), task="binary", n_logits=2, in_channels=1,
+                         image_size=size, data_sha256=digest, code_version=code_version(), split_seed=DATA_SEED)
+    images = dev.subset(splits[split])
+    record = train_surrogate(spec, images, cache, device="cpu")
+    model = load_surrogate(record, spec, "cpu")
+    return record, model, images
+
+
+def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save) -> dict:
+    """Train each family's target and surrogate in turn; after each family, fill in every cell whose surrogate
+    and target are both trained (a cut-short run still reports), calling `save(out)`."""
+    dataset, kind = stage.split("-")
+    dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    size = int(dev.x.shape[-1])
+    models, crafted, out = {}, {}, {"stage": stage, "image_size": size, "n_test": len(test),
+                                    "n_test_pos": int(test.y.sum()), "n_d1": len(splits["d1"]),
+                                    "n_d2": len(splits["d2"]), "models": [], "cells": []}
+    done: set[tuple] = set()
+    for arch in families:
+        for role in ("target", "surrogate"):
+            t0 = time.perf_counter()
+            record, model, images = train(kind, arch, role, dev, splits, size, digest, cache)
+            recal = recalibrate_bn(model, images.x)
+            clean = predict_scores(model, test.x, "binary", "cpu")
+            models[(arch, role)] = {"eval": model, "recal": recal, "clean": clean}
+            entry = {"arch": arch, "role": role, "stop_reason": record.stop_reason, "epochs_run": record.epochs_run,
+                     "best_epoch": record.best_epoch, "val_auc": record.val_auc, "train_seconds": record.train_seconds,
+                     "test_auc_bn_eval": auc(test.y, clean),
+                     "test_auc_bn_recal": auc(test.y, predict_scores(recal, test.x, "binary", "cpu")),
+                     "curve": [asdict(e) for e in record.curve]}
+            out["models"].append(entry)
+            log(f"{stage} {arch} {role}: {record.stop_reason} after {record.epochs_run} ep (best {record.best_epoch}), "
+                f"val {record.val_auc:.3f}, test {entry['test_auc_bn_eval']:.3f} / recal "
+                f"{entry['test_auc_bn_recal']:.3f}, {time.perf_counter() - t0:.0f}s")
+        for bn in ("eval", "recal"):
+            surrogate = models[(arch, "surrogate")][bn]
+            classifier = art_classifier(surrogate, n_logits=2, input_shape=tuple(test.x.shape[1:]), multilabel=False,
+                                        device="cpu")
+            for eps in EPSILONS_PM1:
+                t0 = time.perf_counter()
+                x_adv = run_attack(ATTACK, classifier, test.x, test.y, epsilon_pm1=eps, n_logits=2, multilabel=False,
+                                   seed=DATA_SEED).x_adv
+                white = auc(test.y, predict_scores(surrogate, x_adv, "binary", "cpu"))
+                crafted[(arch, bn, eps)] = (x_adv, control_noise(test.x, x_adv, seed=DATA_SEED), white)
+                log(f"{stage} PGD on {arch} bn={bn} eps={eps}: white-box AUC {white:.3f} ({time.perf_counter() - t0:.0f}s)")
+        for (s_arch, bn, eps), (x_adv, x_ctrl, white) in crafted.items():
+            for t_arch in [a for a, role in models if role == "target"]:
+                if (s_arch, t_arch, bn, eps) in done:
+                    continue
+                done.add((s_arch, t_arch, bn, eps))
+                target = models[(t_arch, "target")]  # the deployed target: eval mode, as exported
+                paired = bootstrap_paired_auc(test.y, target["clean"], predict_scores(target["eval"], x_adv, "binary", "cpu"),
+                                              predict_scores(target["eval"], x_ctrl, "binary", "cpu"), resamples=1000,
+                                              seed=DATA_SEED)
+                out["cells"].append({"surrogate": s_arch, "target": t_arch, "bn": bn, "epsilon_pm1": eps,
+                                     "surrogate_white_box_auc": white, **asdict(paired)})
+                log(f"{stage} {s_arch} -> {t_arch} bn={bn} eps={eps}: relative AUC {paired.relative.point:.2f} "
+                    f"[{paired.relative.low:.2f}, {paired.relative.high:.2f}], control {paired.relative_control.point:.2f}")
+        save(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", type=Path, help="folder holding pneumoniamnist.npz and chestxray_kermany_128.npz")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True, help="surrogate cache (outside the repository)")
+    parser.add_argument("--stages", nargs="+", default=["pneumo32-short", "pneumo32-converged", "kermany64-converged"])
+    parser.add_argument("--families", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "densenet121"])
+    parser.add_argument("--families-short", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
+    parser.add_argument("--families-64", nargs="+", default=["mobilenet_v2", "resnet18"])
+    parser.add_argument("--n-test", type=int, default=300)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f}s] {msg}", flush=True)
+
+    def save(stage_out: dict) -> None:
+        results[stage_out["stage"]] = {**stage_out, "seconds": time.perf_counter() - started}
+        results["settings"] = {"short": SHORT.model_dump(mode="json"), "converged": CONVERGED.model_dump(mode="json"),
+                               "attack": ATTACK.model_dump(mode="json"), "epsilons_pm1": list(EPSILONS_PM1),
+                               "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
+                               "device": "cpu, 2 threads (2-core machine shared with other jobs)"}
+        args.out.write_text(json.dumps(results, indent=1))
+
+    for stage in args.stages:
+        families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
+        run_stage(stage, args.data_dir, args.cache, args.n_test, tuple(families), log, save)
+        log(f"stage {stage} written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
