@@ -10,8 +10,8 @@ surrogates are evidence of robustness; a failure measured with an unfit one is s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from medaudit.results import (CellRecord, EpsilonChoice, GateRule, IntervalRecord, OperatingPoint, Outcome,
                               SurrogateResult, Verdict, WorstCase, fmt_interval, threshold_text)

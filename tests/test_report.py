@@ -158,7 +158,7 @@ def test_pdf_pages_carry_sha_and_numbers(rendered):
 
 
 def test_report_html_structure(rendered):
-    results, out, html_path, _, _, _ = rendered
+    results, _, html_path, _, _, _ = rendered
     html = html_path.read_text(encoding="utf-8")
     assert html.count("<svg ") == 3  # AUC vs epsilon, SSIM vs epsilon, learning curves: inline vector
     assert html.count('src="data:image/png;base64,') == 5 * len(results.examples)
