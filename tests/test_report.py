@@ -163,6 +163,7 @@ def test_report_html_structure(rendered):
     assert html.count("<svg ") == 3  # AUC vs epsilon, SSIM vs epsilon, learning curves: inline vector
     assert html.count('src="data:image/png;base64,') == 5 * len(results.examples)
     assert "◀ worst ε" in html  # the seed-spread line the gate judged
+    assert "all attacks (worst: fgsm)" in html and "all attacks (worst: pgd-step0.01-it20)" in html
     assert "ImageNet pre-training (a different architecture, so not the same weights)" in html
     assert str(escape("shares the target's architecture, ImageNet weights (same architecture and pre-training)")) in html
     assert "! stopped by the budget" in html and "✖ unfit" in html

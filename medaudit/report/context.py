@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA, WORST_OVER_ATTACKS
-from medaudit.results import MARKS, AuditResults, SurrogateResult, count_outcomes
+from medaudit.results import MARKS, AuditResults, GateRule, SurrogateResult, count_outcomes
 from medaudit.report import narrative, plots, risk, tables
 from medaudit.report.images import example_panels
 from medaudit.report.units import native_epsilon, native_unit
@@ -48,11 +48,19 @@ def verdict_rows(results: AuditResults) -> list[dict]:
         worst = r.attack_id == WORST_OVER_ATTACKS
         groups.setdefault(r.row_id, []).append({
             "r": r, "endpoint": criterion.endpoint if criterion else r.rule, "worst": worst,
-            "attack": "all attacks" if worst else r.attack_id,
+            "attack": _attack_label(results, r),
             "surrogate": None if r.surrogate_id is None else tables.surrogate_label(by_id.get(r.surrogate_id),
                                                                                    r.surrogate_id),
             "criterion": r.rule.rpartition(", ")[2] or r.rule, "mark": MARKS[r.status]})
     return [{"row": row, "threat_id": items[0]["r"].threat_id, "rules": items} for row, items in groups.items()]
+
+
+def _attack_label(results: AuditResults, rule: GateRule) -> str:
+    """The rule's attack; for a row's worst case over attacks, the attack it repeats where one matches."""
+    if rule.attack_id != WORST_OVER_ATTACKS:
+        return rule.attack_id
+    worst = tables.repeated_rule(results.gate, rule).attack_id
+    return "all attacks" if worst == WORST_OVER_ATTACKS else f"all attacks (worst: {worst})"
 
 
 def split_relation(surrogate_split: str, target_split: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from medaudit.criteria import CONTROLS, CRITERIA, WORST_OVER_ATTACKS
 from medaudit.results import AuditResults, GateRule, fmt_interval
-from medaudit.report.tables import judged_cell
+from medaudit.report.tables import judged_cell, repeated_rule
 
 REFERENCES = (
     ("Bortsova 2021", "Bortsova G, González-Gonzalo C, et al. Adversarial attack vulnerability of medical image "
@@ -34,13 +34,6 @@ REFERENCES = (
 )
 
 
-def _attack_rule(rules: list[GateRule], worst: GateRule) -> GateRule:
-    """The per-attack rule a row's worst-over-attacks rule repeats (same surrogate, ε and interval)."""
-    return next((r for r in rules if r.attack_id != WORST_OVER_ATTACKS and (r.surrogate_id, r.epsilon_pm1, r.value,
-                                                                           r.status) ==
-                 (worst.surrogate_id, worst.epsilon_pm1, worst.value, worst.status)), worst)
-
-
 def risk_rows(results: AuditResults, threat_levels: dict[str, str]) -> list[dict]:
     """One line per threat (scenario row) and stated criterion, from the row's worst rule over attacks."""
     criteria = {c.id: c for c in CRITERIA}
@@ -52,7 +45,7 @@ def risk_rows(results: AuditResults, threat_levels: dict[str, str]) -> list[dict
     for (row_id, criterion_id), rules in groups.items():
         criterion = criteria[criterion_id]
         summary = next((r for r in rules if r.attack_id == WORST_OVER_ATTACKS), rules[0])
-        attack_rule = _attack_rule(rules, summary) if summary.attack_id == WORST_OVER_ATTACKS else summary
+        attack_rule = repeated_rule(rules, summary)
         cell = judged_cell(results, attack_rule)
         if summary.status == "ERROR":
             effect = f"not measured: {summary.message}"

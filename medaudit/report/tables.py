@@ -50,6 +50,15 @@ def judged_cell(results: AuditResults, rule: GateRule) -> CellRecord | None:
     return _cells_by(results).get((rule.surrogate_id, rule.attack_id, _key(rule.epsilon_pm1)))
 
 
+def repeated_rule(rules: tuple[GateRule, ...] | list[GateRule], rule: GateRule) -> GateRule:
+    """The per-attack rule a row's worst-over-attacks rule repeats (same row, criterion, surrogate, ε, interval)."""
+    if rule.attack_id != WORST_OVER_ATTACKS:
+        return rule
+    return next((r for r in rules if r.attack_id != WORST_OVER_ATTACKS and
+                 (r.row_id, r.criterion_id, r.surrogate_id, r.epsilon_pm1, r.value, r.status) ==
+                 (rule.row_id, rule.criterion_id, rule.surrogate_id, rule.epsilon_pm1, rule.value, rule.status)), rule)
+
+
 def seed_spread_rows(results: AuditResults) -> list[dict]:
     """Per row: relative AUC over its seeds at each admissible ε (min / median / max), ensembles beside them."""
     by_id = {s.id: s for s in results.surrogates}
