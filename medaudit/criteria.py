@@ -65,6 +65,7 @@ CONTROLS = {  # control id -> the control a manufacturer can put in its risk fil
     "CTL-NOISE-ROBUST": "train with noise augmentation and add an input-quality check that refers degraded "
                         "images to a human reader",
 }
+NO_CRITERIA_ID = "C-NONE"  # the criterion id of the one rule recorded when the scenario states no criterion
 NO_CRITERIA = ("No acceptance criteria were stated: the scenario's `gate` sets none of min_relative_auc, "
                "max_adversarial_specific_drop, min_control_relative_auc, so nothing was judged and the verdict is "
                "INCONCLUSIVE. State the criteria in the scenario before the run.")
@@ -226,19 +227,23 @@ def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[
     """Judge every scenario row x attack x stated criterion at every admissible epsilon.
 
     Returns the rules (per row: each attack, then the worst over attacks when there are several), the verdict
-    (ERROR > FAIL > INCONCLUSIVE > PASS; INCONCLUSIVE with no rules when no criterion is stated, see NO_CRITERIA)
+    (ERROR > FAIL > INCONCLUSIVE > PASS; with no criterion stated, one INCONCLUSIVE rule saying NO_CRITERIA)
     and the worst case: the admissible cell with the lowest adversarial AUC. Every surrogate needs its fitness.
     """
     worst = worst_case(cells, epsilon_choice)
     stated = [(c, getattr(scenario.gate, c.threshold_field)) for c in CRITERIA]
     stated = [(c, t) for c, t in stated if t is not None]
-    if not stated:
-        return (), "INCONCLUSIVE", worst
+    if not stated:  # one inconclusive rule, so junit.xml, summary.md and the PDF count the same
+        rule = GateRule(id="gate/acceptance-criteria", criterion_id=NO_CRITERIA_ID, threat_id="-", control_id="-",
+                        rule="acceptance criteria stated before the run", row_id="gate",
+                        attack_id="-", surrogate_id=None, epsilon_pm1=None, value=None, status="INCONCLUSIVE",
+                        message=NO_CRITERIA)
+        return (rule,), "INCONCLUSIVE", worst
     rows = _rows(scenario, surrogates, cells)
     attacks = list(dict.fromkeys([c.attack_id for c in epsilon_choice] + [c.attack_id for c in cells]))
     if not attacks:
-        rule = GateRule(id="audit/no-attacks", criterion_id="-", threat_id="-", control_id="-",
-                        rule="the audit measured at least one attack", row_id="-", attack_id="-", surrogate_id=None,
+        rule = GateRule(id="gate/no-attacks", criterion_id="-", threat_id="-", control_id="-",
+                        rule="the audit measured at least one attack", row_id="gate", attack_id="-", surrogate_id=None,
                         epsilon_pm1=None, value=None, status="ERROR",
                         message="no attack in the results: no epsilon choice and no cell was recorded; re-run the audit")
         return (rule,), "ERROR", worst

@@ -12,7 +12,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from medaudit.criteria import NO_CRITERIA
 from medaudit.files import atomic_write
 from medaudit.results import MARKS, OUTCOMES, AuditResults, count_outcomes, fmt_interval
 
@@ -37,8 +36,8 @@ def junit_xml(results: AuditResults) -> bytes:
     prov = results.provenance
     suites = ET.Element("testsuites", name="medaudit")
     suite = ET.SubElement(suites, "testsuite", name=f"medaudit gate: {results.scenario.name}",
-                          tests=str(len(rules) or 1), skipped="0", timestamp=prov.finished_at or prov.started_at,
-                          failures=str(counts["FAIL"] + counts["INCONCLUSIVE"] + (not rules)),
+                          tests=str(len(rules)), skipped="0", timestamp=prov.finished_at or prov.started_at,
+                          failures=str(counts["FAIL"] + counts["INCONCLUSIVE"]),
                           errors=str(counts["ERROR"]))
     props = ET.SubElement(suite, "properties")
     for name, value in (("verdict", verdict), *((f"count_{o.lower()}", counts[o]) for o in OUTCOMES),
@@ -49,9 +48,6 @@ def junit_xml(results: AuditResults) -> bytes:
                         ("medaudit_version", prov.medaudit_version), ("code_commit", prov.code_commit),
                         ("results_schema_version", results.schema_version)):
         ET.SubElement(props, "property", name=name, value=str(value))
-    if not rules:
-        case = ET.SubElement(suite, "testcase", name="gate/acceptance-criteria", classname="gate", time="0")
-        ET.SubElement(case, "failure", type="INCONCLUSIVE", message=NO_CRITERIA).text = NO_CRITERIA
     for r in rules:
         case = ET.SubElement(suite, "testcase", name=r.id, classname=r.row_id, time="0")
         case_props = ET.SubElement(case, "properties")
@@ -89,7 +85,7 @@ def markdown_summary(results: AuditResults) -> str:
     if results.target.card.intended_use is None:
         lines += ["**! Intended use not supplied** with the target: the findings cannot be weighed against it.", ""]
     if not rules:
-        lines += [f"{MARKS['INCONCLUSIVE']} {NO_CRITERIA}", ""]
+        lines += [f"No gate rules recorded: the run was not judged (verdict {verdict}).", ""]
     else:
         lines += [f"{counts_text(results)} (junit.xml: {len(rules)} tests, "
                   f"{counts['FAIL'] + counts['INCONCLUSIVE']} failures = fail + inconclusive, {counts['ERROR']} errors)",
@@ -97,7 +93,7 @@ def markdown_summary(results: AuditResults) -> str:
                   "| control |", "|---|---|---|---|---|---|---|---|"]
         for r in rules:
             eps = "—" if r.epsilon_pm1 is None else f"{r.epsilon_pm1:g}"
-            result = fmt_interval(r.value) if r.status != "ERROR" else f"ERROR: {r.message}"
+            result = f"ERROR: {r.message}" if r.status == "ERROR" else fmt_interval(r.value) if r.value else r.message
             lines.append(f"| {MARKS[r.status]} | `{_md(r.id)}` | {r.criterion_id} | {_md(r.threat_id)} | {eps} | "
                          f"{_md(r.surrogate_id or '—')} | {_md(result)} | {r.control_id} |")
         lines.append("")

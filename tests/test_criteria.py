@@ -139,10 +139,12 @@ def test_worst_over_attacks_per_row_and_criterion():
     assert worst.message.startswith("worst attack pgd;") and verdict == "INCONCLUSIVE"
 
 
-def test_no_criteria_gives_no_rules_and_an_inconclusive_verdict():
+def test_no_criteria_gives_one_inconclusive_rule_saying_so():
     cells = [_cell("s0", e) for e in EPS3]
     rules, verdict, worst = _run(cells, {"threshold": 0.5})
-    assert rules == () and verdict == "INCONCLUSIVE" and worst is not None
+    assert [(r.id, r.criterion_id, r.status, r.message) for r in rules] == [
+        ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)]
+    assert verdict == "INCONCLUSIVE" and worst is not None
 
 
 def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():

@@ -57,11 +57,13 @@ def test_junit_has_one_testcase_per_rule_with_its_risk_ids(tmp_path):
 
 def test_no_criteria_is_one_failing_testcase_and_says_why():
     results = make_results(gate={"threshold": 0.5})
-    assert results.gate == () and results.verdict == "INCONCLUSIVE" and exit_code(results.verdict) == 1
+    assert len(results.gate) == 1 and results.verdict == "INCONCLUSIVE" and exit_code(results.verdict) == 1
     suite = ET.fromstring(junit_xml(results)).find("testsuite")
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
-    assert suite.find("testcase/failure").get("message") == NO_CRITERIA
-    assert NO_CRITERIA in markdown_summary(results)
+    assert suite.find("testcase").get("name") == "gate/acceptance-criteria"
+    assert suite.find("testcase/failure").get("message") == f"INCONCLUSIVE: {NO_CRITERIA}"
+    text = markdown_summary(results)
+    assert NO_CRITERIA in text and "0 pass, 0 fail, 1 inconclusive, 0 error" in text
 
 
 def test_junit_counts_errors():

@@ -106,7 +106,7 @@ def test_pdf_operating_point_numbers(rendered):
 def test_pdf_junit_and_summary_report_the_same_counts(rendered):
     results, out, _, _, _, text = rendered
     flat = " ".join(text.split())
-    pdf = re.search(r"(\d+) criteria judged: (\d+) pass, (\d+) fail, (\d+) inconclusive, (\d+) error", flat)
+    pdf = re.search(r"(\d+) gate rules: (\d+) pass, (\d+) fail, (\d+) inconclusive, (\d+) error", flat)
     pdf_counts = dict(zip(("PASS", "FAIL", "INCONCLUSIVE", "ERROR"), map(int, pdf.groups()[1:])))
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     cases = suite.findall("testcase")
@@ -198,6 +198,7 @@ def test_missing_pieces_render_without_invented_numbers():
         "verdict": verdict, "worst_case": worst, "seed_spread": (), "comparisons": (), "per_image": ()})
     html = render_html(results)
     assert str(escape(NO_CRITERIA)) in html and "INCONCLUSIVE" in html
+    assert "1 gate rule: 0 pass, 0 fail, 1 inconclusive, 0 error" in html
     assert "This run recorded no example images." in html and "No operating point recorded" in html
     assert "No per-image files recorded." in html and "Paired comparisons" not in html
     assert "set <span class=\"mono\">gate.min_control_relative_auc</span>" in html

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA, WORST_OVER_ATTACKS
+from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA_ID, WORST_OVER_ATTACKS
 from medaudit.results import MARKS, AuditResults, GateRule, SurrogateResult, count_outcomes
 from medaudit.report import narrative, plots, risk, tables
 from medaudit.report.images import example_panels
@@ -44,6 +44,8 @@ def verdict_rows(results: AuditResults) -> list[dict]:
     by_id = {s.id: s for s in results.surrogates}
     groups: dict[str, list[dict]] = {}
     for r in results.gate:
+        if r.criterion_id == NO_CRITERIA_ID:
+            continue  # shown as the verdict card's warning, not as a table row
         criterion = _CRITERIA.get(r.criterion_id)
         worst = r.attack_id == WORST_OVER_ATTACKS
         groups.setdefault(r.row_id, []).append({
@@ -162,7 +164,7 @@ def build_context(results: AuditResults, *, results_sha256: str | None = None) -
         "verdict": results.verdict, "verdict_mark": MARKS.get(results.verdict, ""), "counts": counts,
         "junit_failures": counts["FAIL"] + counts["INCONCLUSIVE"],
         "rules": results.gate, "rule_groups": verdict_rows(results),
-        "no_criteria": NO_CRITERIA if not results.gate and results.verdict == "INCONCLUSIVE" else None,
+        "no_criteria": next((r.message for r in results.gate if r.criterion_id == NO_CRITERIA_ID), None),
         "worst": worst, "worst_native": native_epsilon(worst.epsilon_pm1, card) if worst else None,
         "native_unit": native_unit(card), "findings": narrative.findings(results),
         "target_name": target.name or card.name or Path(target.path).name or "unnamed",
