@@ -160,7 +160,7 @@ class EpsilonChoice(Record):
 class GateRule(Record):
     """One acceptance criterion applied to one scenario row and attack, judged at its worst admissible epsilon."""
 
-    id: str  # stable: `<row>/<attack>/<criterion>`, cited by risk files, junit and summary
+    id: str  # stable: `<row>/<attack>/<criterion-key>` (`<row>/worst-over-attacks/<key>` per row), cited by risk files
     criterion_id: str  # e.g. `C-REL-AUC`
     threat_id: str  # `T-<row>`: the threat (scenario row) of the risk file
     control_id: str  # the suggested control of the risk file, e.g. `CTL-IMAGE-INTEGRITY`

@@ -116,7 +116,10 @@ def test_pdf_junit_and_summary_report_the_same_counts(rendered):
                     "ERROR": len(suite.findall("testcase/error"))}
     assert pdf_counts == junit_counts == {"PASS": 3, "FAIL": 10, "INCONCLUSIVE": 5, "ERROR": 0}
     assert int(pdf.group(1)) == len(cases) == int(suite.get("tests"))
-    assert counts_text(results) in (out / "summary.md").read_text(encoding="utf-8")
+    summary = re.search(r"(\d+) pass, (\d+) fail, (\d+) inconclusive, (\d+) error",
+                        (out / "summary.md").read_text(encoding="utf-8"))
+    assert dict(zip(("PASS", "FAIL", "INCONCLUSIVE", "ERROR"), map(int, summary.groups()), strict=True)) == pdf_counts
+    assert summary.group(0) == counts_text(results)
     assert "3 pass, 10 fail, 5 inconclusive, 0 error" in flat
 
 
@@ -203,6 +206,13 @@ def test_missing_pieces_render_without_invented_numbers():
     assert "No per-image files recorded." in html and "Paired comparisons" not in html
     assert "set <span class=\"mono\">gate.min_control_relative_auc</span>" in html
     assert html.count("<svg ") == 3
+
+
+def test_an_unjudged_run_renders_without_a_verdict_invented():
+    results = make_results().model_copy(update={"gate": (), "verdict": "PENDING", "worst_case": None})
+    html = render_html(results)
+    assert "no gate rules recorded: the run was not judged" in html and "PENDING" in html
+    assert "No criterion was judged" in html
 
 
 def test_attack_without_admissible_epsilon_is_shown_not_filled_in():
