@@ -174,7 +174,8 @@ class _Judge:
                             message=_no_epsilon_message(choice))
         if not surrogates:
             return GateRule(**base, surrogate_id=None, epsilon_pm1=None, value=None, status="ERROR",
-                            message=f"no surrogate of row {row_id} in the results; the run is incomplete, re-run the audit")
+                            message=f"no surrogate of row {row_id} in the results; the run is incomplete, "
+                                    "re-run the audit")
         measured = [self._measure(s, attack_id, e, criterion, threshold)
                     for s in surrogates for e in choice.admissible_epsilons_pm1]
         where = f"judged at every admissible ε ({', '.join(f'{e:g}' for e in choice.admissible_epsilons_pm1)})"
@@ -245,7 +246,8 @@ def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[
         rule = GateRule(id="gate/no-attacks", criterion_id="-", threat_id="-", control_id="-",
                         rule="the audit measured at least one attack", row_id="gate", attack_id="-", surrogate_id=None,
                         epsilon_pm1=None, value=None, status="ERROR",
-                        message="no attack in the results: no epsilon choice and no cell was recorded; re-run the audit")
+                        message="no attack in the results: no epsilon choice and no cell was recorded; "
+                                "re-run the audit")
         return (rule,), "ERROR", worst
     j = _Judge(scenario, cells, epsilon_choice)
     rules: list[GateRule] = []
@@ -275,10 +277,12 @@ def worst_case(cells: Sequence[CellRecord], epsilon_choice: Sequence[EpsilonChoi
         f"The lowest adversarial AUC within the perceptibility bound came from attack {c.attack_id} at ε = "
         f"{c.epsilon_pm1:g} in [-1, 1] units ({c.epsilon_grey_levels:.3g} grey levels of 255), crafted on surrogate "
         f"{c.surrogate_id} of row {c.row_id}: the target's AUC fell from {fmt_interval(c.auc_clean)} to "
-        f"{fmt_interval(c.auc_adversarial)}, {100 * c.relative_auc.point:.0f}% of its clean value. In plain terms: with "
+        f"{fmt_interval(c.auc_adversarial)}, {100 * c.relative_auc.point:.0f}% of its clean value. In plain terms: "
+        "with "
         f"every pixel changed by at most {c.epsilon_grey_levels:.3g} grey levels, using a model the attacker trained "
         "without ever querying the target, the target ranked a diseased case above a healthy one in "
-        f"{100 * c.auc_adversarial.point:.0f}% of pairs{over} instead of {100 * c.auc_clean.point:.0f}% (50% is chance)."
+        f"{100 * c.auc_adversarial.point:.0f}% of pairs{over} instead of {100 * c.auc_clean.point:.0f}% "
+        "(50% is chance)."
     )
     if c.operating_point is not None:
         statement += " " + operating_point_sentence(c.operating_point)

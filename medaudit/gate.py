@@ -88,7 +88,8 @@ def markdown_summary(results: AuditResults) -> str:
         lines += [f"No gate rules recorded: the run was not judged (verdict {verdict}).", ""]
     else:
         lines += [f"{counts_text(results)} (junit.xml: {len(rules)} tests, "
-                  f"{counts['FAIL'] + counts['INCONCLUSIVE']} failures = fail + inconclusive, {counts['ERROR']} errors)",
+                  f"{counts['FAIL'] + counts['INCONCLUSIVE']} failures = fail + inconclusive, "
+                  f"{counts['ERROR']} errors)",
                   "", "| | rule id | criterion | threat | worst ε ([-1, 1]) | surrogate judged | result (95% interval) "
                   "| control |", "|---|---|---|---|---|---|---|---|"]
         for r in rules:

@@ -118,7 +118,8 @@ def threat_rows(results: AuditResults) -> list[dict]:
         knowledge, level = _knowledge(seeds[0], results) if seeds else ([], "not recorded")
         out.append({
             "row_id": row_id, "threat_id": f"T-{row_id}", "seeds": [s.seed for s in seeds], "ensembles": ensembles,
-            "goal": f"{sc.goal}: any change of the target's output away from the true label counts (integrity violation)",
+            "goal": f"{sc.goal}: any change of the target's output away from the true label counts "
+                    "(integrity violation)",
             "knowledge": knowledge, "level": level, "queries": sc.capabilities.queries_to_target,
             "input_edit": sc.capabilities.input_edit, "norm": sc.capabilities.norm, "delivery": sc.delivery,
             "atlas": [(a, ATLAS.get(a, "see MITRE ATLAS")) for a in sorted({a for s in members for a in s.atlas})],
@@ -173,7 +174,8 @@ def build_context(results: AuditResults, *, results_sha256: str | None = None) -
         "load_check": target.load_check, "gate": gate, "criteria": CRITERIA, "controls": CONTROLS,
         "threshold_rule": (f"fixed score threshold {gate.threshold:g} (scenario gate.threshold)"
                            if gate.threshold is not None else
-                           f"the clean-image threshold giving specificity {gate.specificity:g} (scenario gate.specificity)"),
+                           f"the clean-image threshold giving specificity {gate.specificity:g} "
+                           "(scenario gate.specificity)"),
         "threats": threats, "epsilon_rows": epsilon_rows(results),
         "data_rows": narrative.data_rows(results.data), "split_sizes": list(results.data.split_sizes.items()),
         "attacks": _attacks(results), "training": list(results.scenario.training.model_dump().items()),

@@ -17,7 +17,8 @@ REFERENCES = (
                     "AI Model (.000 gathered artifacts, .001 replication, .002 pre-trained model)."),
     ("OWASP ML01", "OWASP Machine Learning Security Top 10 (2023): ML01 Input Manipulation Attack."),
     ("EU AI Act Art. 15", "Regulation (EU) 2024/1689 (AI Act), Article 15: accuracy, robustness and cybersecurity; "
-                          "15(3) declared accuracy metrics, 15(5) resilience to adversarial examples or model evasion."),
+                          "15(3) declared accuracy metrics, 15(5) resilience to adversarial examples or model "
+                          "evasion."),
     ("ISO/IEC TR 24029-1", "ISO/IEC TR 24029-1:2021. Artificial intelligence: assessment of the robustness of neural "
                            "networks, Part 1: overview (robustness goals, test plan, protocol); ISO/IEC DIS 24029-3 "
                            "(draft): statistical methods."),
@@ -56,7 +57,8 @@ def risk_rows(results: AuditResults, threat_levels: dict[str, str]) -> list[dict
                 op = cell.operating_point
                 lost, made = ((op.true_positives_lost_control, op.false_positives_created_control)
                               if criterion_id == "C-NOISE" else (op.true_positives_lost, op.false_positives_created))
-                effect += f"; at threshold {op.threshold:.3g}: {lost} true positives lost, {made} false positives created"
+                effect += (f"; at threshold {op.threshold:.3g}: {lost} true positives lost, {made} false positives "
+                           "created")
         out.append({"threat_id": summary.threat_id, "row_id": row_id, "threat": threat_levels.get(row_id, ""),
                     "criterion": criterion, "rule": summary, "effect": effect,
                     "control_id": criterion.control_id, "control": CONTROLS[criterion.control_id]})

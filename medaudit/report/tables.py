@@ -133,7 +133,7 @@ def noise_rows(results: AuditResults) -> list[dict]:
 
 
 def fitness_rows(results: AuditResults) -> list[dict]:
-    """Each surrogate: clean test AUC against the floor, white-box AUC for every attack against the bound, fit or why not."""
+    """Each surrogate: clean test AUC against the floor, white-box AUC per attack against the bound, fit or why not."""
     order = row_order(results)
     rows = []
     for s in sorted(results.surrogates, key=lambda s: (order.index(s.row_id), bool(s.member_ids), s.seed)):
