@@ -280,7 +280,7 @@ def worst_case(cells: Sequence[CellRecord], epsilon_choice: Sequence[EpsilonChoi
         f"{fmt_interval(c.auc_adversarial)}, {100 * c.relative_auc.point:.0f}% of its clean value. In plain terms: "
         "with "
         f"every pixel changed by at most {c.epsilon_grey_levels:.3g} grey levels, using a model the attacker trained "
-        "without ever querying the target, the target ranked a diseased case above a healthy one in "
+        "without ever querying the target, the target ranked a positive case above a negative one in "
         f"{100 * c.auc_adversarial.point:.0f}% of pairs{over} instead of {100 * c.auc_clean.point:.0f}% "
         "(50% is chance)."
     )
