@@ -8,6 +8,7 @@ record; nothing after it changes a number. Every field is typed: no free-form di
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,8 @@ from medaudit.scenario import AttackSpec, CardFields, Scenario
 SCHEMA_VERSION = "2.0"
 Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "PENDING"]
+OUTCOMES: tuple[Outcome, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")  # the order every output counts them in
+MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…"}  # shared by report and gate
 
 
 class Record(BaseModel):
@@ -156,8 +159,10 @@ class EpsilonChoice(Record):
 class GateRule(Record):
     """One acceptance criterion applied to one scenario row and attack, judged at its worst admissible epsilon."""
 
-    id: str  # stable: `<row>/<attack>/<criterion>`, cited by risk files, junit and summary
+    id: str  # stable: `<row>/<attack>/<criterion-key>` (`<row>/worst-over-attacks/<key>` per row), cited by risk files
     criterion_id: str  # e.g. `C-REL-AUC`
+    threat_id: str  # `T-<row>`: the threat (scenario row) of the risk file
+    control_id: str  # the suggested control of the risk file, e.g. `CTL-IMAGE-INTEGRITY`
     rule: str  # e.g. "relative AUC, lower 95% bound >= 0.80"
     row_id: str
     attack_id: str
@@ -247,6 +252,8 @@ class DataRecord(Record):
     """Where the audit images came from and how they were prepared and split."""
 
     source: str  # as given (a path or medmnist:NAME)
+    origin: str  # who published the images and from which study, in words (or "not stated")
+    licence: str  # the images' licence as their publisher states it (or "not stated")
     resolved_path: str  # the file actually read
     sha256: str  # of the source file(s)
     split_ids_sha256: str
@@ -338,6 +345,26 @@ class AuditResults(Record):
     target_queries: int = 0
     timings: Timings | None = None
     execution: ExecutionStats | None = None
+
+
+def count_outcomes(rules: tuple[GateRule, ...]) -> dict[str, int]:
+    """Rules per outcome, in `OUTCOMES` order: the one count that junit.xml, summary.md and the PDF all show."""
+    return {outcome: sum(r.status == outcome for r in rules) for outcome in OUTCOMES}
+
+
+def threshold_text(x: float) -> str:
+    """A threshold for a rule text: at least two decimals, no trailing noise (0.8 -> 0.80, 0.825 -> 0.825)."""
+    s = f"{x:.3f}".rstrip("0")
+    return s + "0" * max(0, 2 - len(s.split(".")[1]))
+
+
+def fmt_interval(iv: IntervalRecord | None) -> str:
+    """`point (low, high)` to three decimals; an undefined interval says so."""
+    if iv is None:
+        return "—"
+    if not all(math.isfinite(v) for v in (iv.low, iv.high)):
+        return f"{iv.point:.3f} (interval undefined)"
+    return f"{iv.point:.3f} ({iv.low:.3f}, {iv.high:.3f})"
 
 
 def write_results(results: AuditResults, path: Path) -> None:

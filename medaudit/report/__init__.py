@@ -2,7 +2,8 @@
 
 The report only reads the results record, so `medaudit report results.json` re-renders a run
 without recomputing. Section order follows shared/REGULATORY.md ("Report order"): verdict card, scope, criteria, threat
-model, protocol, results, perceptibility, limitations, annexes.
+model, protocol, results, perceptibility, risk file, limitations, annexes, references. It reads the gate's
+recorded rules and never judges; it imports records, not the gate.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import jinja2
 from markupsafe import Markup
 
 from medaudit.files import atomic_write, sha256_file
-from medaudit.gate import threshold_text
-from medaudit.results import AuditResults, IntervalRecord
+from medaudit.results import AuditResults, IntervalRecord, threshold_text
 from medaudit.report.context import build_context
+from medaudit.report.units import native_epsilon
 
 __all__ = ["render_html", "write_report"]
 
@@ -69,6 +70,7 @@ def render_html(results: AuditResults, *, results_sha256: str | None = None) -> 
     context = build_context(results, results_sha256=results_sha256)
     context["css"] = Markup(files("medaudit.templates").joinpath("report.css").read_text("utf-8"))
     context["svg"] = lambda s: Markup(s) if s else None  # our matplotlib output: text drawn as paths
+    context["nat"] = lambda e: native_epsilon(e, results.target.card)  # ε in the target's own input units
     return env.get_template("report.html.j2").render(**context)
 
 

@@ -1,7 +1,7 @@
-"""What the report template shows, built from `AuditResults` only: verdict card, scope, threat model, protocol.
+"""What the report template shows, built from `AuditResults` only: verdict card, scope, threat model, protocol, annexes.
 
-Numbers are taken from the record as they are; where the record lacks something the view says so
-("not stated", "not recorded") instead of filling it in.
+The report never judges: it shows the gate's recorded rules, verdict and worst case. Numbers are taken from
+the record as they are; where the record lacks something the view says so instead of filling it in.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from medaudit.gate import MARKS, NO_CRITERIA, chosen_epsilons, gate_outcome, surrogates_by_row
-from medaudit.report import narrative, plots, tables
+from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA_ID, WORST_OVER_ATTACKS
+from medaudit.results import MARKS, AuditResults, GateRule, SurrogateResult, count_outcomes
+from medaudit.report import narrative, plots, risk, tables
 from medaudit.report.images import example_panels
-from medaudit.results import AuditResults, GateRule, IntervalRecord, SurrogateResult
+from medaudit.report.units import native_epsilon, native_unit
 
 ATLAS = {
     "AML.T0043.002": "Craft Adversarial Data: Black-Box Transfer",
@@ -22,13 +23,10 @@ ATLAS = {
     "AML.T0005.001": "Create Proxy AI Model: Train Proxy via Replication",
     "AML.T0005.002": "Create Proxy AI Model: Use Pre-Trained Model",
 }
-_MEASURES = {"min-relative-auc": "relative AUC (adversarial / clean)",
-             "max-adversarial-specific-drop": "adversarial-specific AUC drop (control − adversarial)"}
 # each development split as a set of disjoint parts: d1/10 is a tenth of d1, d2/2 half of d2
 _PARTS = {"d1": {"d1a", "d1b"}, "d1/10": {"d1a"}, "d2": {"d2a", "d2b"}, "d2/2": {"d2a"},
           "full": {"d1a", "d1b", "d2a", "d2b"}}
-_CARD_ORDER = ("name", "architecture", "init", "input_size", "channels", "layout", "dtype", "value_range", "mean", "std",
-               "output_kind", "task", "class_names", "positive_index", "input_name", "output_name")
+_CRITERIA = {c.id: c for c in CRITERIA}
 
 
 def _value(v: object) -> str:
@@ -41,26 +39,30 @@ def _value(v: object) -> str:
     return str(v)
 
 
-def verdict_rows(rules: list[GateRule], seeds: dict[str, int]) -> list[dict]:
-    """Gate rules grouped by scenario row: endpoint | attack, epsilon | criterion | result | outcome."""
+def verdict_rows(results: AuditResults) -> list[dict]:
+    """Gate rules grouped by scenario row: criterion | attack, worst ε, surrogate judged | result | outcome."""
+    by_id = {s.id: s for s in results.surrogates}
     groups: dict[str, list[dict]] = {}
-    for r in rules:
-        endpoint, _, criterion = r.rule.rpartition(", ")
-        rest = r.id[len(r.row_id) + 1:].split("/") if r.id.startswith(r.row_id + "/") else []
-        worst = r.attack_id == "worst-over-attacks"
-        key = rest[-1] if rest else ""
+    for r in results.gate:
+        if r.criterion_id == NO_CRITERIA_ID:
+            continue  # shown as the verdict card's warning, not as a table row
+        criterion = _CRITERIA.get(r.criterion_id)
+        worst = r.attack_id == WORST_OVER_ATTACKS
         groups.setdefault(r.row_id, []).append({
-            "id": r.id, "endpoint": _MEASURES.get(key, endpoint or r.rule), "worst": worst,
-            "attack": "all attacks" if worst else r.attack_id,
-            "surrogate": _seed_label(rest[0], seeds) if len(rest) == 3 and not worst else None,
-            "epsilon": r.epsilon_pm1,
-            "criterion": criterion or r.rule, "value": r.value, "status": r.status, "mark": MARKS[r.status],
-            "message": r.message})
-    return [{"row": row, "rules": items} for row, items in groups.items()]
+            "r": r, "endpoint": criterion.endpoint if criterion else r.rule, "worst": worst,
+            "attack": _attack_label(results, r),
+            "surrogate": None if r.surrogate_id is None else tables.surrogate_label(by_id.get(r.surrogate_id),
+                                                                                   r.surrogate_id),
+            "criterion": r.rule.rpartition(", ")[2] or r.rule, "mark": MARKS[r.status]})
+    return [{"row": row, "threat_id": items[0]["r"].threat_id, "rules": items} for row, items in groups.items()]
 
 
-def _seed_label(surrogate_id: str, seeds: dict[str, int]) -> str:
-    return f"surrogate seed {seeds[surrogate_id]}" if surrogate_id in seeds else f"surrogate {surrogate_id}"
+def _attack_label(results: AuditResults, rule: GateRule) -> str:
+    """The rule's attack; for a row's worst case over attacks, the attack it repeats where one matches."""
+    if rule.attack_id != WORST_OVER_ATTACKS:
+        return rule.attack_id
+    worst = tables.repeated_rule(results.gate, rule).attack_id
+    return "all attacks" if worst == WORST_OVER_ATTACKS else f"all attacks (worst: {worst})"
 
 
 def split_relation(surrogate_split: str, target_split: str) -> str:
@@ -79,120 +81,116 @@ def split_relation(surrogate_split: str, target_split: str) -> str:
     return "overlaps the target's development data"
 
 
-def _knowledge(s: SurrogateResult, card: dict, trained_on: str, sizes: dict) -> tuple[list[dict], str]:
-    t_arch, t_init = card.get("architecture"), card.get("init")
-    arch_rel = "unknown (card gives no architecture)" if not t_arch else ("same" if s.arch == t_arch else "different")
-    init_rel = "unknown (card gives no init)" if not t_init else ("same" if s.init == t_init else "different")
+def _knowledge(s: SurrogateResult, results: AuditResults) -> tuple[list[dict], str]:
+    card, trained_on = results.target.card, results.scenario.target.trained_on
+    sizes = results.data.split_sizes
+    arch_rel = "unknown (card gives no architecture)" if not card.architecture else (
+        "same" if s.arch == card.architecture else "different")
+    init_rel = "unknown (card gives no init)" if not card.init else ("same" if s.init == card.init else "different")
     data_rel = split_relation(s.split, trained_on)
-    n = lambda split: f" ({sizes[split]:,} images)" if isinstance(sizes.get(split), int) else ""  # noqa: E731
+    n = lambda split: f" ({sizes[split]:,} images)" if split in sizes else ""  # noqa: E731
     rows = [{"aspect": "development data", "attacker": f"{s.split}{n(s.split)}", "target": f"{trained_on}{n(trained_on)}",
              "relation": data_rel},
-            {"aspect": "architecture", "attacker": s.arch, "target": _value(t_arch), "relation": arch_rel},
-            {"aspect": "initialisation", "attacker": s.init, "target": _value(t_init), "relation": init_rel}]
-    shared = [a for a, ok in (("architecture", arch_rel == "same"),
-                              ("ImageNet weights", init_rel == "same" and s.init == "imagenet"),
-                              ("development images", "disjoint" not in data_rel)) if ok]
+            {"aspect": "architecture", "attacker": s.arch, "target": _value(card.architecture), "relation": arch_rel},
+            {"aspect": "initialisation", "attacker": s.init, "target": _value(card.init), "relation": init_rel}]
+    shared = []
+    if arch_rel == "same":
+        shared.append("architecture")
+    if init_rel == "same" and s.init == "imagenet":
+        # the same ImageNet weights only exist for the same architecture; otherwise only the pre-training is shared
+        shared.append("ImageNet weights (same architecture and pre-training)" if arch_rel == "same" else
+                      "ImageNet pre-training (a different architecture, so not the same weights)")
+    if "disjoint" not in data_rel and data_rel != "relation unknown":
+        shared.append("development images")
     level = (f"gray-box: the attacker shares the target's {', '.join(shared)}" if shared else
              "black-box: no design component of the target is known to the attacker")
     return rows, level
 
 
 def threat_rows(results: AuditResults) -> list[dict]:
-    """NIST AI 100-2 goal / knowledge / capabilities and MITRE ATLAS ids, per scenario row."""
-    sc, card = results.scenario, results.target.get("card") or {}
-    trained_on = (sc.get("target") or {}).get("trained_on", "not stated")
-    sizes = results.data.get("split_sizes") or {}
-    chosen = chosen_epsilons(results)
-    eps_all = sc.get("epsilons_pm1") or sorted({c.epsilon_pm1 for c in results.cells})
-    caps = sc.get("capabilities") or {}
-    by_id = {s.id: s for s in results.surrogates}
+    """NIST AI 100-2 goal / knowledge / capabilities, MITRE ATLAS ids and the risk file's threat id, per row."""
+    sc = results.scenario
     out = []
-    for row_id, sids in surrogates_by_row(results).items():
-        surrogates = [by_id[s] for s in sids if s in by_id]
-        knowledge, level = _knowledge(surrogates[0], card, trained_on, sizes) if surrogates else ([], "not recorded")
-        atlas = sorted({a for s in surrogates for a in s.atlas})
+    for row_id in tables.row_order(results):
+        members = [s for s in results.surrogates if s.row_id == row_id]
+        seeds = [s for s in members if not s.member_ids]
+        ensembles = [s for s in members if s.member_ids]
+        knowledge, level = _knowledge(seeds[0], results) if seeds else ([], "not recorded")
         out.append({
-            "row_id": row_id, "surrogates": surrogates, "seeds": [s.seed for s in surrogates],
-            "goal": f"{sc.get('goal', 'untargeted')}: any change of the target's output away from the true label "
-                    "counts (integrity violation)",
-            "knowledge": knowledge, "level": level,
-            "queries": caps.get("queries_to_target", 0), "input_edit": caps.get("input_edit", "inference_time"),
-            "norm": caps.get("norm", "linf"), "epsilons": [(e, e * 127.5) for e in eps_all],
-            "chosen": [(a, e, None if e is None else e * 127.5) for a, e in chosen.items()],
-            "delivery": sc.get("delivery", "float"),
-            "atlas": [(a, ATLAS.get(a, "see MITRE ATLAS")) for a in atlas],
+            "row_id": row_id, "threat_id": f"T-{row_id}", "seeds": [s.seed for s in seeds], "ensembles": ensembles,
+            "goal": f"{sc.goal}: any change of the target's output away from the true label counts "
+                    "(integrity violation)",
+            "knowledge": knowledge, "level": level, "queries": sc.capabilities.queries_to_target,
+            "input_edit": sc.capabilities.input_edit, "norm": sc.capabilities.norm, "delivery": sc.delivery,
+            "atlas": [(a, ATLAS.get(a, "see MITRE ATLAS")) for a in sorted({a for s in members for a in s.atlas})],
         })
     return out
 
 
 def card_rows(results: AuditResults) -> list[dict]:
-    card, sources = results.target.get("card") or {}, results.target.get("card_sources") or {}
-    keys = [k for k in _CARD_ORDER if k in card] + [k for k in card if k not in _CARD_ORDER]
-    shown = {k: "any (not fixed by the graph)" if k == "batch_size" and card[k] is None else _value(card[k])
-             for k in keys if not (card[k] is None and k in ("mean", "std", "value_range"))}
-    return [{"field": k, "value": v, "source": sources.get(k, "—")} for k, v in shown.items()]
+    card, sources = results.target.card, results.target.card_sources
+    return [{"field": k, "value": _value(getattr(card, k)), "source": sources.get(k, "—")}
+            for k in type(card).model_fields if k != "intended_use"
+            and not (getattr(card, k) is None and k in ("mean", "std", "value_range"))]
+
+
+def epsilon_rows(results: AuditResults) -> list[dict]:
+    """The ε grid in the three units, and for each attack whether its perceptibility bound admits it."""
+    card = results.target.card
+    allowed = tables.admissible(results)
+    return [{"pm1": e, "grey": e * 127.5, "native": native_epsilon(e, card),
+             "admissible": [(a, any(abs(e - x) < 1e-9 for x in xs)) for a, xs in allowed.items()]}
+            for e in results.scenario.epsilons_pm1]
 
 
 def _attacks(results: AuditResults) -> list[dict]:
-    seen: dict[str, dict] = {}
+    seen = {}
     for c in results.cells:
         seen.setdefault(c.attack_id, c.attack)
-    rows = [{"id": a, "params": [(k, _value(v)) for k, v in p.items()], "note": None} for a, p in seen.items()]
-    return rows + [{"id": c.attack_id, "params": [], "note": "not recorded: no cell of this attack in the results"}
+    rows = [{"id": a, "params": [(k, _value(v)) for k, v in spec.model_dump().items() if k != "name"],
+             "name": spec.name, "note": None} for a, spec in seen.items()]
+    return rows + [{"id": c.attack_id, "params": [], "name": "", "note": "not recorded: no cell of this attack"}
                    for c in results.epsilon_choice if c.attack_id not in seen]
-
-
-def _flat(d: dict, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    return [(k, "none" if v is None else _value(v)) for k, v in d.items() if k not in skip and not isinstance(v, dict)]
 
 
 def build_context(results: AuditResults, *, results_sha256: str | None = None) -> dict:
     """Everything the template renders, in report order."""
-    rules, verdict, worst = gate_outcome(results)
-    target = results.target
-    path = target.get("path", "")
-    sha = target.get("sha256", "")
-    gate = results.scenario.get("gate") or {}
-    no_criteria = gate.get("min_relative_auc") is None and gate.get("max_adversarial_specific_drop") is None
-    counts = {s: sum(r.status == s for r in rules) for s in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")}
-    row_order = list(surrogates_by_row(results))
-    examples = []
-    for e in results.examples:
-        examples.append({"e": e, "panels": example_panels(e), "label": narrative.label_text(e.label, results)})
+    target, prov, card = results.target, results.provenance, results.target.card
+    gate = results.scenario.gate
+    threats = threat_rows(results)
+    worst = results.worst_case
+    counts = count_outcomes(results.gate)
     return {
-        "r": results,
-        "sc": results.scenario,
-        "status_complete": results.status == "complete",
-        "verdict": verdict, "verdict_mark": MARKS.get(verdict, ""), "counts": counts,
-        "rules": rules, "rule_groups": verdict_rows(rules, {s.id: s.seed for s in results.surrogates}),
-        "no_criteria": NO_CRITERIA if no_criteria else None,
-        "worst": worst,
-        "worst_iv": {k: IntervalRecord(**worst[k]) for k in ("auc_clean", "auc_adversarial", "relative")}
-        if worst and "relative" in worst else None,
-        "target_name": target.get("name") or (target.get("card") or {}).get("name") or Path(path).name or "unnamed",
-        "target_file": Path(path).name, "target_path": path, "sha": sha, "sha16": sha[:16] or "unknown",
-        "card_rows": card_rows(results),
-        "intended_use": target.get("intended_use") or (target.get("card") or {}).get("intended_use"),
-        "load_check": _flat(target.get("load_check") or {}),
-        "gate": gate, "threats": threat_rows(results),
-        "data_rows": narrative.data_rows(results.data),
-        "split_sizes": list((results.data.get("split_sizes") or {}).items()),
-        "attacks": _attacks(results), "training": _flat(results.scenario.get("training") or {}),
-        "surrogates": sorted(results.surrogates, key=lambda s: (row_order.index(s.row_id), s.seed)),
-        "environment": _flat(results.environment, skip=("packages",)),
-        "packages": list((results.environment.get("packages") or {}).items()),
-        "timings": [(k, v) for k, v in results.timings.items()],
-        "results_tables": tables.results_by_row(results),
-        "flips": tables.flip_rows(results), "whitebox": tables.whitebox_rows(results),
-        "per_class": tables.per_class_rows(results), "annex_cells": tables.annex_rows(results),
-        "choices": results.epsilon_choice, "chosen": chosen_epsilons(results),
-        "examples": examples,
-        "limitations": narrative.limitations(results),
-        "recommendations": narrative.recommendations(results),
+        "r": results, "sc": results.scenario, "prov": prov, "card": card, "status_complete": results.status == "complete",
+        "verdict": results.verdict, "verdict_mark": MARKS.get(results.verdict, ""), "counts": counts,
+        "junit_failures": counts["FAIL"] + counts["INCONCLUSIVE"],
+        "rules": results.gate, "rule_groups": verdict_rows(results),
+        "no_criteria": next((r.message for r in results.gate if r.criterion_id == NO_CRITERIA_ID), None),
+        "worst": worst, "worst_native": native_epsilon(worst.epsilon_pm1, card) if worst else None,
+        "native_unit": native_unit(card), "findings": narrative.findings(results),
+        "target_name": target.name or card.name or Path(target.path).name or "unnamed",
+        "target_file": Path(target.path).name, "sha16": target.sha256[:16] or "unknown",
+        "card_rows": card_rows(results), "intended_use": card.intended_use,
+        "load_check": target.load_check, "gate": gate, "criteria": CRITERIA, "controls": CONTROLS,
+        "threshold_rule": (f"fixed score threshold {gate.threshold:g} (scenario gate.threshold)"
+                           if gate.threshold is not None else
+                           f"the clean-image threshold giving specificity {gate.specificity:g} "
+                           "(scenario gate.specificity)"),
+        "threats": threats, "epsilon_rows": epsilon_rows(results),
+        "data_rows": narrative.data_rows(results.data), "split_sizes": list(results.data.split_sizes.items()),
+        "attacks": _attacks(results), "training": list(results.scenario.training.model_dump().items()),
+        "surrogates": [f["s"] for f in tables.fitness_rows(results)], "fitness": tables.fitness_rows(results),
+        "seed_spread": tables.seed_spread_rows(results), "operating": tables.operating_rows(results),
+        "noise": tables.noise_rows(results), "per_class": tables.per_class_rows(results),
+        "annex_cells": tables.annex_rows(results), "choices": results.epsilon_choice,
+        "risk": risk.risk_rows(results, {t["row_id"]: t["level"] for t in threats}), "references": risk.REFERENCES,
+        "examples": [{"e": e, "panels": example_panels(e), "label": narrative.label_text(e.label, results)}
+                     for e in results.examples],
+        "limitations": narrative.limitations(results), "recommendations": narrative.recommendations(results),
         "traceability": narrative.TRACEABILITY,
-        "scenario_yaml": yaml.safe_dump(results.scenario, sort_keys=False, allow_unicode=True, width=100,
-                                        default_flow_style=None),
+        "scenario_yaml": yaml.safe_dump(results.scenario.model_dump(mode="json"), sort_keys=False, allow_unicode=True,
+                                        width=100, default_flow_style=None),
         "results_sha256": results_sha256,
         "plots": {"auc": plots.auc_vs_epsilon(results), "ssim": plots.ssim_vs_epsilon(results),
-                  "bars": plots.relative_auc_bars(results)},
+                  "curves": plots.learning_curves(results)},
     }

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import math
 
-from medaudit.gate import chosen_cells, surrogates_by_row
-from medaudit.results import AuditResults
-
-_DATA_LABELS = (("source", "source"), ("sha256", "source file sha256"), ("task", "task"),
-                ("class_names", "class names"), ("image_size", "image size (px)"), ("channels", "channels"),
-                ("patient_level", "splits by patient"), ("split_ids_sha256", "split ids sha256"),
-                ("test_size", "test images"), ("test_positives", "test positives"), ("test_selection", "test selection"))
+from medaudit.results import AuditResults, DataRecord, fmt_interval
+from medaudit.report.tables import admissible, is_admissible, noise_rows
+from medaudit.report.units import grey
 
 TRACEABILITY = [
     ("1 Verdict card", "prEN 18282 (draft): objective criteria to decide whether a vulnerability goal is met; "
@@ -27,43 +23,90 @@ TRACEABILITY = [
     ("6 Results", "EU AI Act Art. 15(3) metrics with intervals; ISO/IEC DIS 24029-3 (draft) statistical methods; "
                   "GMLP P8; AAMI TIR34971 (findings phrased as hazardous situations)"),
     ("7 Perceptibility", "Bortsova et al. 2021 §6.6 (explicit, measured perceptibility criterion; zoomed images)"),
-    ("8 Limitations and residual risk", "FDA draft guidance (per summaries): all known limitations; GMLP P9; "
+    ("8 Risk file", "AAMI TIR34971 / ISO 14971 hazard → hazardous situation → harm; FDA premarket cybersecurity "
+                    "guidance (threat → control → verification evidence, stable ids)"),
+    ("9 Limitations and residual risk", "FDA draft guidance (per summaries): all known limitations; GMLP P9; "
                                         "AAMI TIR34971 residual risk"),
-    ("9 Annexes", "FDA premarket cybersecurity guidance (traceability); reproducibility of the evidence"),
+    ("10 Annexes", "FDA premarket cybersecurity guidance (traceability); reproducibility of the evidence"),
 ]
 
 
-def _v(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no (image-level)"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value))
-    return "not recorded" if value is None else str(value)
+def data_rows(data: DataRecord) -> list[tuple[str, str]]:
+    """Where the images came from, under which licence, how they were prepared, labelled and split."""
+    size = "×".join(map(str, data.source_image_size)) or "not recorded"
+    positives = "not applicable" if data.test_positives is None else str(data.test_positives)
+    return [("source (as given)", data.source), ("origin", data.origin), ("licence", data.licence),
+            ("file read", data.resolved_path), ("source file sha256", data.sha256), ("task", data.task),
+            ("label mapping", data.label_mapping), ("class names", ", ".join(data.class_names)),
+            ("source image size (px)", size), ("resampling", data.resampling),
+            ("image size audited (px)", str(data.image_size)), ("channels", str(data.channels)),
+            ("split rule", data.split_rule), ("splits by patient", "yes" if data.patient_level else "no (image-level)"),
+            ("split ids sha256", data.split_ids_sha256), ("test images", str(data.test_size)),
+            ("test positives", positives), ("test selection", data.test_selection)]
 
 
-def data_rows(data: dict) -> list[tuple[str, str]]:
-    """Provenance rows in a fixed order, then any further scalar keys the run recorded."""
-    known = {k for k, _ in _DATA_LABELS} | {"split_sizes", "notes"}
-    rows = [(label, _v(data[k])) for k, label in _DATA_LABELS if k in data]
-    return rows + [(k, _v(v)) for k, v in data.items() if k not in known and not isinstance(v, dict)]
-
-
-def label_text(label: list[int] | int, results: AuditResults) -> str:
+def label_text(label: tuple[int, ...] | int, results: AuditResults) -> str:
     """An example's true label in words where the class names allow it."""
-    names = results.data.get("class_names") or (results.target.get("card") or {}).get("class_names") or []
-    if isinstance(label, list):
+    names = results.data.class_names or results.target.card.class_names or ()
+    if isinstance(label, tuple):
         hits = [names[k] if k < len(names) else f"class {k}" for k, v in enumerate(label) if v]
         return ", ".join(hits) or "no finding"
-    if results.data.get("task", "binary") == "binary":
+    if results.data.task == "binary":
         word = "positive" if label else "negative"
         name = names[label] if len(names) == 2 else word
         return word if name == word else f"{name} ({word})"
     return f"{names[label]} ({label})" if label < len(names) else str(label)
 
 
+def findings(results: AuditResults) -> list[tuple[str, str]]:
+    """The verdict card's findings beyond the worst case: noise, unfit and budget-stopped surrogates, the grid."""
+    out = []
+    noise = noise_rows(results)
+    judged = [n for n in noise if n["rule"] is not None]
+    if judged:
+        bad = [n for n in judged if n["rule"].status in ("FAIL", "INCONCLUSIVE")]
+        if bad:
+            worst = min(bad, key=lambda n: n["value"].low)
+            fp = (f"; at the threshold it creates {worst['op'].false_positives_created_control} false positives and "
+                  f"loses {worst['op'].true_positives_lost_control} true positives" if worst["op"] else "")
+            out.append(("Noise fragility", f"Noise alone degrades the target: uncrafted control noise of the attack's "
+                        f"size ({worst['attack']}, ε {worst['eps']:g} = {grey(worst['eps'])} grey levels) leaves "
+                        f"{fmt_interval(worst['value'])} of the clean AUC ({worst['rule'].criterion_id} "
+                        f"{worst['rule'].status}: {worst['rule'].rule}){fp}. This is a finding in its own right, apart "
+                        "from the adversarial-specific effect (section 6.3)."))
+        else:
+            out.append(("Noise fragility", "Control noise alone meets the noise criterion at every admissible ε "
+                                           "(section 6.3)."))
+    elif noise:
+        worst = min(noise, key=lambda n: n["value"].point)
+        out.append(("Noise fragility", f"Not gated (the scenario sets no gate.min_control_relative_auc). Lowest "
+                    f"control/clean AUC at an admissible ε: {fmt_interval(worst['value'])} ({worst['attack']}, "
+                    f"ε {worst['eps']:g}); section 6.3."))
+    unfit = [s for s in results.surrogates if s.fitness is not None and not s.fitness.fit]
+    if unfit:
+        out.append(("Unfit surrogates", f"{len(unfit)} of {len(results.surrogates)} surrogates are unfit, so their "
+                    "results are not evidence of robustness (a failure they cause still counts): "
+                    + "; ".join(f"{s.id}: {', '.join(s.fitness.reasons)}" for s in unfit) + "."))
+    budget = [s for s in results.surrogates if s.stop_reason == "budget"]
+    if budget:
+        out.append(("Stopped by the budget", f"{len(budget)} surrogate(s) stopped because the epoch budget ran out, "
+                    f"not at a validation plateau, and may be under-trained: {', '.join(s.id for s in budget)} "
+                    "(Annex C)."))
+    for c in results.epsilon_choice:
+        if not c.admissible_epsilons_pm1:
+            out.append(("No admissible ε", f"{c.attack_id}: no ε met the perceptibility bound; extend "
+                                           "`epsilons_pm1` downward."))
+        elif not c.bound_binds:
+            out.append(("ε limited by the grid", f"{c.attack_id}: every ε in the grid, up to "
+                        f"{max(c.admissible_epsilons_pm1):g}, met mean SSIM ≥ {c.bound:g}: the grid, not "
+                        "perceptibility, limited ε. Extend `epsilons_pm1` upward to find where perceptibility binds."))
+    return out
+
+
 def limitations(results: AuditResults) -> list[str]:
     """Known limitations and residual risk, with this run's numbers."""
-    cells = list(chosen_cells(results).values())
+    allowed = admissible(results)
+    cells = [c for c in results.cells if is_admissible(c, allowed)]
     out = [
         "A transfer estimate is realistic, not an upper bound. The simulated attacker never queries the target and "
         "knows only what each scenario row grants. An attacker who can query the target (score- or decision-based "
@@ -71,36 +114,43 @@ def limitations(results: AuditResults) -> list[str]:
         "or better data, or who adapts the attack to a defence can lower the target's AUC further; this audit does "
         "not bound that.",
     ]
-    wb = [c.surrogate_auc_whitebox for c in cells if math.isfinite(c.surrogate_auc_whitebox)]
+    wb = [w.auc_whitebox for s in results.surrogates if s.fitness is not None for w in s.fitness.whitebox]
     if wb:
         out.append(f"For reference, the surrogates attacked white-box with their own images fell to AUC {min(wb):.3f}"
                    f"–{max(wb):.3f}: what an attacker with the target's gradients could approach.")
-    n, pos = results.data.get("test_size"), results.data.get("test_positives")
+    data = results.data
     widths = [c.relative_auc.high - c.relative_auc.low for c in cells
               if math.isfinite(c.relative_auc.high) and math.isfinite(c.relative_auc.low)]
     degenerate = sum(c.auc_clean.degenerate for c in cells)
-    size = f"{n} test images" + (f" ({pos} positive)" if pos is not None else "") if n is not None else \
-        "a test set whose size the results do not record"
-    span = f"{100 * min(widths):.1f}" if widths and f"{min(widths):.3f}" == f"{max(widths):.3f}" else \
-        f"{100 * min(widths, default=0):.1f}–{100 * max(widths, default=0):.1f}"
+    positives = f" ({data.test_positives} positive)" if data.test_positives is not None else ""
+    span = f"{100 * min(widths):.1f}–{100 * max(widths):.1f}" if widths else ""
     spread = f"; the 95% intervals of relative AUC are {span} percentage points wide" if widths else ""
-    out.append(f"Sample size: the results rest on {size}{spread}. Intervals are bootstrap percentile intervals over "
-               "images" + (f"; {degenerate} resamples had one class only and were excluded" if degenerate else "") +
-               ". A larger test set narrows them and may settle inconclusive criteria.")
-    seeds = [len(s) for s in surrogates_by_row(results).values()]
-    if seeds and max(seeds) < 2:
-        out.append("One surrogate seed per row: a single seed can move transfer results by 1–2 percentage points; "
-                   "add seeds to the scenario to see the spread.")
-    trained_on = (results.scenario.get("target") or {}).get("trained_on", "not stated")
-    out.append(f"The target's development split ({trained_on}) is as the scenario states it; medaudit cannot verify "
-               "which images the manufacturer trained on. Surrogates learn from splits of the audit data set.")
-    out.extend(f"Data: {note.rstrip('.')}." for note in results.data.get("notes") or [])
-    if results.data.get("patient_level") is False and not results.data.get("notes"):
+    out.append(f"Sample size: the results rest on {data.test_size} test images{positives}{spread}. Intervals are "
+               "bootstrap percentile intervals over images"
+               + (f"; {degenerate} resamples had one class only and were excluded" if degenerate else "")
+               + ". A larger test set narrows them and may settle inconclusive criteria.")
+    seeds: dict[str, int] = {}
+    for s in results.surrogates:
+        if not s.member_ids:
+            seeds[s.row_id] = seeds.get(s.row_id, 0) + 1
+    if seeds and max(seeds.values()) < 3:
+        out.append(f"{max(seeds.values())} surrogate seed(s) per row at most: a seed can move transfer results by 1–2 "
+                   "percentage points; the gate judged the most harmful seed, and more seeds give an attacker more "
+                   "chances (at least 3 recommended).")
+    unfit = [s for s in results.surrogates if s.fitness is not None and not s.fitness.fit]
+    if unfit:
+        out.append(f"{len(unfit)} surrogate(s) are unfit (they did not learn, or their own attacks did not break "
+                   "them); a row whose surrogates are all unfit cannot show robustness and is inconclusive.")
+    out.append(f"The target's development split ({results.scenario.target.trained_on}) is as the scenario states "
+               "it; medaudit cannot verify which images the manufacturer trained on. Surrogates learn from splits of "
+               "the audit data set.")
+    out.extend(f"Data: {note.rstrip('.')}." for note in data.notes)
+    if not data.patient_level and not data.notes:
         out.append("Data: splits are image-level, so one patient may sit in several splits.")
     out.append("Scope: untargeted L∞-bounded digital edits at inference time, by the attacks listed in the protocol. "
                "Not covered: other norms and patch or physical-world attacks, data poisoning, model inversion, "
                "membership or data leakage, distribution drift.")
-    if (results.scenario.get("delivery") or "float") == "float":
+    if results.scenario.delivery == "float":
         out.append("Adversarial images were handed to the target as floating-point arrays; an attacker who must "
                    "deliver 8-bit files loses sub-grey-level detail (set “delivery: uint8” in the scenario to measure "
                    "that case).")
@@ -108,20 +158,24 @@ def limitations(results: AuditResults) -> list[str]:
     if bound:
         out.append(f"Perceptibility is judged by mean SSIM ≥ {', '.join(f'{b:g}' for b in sorted(bound))}, a proxy, "
                    "not a reader study; individual images may be more visibly changed than the mean suggests.")
-    unmeasured = [c.attack_id for c in results.epsilon_choice if c.chosen_epsilon_pm1 is None]
+    grid = [c.attack_id for c in results.epsilon_choice if c.admissible_epsilons_pm1 and not c.bound_binds]
+    if grid:
+        out.append(f"For {', '.join(grid)} the grid, not perceptibility, limited ε: larger perturbations that still "
+                   "meet the bound were not tried; extend `epsilons_pm1` upward.")
+    unmeasured = [c.attack_id for c in results.epsilon_choice if not c.admissible_epsilons_pm1]
     if unmeasured:
         out.append(f"Not judged: {', '.join(unmeasured)}: no ε in the sweep met the perceptibility bound, so these "
                    "attacks have no result at an acceptable ε; extend the scenario's epsilons downward.")
     flagged = sum(c.whitebox_flag for c in results.cells)
     if flagged:
         out.append(f"{flagged} cell(s) show a transfer attack beating the white-box attack on its own surrogate, "
-                   "which signals a measurement bug; treat those results with suspicion (section 6).")
+                   "which signals a measurement bug; treat those results with suspicion (Annex B).")
     return out
 
 
 def recommendations(results: AuditResults) -> list[tuple[str, str]]:
     """Bortsova et al. 2021 §6.6 recommendations, and how this run applies each."""
-    sur = results.surrogates
+    sur = [s for s in results.surrogates if not s.member_ids]
     varied = [factor for factor, values in (("architecture", {s.arch for s in sur}), ("initialisation", {s.init for s in sur}),
                                             ("development data", {s.split for s in sur})) if len(values) > 1]
     fixed = [f for f in ("architecture", "initialisation", "development data") if f not in varied]
@@ -133,7 +187,8 @@ def recommendations(results: AuditResults) -> list[tuple[str, str]]:
         ("State a precise threat model.", "Goal, knowledge and capabilities per scenario row, in NIST AI 100-2 "
                                           "terms, with MITRE ATLAS ids (section 4)."),
         ("Tune the perturbation degree per modality under an explicit, measured perceptibility criterion.",
-         "ε is chosen per attack as the largest whose mean SSIM meets the stated bound (section 7)."),
+         "Every ε whose mean SSIM meets the stated bound is admissible, and each criterion is judged at each of "
+         "them (section 7)."),
         ("Provide full-size or zoomed-in images the reader can examine.", examples),
         ("Simulate target–surrogate disparities (pre-training, development data, architecture).", disparity),
         ("Describe every attack parameter.", "All attack and surrogate-training parameters are listed (section 5)."),

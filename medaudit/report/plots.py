@@ -1,7 +1,8 @@
 """The report's figures as inline SVG (vector; text drawn as paths so fonts and user text cannot leak markup).
 
 Every point plotted is a number from `results.json`. Where a scenario row has several surrogates the
-line is their mean and the bars span all their 95% intervals (an envelope, not a new interval).
+adversarial line follows the most harmful one at each ε (the attacker keeps its best surrogate) and the
+control line their mean; ε beyond the perceptibility bound is shaded.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections import defaultdict
 import matplotlib
 from matplotlib.figure import Figure
 
-from medaudit.gate import chosen_epsilons
 from medaudit.results import AuditResults, CellRecord
+from medaudit.report.tables import admissible
 
 WIDTH_IN = 6.9  # the A4 text column
 _RC = {"font.size": 7.5, "axes.titlesize": 8, "axes.labelsize": 7.5, "legend.fontsize": 6.5, "xtick.labelsize": 7,
@@ -36,16 +37,6 @@ def _svg(fig: Figure) -> str:
     return text.replace("<svg ", '<svg class="figure" role="img" ', 1)
 
 
-def _summary(cells: list[CellRecord], field: str) -> tuple[float, float, float]:
-    """Mean point over surrogates and the envelope of their intervals (one surrogate: its interval)."""
-    ivs = [getattr(c, field) for c in cells]
-    points = [i.point for i in ivs]
-    lows = [i.low for i in ivs if math.isfinite(i.low)]
-    highs = [i.high for i in ivs if math.isfinite(i.high)]
-    mean = sum(points) / len(points)
-    return mean, min(lows) if lows else math.nan, max(highs) if highs else math.nan
-
-
 def _grouped(results: AuditResults) -> dict[tuple[str, str], dict[float, list[CellRecord]]]:
     """(row id, attack id) -> epsilon -> cells (one per surrogate)."""
     out: dict[tuple[str, str], dict[float, list[CellRecord]]] = defaultdict(lambda: defaultdict(list))
@@ -54,21 +45,21 @@ def _grouped(results: AuditResults) -> dict[tuple[str, str], dict[float, list[Ce
     return out
 
 
-def _errorbar(ax, xs, summaries, **kw):
-    ys = [s[0] for s in summaries]
-    err = [[max(0.0, y - lo) if math.isfinite(lo) else 0.0 for y, (_, lo, _) in zip(ys, summaries)],
-           [max(0.0, hi - y) if math.isfinite(hi) else 0.0 for y, (_, _, hi) in zip(ys, summaries)]]
+def _errorbar(ax, xs, intervals, **kw):
+    ys = [i.point for i in intervals]
+    err = [[max(0.0, i.point - i.low) if math.isfinite(i.low) else 0.0 for i in intervals],
+           [max(0.0, i.high - i.point) if math.isfinite(i.high) else 0.0 for i in intervals]]
     ax.errorbar(xs, ys, yerr=err, capsize=2, linewidth=1.1, markersize=3, **kw)
 
 
 def auc_vs_epsilon(results: AuditResults) -> str | None:
-    """Target AUC over epsilon per attack: adversarial (solid) and control noise (dashed) per scenario row."""
+    """Target AUC over ε per attack: the most harmful surrogate's adversarial AUC (solid) and control (dashed)."""
     if not results.cells:
         return None
     grouped = _grouped(results)
     rows = list(dict.fromkeys(c.row_id for c in results.cells))
     attacks = list(dict.fromkeys(c.attack_id for c in results.cells))
-    chosen = chosen_epsilons(results)
+    allowed = admissible(results)
     ncols = min(len(attacks), 2)
     nrows = math.ceil(len(attacks) / ncols)
     with matplotlib.rc_context(_RC):
@@ -82,20 +73,24 @@ def auc_vs_epsilon(results: AuditResults) -> str | None:
                 if not by_eps:
                     continue
                 eps = sorted(by_eps)
-                adv = [_summary(by_eps[e], "auc_adversarial") for e in eps]
-                ctl = [_summary(by_eps[e], "auc_control") for e in eps]
+                adv = [min(by_eps[e], key=lambda c: c.auc_adversarial.point).auc_adversarial for e in eps]
+                ctl = [sum(c.auc_control.point for c in by_eps[e]) / len(by_eps[e]) for e in eps]
                 colour = _COLOURS[r % len(_COLOURS)]
-                _errorbar(ax, eps, adv, color=colour, marker="o", label=f"{row}: adversarial")
-                _errorbar(ax, eps, ctl, color=colour, marker="s", linestyle="--", alpha=0.75,
-                          label=f"{row}: control noise")
-                values += [v for s in adv + ctl for v in s if math.isfinite(v)]
+                _errorbar(ax, eps, adv, color=colour, marker="o", label=f"{row}: adversarial (most harmful surrogate)")
+                ax.plot(eps, ctl, color=colour, marker="s", markersize=3, linestyle="--", alpha=0.75, linewidth=1.1,
+                        label=f"{row}: control noise (mean)")
+                values += [v for i in adv for v in (i.point, i.low) if math.isfinite(v)] + ctl
             clean = [c.auc_clean.point for c in results.cells if c.attack_id == attack]
             if clean:
                 ax.axhline(sum(clean) / len(clean), color="0.35", linestyle=":", linewidth=1, label="clean")
             ax.axhline(0.5, color="0.75", linewidth=0.8, label="chance (0.5)")
-            if chosen.get(attack) is not None:
-                ax.axvline(chosen[attack], color="0.2", linewidth=0.8, linestyle="-.", label="chosen ε")
             ticks = sorted({e for row in rows for e in grouped.get((row, attack), {})})
+            limit = max(allowed.get(attack, ()), default=None)
+            beyond = [e for e in ticks if limit is None or e > limit]
+            if beyond:
+                left = limit if limit is not None else min(ticks)
+                ax.axvspan(left + (min(beyond) - left) / 2 if limit is not None else left, max(ticks) * 1.05,
+                           color="0.9", zorder=0, label="beyond the perceptibility bound")
             ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
             ax.set_title(attack)
             ax.set_xlabel("ε (L∞, [-1, 1] units)")
@@ -115,7 +110,7 @@ def auc_vs_epsilon(results: AuditResults) -> str | None:
 
 
 def ssim_vs_epsilon(results: AuditResults) -> str | None:
-    """Mean SSIM of the adversarial images over epsilon per attack, the bound and the chosen epsilon."""
+    """Mean SSIM of the adversarial images over ε per attack, the bound, and the admissible ε (filled)."""
     curves = [c for c in results.epsilon_choice if c.curve]
     if not curves:
         return None
@@ -125,17 +120,17 @@ def ssim_vs_epsilon(results: AuditResults) -> str | None:
         for k, choice in enumerate(curves):
             colour = _COLOURS[k % len(_COLOURS)]
             xs, ys = zip(*sorted(choice.curve))
-            ax.plot(xs, ys, marker="o", markersize=3, color=colour, linewidth=1.1, label=choice.attack_id)
-            if choice.chosen_epsilon_pm1 is not None:
-                at = dict(choice.curve).get(choice.chosen_epsilon_pm1)
-                if at is not None:
-                    ax.plot([choice.chosen_epsilon_pm1], [at], marker="*", markersize=10, color=colour,
-                            markeredgecolor="black", markeredgewidth=0.5, linestyle="none",
-                            label=f"{choice.attack_id}: chosen ε {choice.chosen_epsilon_pm1:g}")
+            ax.plot(xs, ys, color=colour, linewidth=1.1, label=choice.attack_id)
+            ok = [(e, v) for e, v in choice.curve if e in choice.admissible_epsilons_pm1]
+            if ok:
+                ax.plot(*zip(*ok), marker="o", markersize=4, color=colour, linestyle="none",
+                        label=f"{choice.attack_id}: admissible ε")
+            out = [(e, v) for e, v in choice.curve if e not in choice.admissible_epsilons_pm1]
+            if out:
+                ax.plot(*zip(*out), marker="o", markersize=4, markerfacecolor="white", color=colour, linestyle="none")
         ticks = sorted({e for c in curves for e, _ in c.curve})
         ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
-        bounds = sorted({c.bound for c in curves})
-        for b in bounds:
+        for b in sorted({c.bound for c in curves}):
             ax.axhline(b, color="firebrick", linestyle="--", linewidth=1, label=f"bound: mean SSIM ≥ {b:g}")
         ax.set_xlabel("ε (L∞, [-1, 1] units)")
         ax.set_ylabel("mean SSIM (adversarial vs clean)")
@@ -145,47 +140,35 @@ def ssim_vs_epsilon(results: AuditResults) -> str | None:
         return _svg(fig)
 
 
-def relative_auc_bars(results: AuditResults) -> str | None:
-    """Relative AUC (adversarial/clean) per scenario row and attack at the chosen epsilon, with 95% whiskers."""
-    chosen = chosen_epsilons(results)
-    attacks = [a for a, e in chosen.items() if e is not None]
-    grouped = _grouped(results)
-    rows = list(dict.fromkeys(c.row_id for c in results.cells))
-    if not attacks or not rows:
+def learning_curves(results: AuditResults) -> str | None:
+    """One small panel per trained surrogate: validation AUC (solid) and training loss (dashed) per epoch."""
+    trained = [s for s in results.surrogates if s.learning_curve]
+    if not trained:
         return None
-    threshold = (results.scenario.get("gate") or {}).get("min_relative_auc")
-    width = 0.8 / len(attacks)
+    ncols = min(4, len(trained))
+    nrows = math.ceil(len(trained) / ncols)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(WIDTH_IN, 2.6))
-        ax = fig.subplots()
-        for k, attack in enumerate(attacks):
-            xs, summaries, seeds = [], [], []
-            for r, row in enumerate(rows):
-                cells = grouped.get((row, attack), {}).get(chosen[attack], [])
-                if not cells:
-                    continue
-                xs.append(r - 0.4 + width * (k + 0.5))
-                summaries.append(_summary(cells, "relative_auc"))
-                seeds.append([c.relative_auc.point for c in cells])
-            if not xs:
-                continue
-            colour = _COLOURS[k % len(_COLOURS)]
-            ys = [100 * s[0] for s in summaries]
-            err = [[max(0.0, y - 100 * lo) if math.isfinite(lo) else 0.0 for y, (_, lo, _) in zip(ys, summaries)],
-                   [max(0.0, 100 * hi - y) if math.isfinite(hi) else 0.0 for y, (_, _, hi) in zip(ys, summaries)]]
-            ax.bar(xs, ys, width=width * 0.92, color=colour, alpha=0.85, label=f"{attack} (ε {chosen[attack]:g})",
-                   yerr=err, capsize=3, error_kw={"linewidth": 0.9})
-            for x, pts in zip(xs, seeds):
-                if len(pts) > 1:
-                    ax.plot([x] * len(pts), [100 * p for p in pts], "k.", markersize=3)
-        ax.axhline(100, color="0.35", linestyle=":", linewidth=1, label="clean (100%)")
-        if threshold is not None:
-            ax.axhline(100 * threshold, color="firebrick", linestyle="--", linewidth=1,
-                       label=f"criterion: lower bound ≥ {100 * threshold:g}%")
-        ax.set_xticks(range(len(rows)), rows, rotation=15 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center")
-        ax.set_ylabel("relative AUC, adversarial / clean (%)")
-        ax.set_ylim(0, 110)
-        ax.grid(axis="y", alpha=0.25, linewidth=0.5)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        fig.tight_layout()
+        fig = Figure(figsize=(WIDTH_IN, 1.7 * nrows + 0.3), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        for k, s in enumerate(trained):
+            ax = axes[k // ncols][k % ncols]
+            epochs = [e.epoch for e in s.learning_curve]
+            ax.plot(epochs, [e.val_auc for e in s.learning_curve], color=_COLOURS[0], linewidth=1.1,
+                    label="validation AUC")
+            ax.axvline(s.best_epoch, color="0.5", linestyle=":", linewidth=0.8, label="best epoch")
+            loss = ax.twinx()
+            loss.plot(epochs, [e.train_loss for e in s.learning_curve], color=_COLOURS[1], linestyle="--",
+                      linewidth=1.0, label="training loss")
+            loss.tick_params(labelsize=6)
+            budget = s.stop_reason == "budget"
+            ax.set_title(f"{s.row_id} seed {s.seed}\nstopped: {s.stop_reason}" + (" (!)" if budget else ""),
+                         fontsize=6.5, color="firebrick" if budget else "black")
+            ax.set_ylim(0.4, 1.0)
+            ax.set_xlabel("epoch", fontsize=6.5)
+            ax.grid(alpha=0.25, linewidth=0.5)
+        for k in range(len(trained), nrows * ncols):
+            axes[k // ncols][k % ncols].set_axis_off()
+        h1, l1 = axes[0][0].get_legend_handles_labels()
+        fig.legend(h1 + [loss.get_lines()[0]], l1 + ["training loss (right axis)"], loc="outside lower center",
+                   ncol=3, frameon=False)
         return _svg(fig)

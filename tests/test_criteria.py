@@ -1,0 +1,195 @@
+"""Criteria judged by hand: every admissible epsilon, the most harmful fit seed, unfit surrogates, noise, ties."""
+
+from __future__ import annotations
+
+import math
+import typing
+
+import pytest
+
+from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA, WORST_OVER_ATTACKS, judge, worst_case
+from medaudit.results import CellRecord, IntervalRecord
+from medaudit.scenario import GateSection
+from tests.fixtures_results import iv, make_cell, make_choice, make_scenario, make_surrogate
+
+ROW = "same-imagenet-d2"
+REL = {"min_relative_auc": 0.8}
+DROP = {"max_adversarial_specific_drop": 0.1}
+NOISE = {"min_control_relative_auc": 0.9}
+EPS3 = (0.01, 0.02, 0.03)
+
+
+def _cell(sid: str, eps: float, *, attack: str = "fgsm", rel=None, drop=None, noise=None, adv: float = 0.6,
+          row: str = ROW) -> CellRecord:
+    return make_cell(row, sid, attack, eps, adv, relative=rel, drop=drop, control_relative=noise)
+
+
+def _run(cells: list[CellRecord], gate: dict, *, surrogates=None, admissible=None):
+    attacks = list(dict.fromkeys(c.attack_id for c in cells))
+    admissible = admissible or {a: EPS3 for a in attacks}
+    if surrogates is None:
+        surrogates = [make_surrogate(ROW, sid) for sid in dict.fromkeys(c.surrogate_id for c in cells)]
+    choices = [make_choice(a, admissible[a]) for a in attacks]
+    scenario = make_scenario(gate=gate, rows={ROW: None})
+    return judge(scenario, cells, surrogates, choices)
+
+
+def test_registry_criteria_are_gate_fields_and_cell_intervals():
+    hints = typing.get_type_hints(CellRecord)
+    assert len({c.id for c in CRITERIA}) == len({c.key for c in CRITERIA}) == len(CRITERIA)
+    for c in CRITERIA:
+        assert c.threshold_field in GateSection.model_fields, c.id
+        assert hints[c.cell_field] is IntervalRecord, c.id
+        assert c.control_id in CONTROLS, c.id
+        assert c.threshold_field in NO_CRITERIA, c.id
+
+
+def test_the_worst_admissible_epsilon_decides_and_is_named():
+    # 0.01 passes, 0.02 fails, 0.03 straddles; 0.04 is worse still but not admissible (SSIM)
+    cells = [_cell("s0", 0.01, rel=iv(0.85, 0.82, 0.88)), _cell("s0", 0.02, rel=iv(0.70, 0.65, 0.75)),
+             _cell("s0", 0.03, rel=iv(0.80, 0.76, 0.84)), _cell("s0", 0.04, rel=iv(0.30, 0.25, 0.35))]
+    rules, verdict, _ = _run(cells, REL)
+    assert [(r.id, r.status, r.epsilon_pm1, r.surrogate_id) for r in rules] == [
+        (f"{ROW}/fgsm/min-relative-auc", "FAIL", 0.02, "s0")]
+    assert rules[0].value.low == 0.65 and rules[0].criterion_id == "C-REL-AUC"
+    assert rules[0].threat_id == f"T-{ROW}" and rules[0].control_id == "CTL-IMAGE-INTEGRITY"
+    assert "ε 0.02 (2.55 grey levels)" in rules[0].message and "0.01, 0.02, 0.03" in rules[0].message
+    assert verdict == "FAIL"
+
+
+def test_inconclusive_at_a_small_epsilon_outranks_a_pass_at_the_largest():
+    cells = [_cell("s0", 0.01, drop=iv(0.08, 0.04, 0.12)), _cell("s0", 0.02, drop=iv(0.05, 0.02, 0.08)),
+             _cell("s0", 0.03, drop=iv(0.06, 0.03, 0.09))]
+    rules, verdict, _ = _run(cells, DROP)
+    assert (rules[0].status, rules[0].epsilon_pm1, rules[0].value.high) == ("INCONCLUSIVE", 0.01, 0.12)
+    assert verdict == "INCONCLUSIVE"
+
+
+@pytest.mark.parametrize("gate, field, intervals, eps", [
+    (REL, "rel", (iv(0.80, 0.78, 0.82), iv(0.79, 0.76, 0.82), iv(0.81, 0.77, 0.85)), 0.02),  # lowest lower bound
+    (DROP, "drop", (iv(0.10, 0.08, 0.12), iv(0.11, 0.07, 0.14), iv(0.10, 0.09, 0.13)), 0.02),  # highest upper bound
+], ids=["at-least", "at-most"])
+def test_ties_go_to_the_most_harmful_bound(gate, field, intervals, eps):
+    cells = [_cell("s0", e, **{field: i}) for e, i in zip(EPS3, intervals)]
+    rules, _, _ = _run(cells, gate)
+    assert [(r.status, r.epsilon_pm1) for r in rules] == [("INCONCLUSIVE", eps)]
+
+
+def test_the_seed_most_harmful_to_the_target_is_judged_and_named():
+    cells = [_cell(s, e, rel=iv(0.9, 0.85, 0.95)) for s in ("s0", "s1") for e in EPS3]
+    cells[4] = _cell("s1", 0.02, rel=iv(0.80, 0.78, 0.82))  # one seed straddles at one epsilon
+    ensemble = [_cell("ens", e, rel=iv(0.86, 0.81, 0.91)) for e in EPS3]
+    surrogates = [make_surrogate(ROW, "s0", 0), make_surrogate(ROW, "s1", 1),
+                  make_surrogate(ROW, "ens", -1, member_ids=("s0", "s1"))]
+    rules, verdict, _ = _run(cells + ensemble, REL, surrogates=surrogates)
+    assert [(r.status, r.surrogate_id, r.epsilon_pm1) for r in rules] == [("INCONCLUSIVE", "s1", 0.02)]
+    assert "most harmful of 3 fit surrogate(s)" in rules[0].message
+    # the ensemble is judged like a seed: when it hurts most, it is the one named
+    ensemble[0] = _cell("ens", 0.01, rel=iv(0.7, 0.65, 0.75))
+    rules, verdict, _ = _run(cells + ensemble, REL, surrogates=surrogates)
+    assert (rules[0].status, rules[0].surrogate_id, rules[0].epsilon_pm1, verdict) == ("FAIL", "ens", 0.01, "FAIL")
+
+
+def test_a_row_of_unfit_surrogates_is_inconclusive_never_pass():
+    cells = [_cell("s0", e, rel=iv(0.95, 0.92, 0.98)) for e in EPS3]
+    reasons = ("clean test AUC lower bound 0.48 < floor 0.60",)
+    rules, verdict, _ = _run(cells, REL, surrogates=[make_surrogate(ROW, "s0", fit=False, reasons=reasons)])
+    assert [r.status for r in rules] == ["INCONCLUSIVE"] and verdict == "INCONCLUSIVE"
+    assert "no fit surrogate" in rules[0].message and reasons[0] in rules[0].message
+
+
+def test_a_failure_measured_with_an_unfit_surrogate_is_still_a_failure():
+    cells = [_cell("s0", e, rel=iv(0.6, 0.55, 0.65)) for e in EPS3]
+    rules, verdict, _ = _run(cells, REL, surrogates=[make_surrogate(ROW, "s0", fit=False, reasons=("at chance",))])
+    assert [r.status for r in rules] == ["FAIL"] and verdict == "FAIL"
+    assert "unfit surrogate (at chance): still a FAIL" in rules[0].message
+
+
+@pytest.mark.parametrize("unfit_interval, status", [
+    (iv(0.80, 0.76, 0.84), "PASS"),  # the unfit seed's inconclusive result is no evidence: the fit seed passes
+    (iv(0.60, 0.55, 0.65), "FAIL"),  # but its failure is
+], ids=["unfit-inconclusive-ignored", "unfit-fail-counts"])
+def test_with_some_fit_seeds_the_fit_ones_are_judged(unfit_interval, status):
+    cells = [_cell("s0", e, rel=iv(0.9, 0.85, 0.95)) for e in EPS3] + [_cell("s1", e, rel=unfit_interval) for e in EPS3]
+    surrogates = [make_surrogate(ROW, "s0", 0), make_surrogate(ROW, "s1", 1, fit=False, reasons=("budget",))]
+    rules, verdict, _ = _run(cells, REL, surrogates=surrogates)
+    assert [r.status for r in rules] == [status] and verdict == status
+    assert rules[0].surrogate_id == ("s0" if status == "PASS" else "s1")
+
+
+def test_noise_fragility_is_its_own_criterion():
+    cells = [_cell("s0", e, rel=iv(0.95, 0.92, 0.98), noise=iv(n, n - 0.01, n + 0.01))
+             for e, n in zip(EPS3, (0.97, 0.93, 0.86))]
+    rules, verdict, _ = _run(cells, {**REL, **NOISE})
+    assert [(r.id, r.criterion_id, r.status, r.epsilon_pm1) for r in rules] == [
+        (f"{ROW}/fgsm/min-relative-auc", "C-REL-AUC", "PASS", 0.01),
+        (f"{ROW}/fgsm/min-control-relative-auc", "C-NOISE", "FAIL", 0.03)]
+    assert rules[1].control_id == "CTL-NOISE-ROBUST" and "noise" in rules[1].rule
+    assert verdict == "FAIL"
+
+
+def test_worst_over_attacks_per_row_and_criterion():
+    cells = ([_cell("s0", e, rel=iv(0.9, 0.86, 0.94)) for e in EPS3]
+             + [_cell("s0", e, attack="pgd", rel=iv(0.84, 0.79, 0.89)) for e in EPS3])
+    rules, verdict, _ = _run(cells, REL)
+    assert [r.id for r in rules] == [f"{ROW}/fgsm/min-relative-auc", f"{ROW}/pgd/min-relative-auc",
+                                     f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc"]
+    worst = rules[-1]
+    assert (worst.status, worst.attack_id, worst.value.low) == ("INCONCLUSIVE", WORST_OVER_ATTACKS, 0.79)
+    assert worst.message.startswith("worst attack pgd;") and verdict == "INCONCLUSIVE"
+
+
+def test_no_criteria_gives_one_inconclusive_rule_saying_so():
+    cells = [_cell("s0", e) for e in EPS3]
+    rules, verdict, worst = _run(cells, {"threshold": 0.5})
+    assert [(r.id, r.criterion_id, r.status, r.message) for r in rules] == [
+        ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)]
+    assert verdict == "INCONCLUSIVE" and worst is not None
+
+
+def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():
+    cells = [_cell("s0", e, rel=iv(0.95)) for e in EPS3] + [_cell("s0", e, attack="pgd", rel=iv(0.95)) for e in EPS3]
+    rules, verdict, _ = _run(cells, {**REL, **DROP}, admissible={"fgsm": EPS3, "pgd": ()})
+    errors = [r for r in rules if r.status == "ERROR"]
+    assert {r.id for r in errors} == {f"{ROW}/pgd/min-relative-auc", f"{ROW}/pgd/max-adversarial-specific-drop",
+                                      f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
+                                      f"{ROW}/{WORST_OVER_ATTACKS}/max-adversarial-specific-drop"}
+    assert all("extend `epsilons_pm1` downward" in r.message for r in errors)
+    assert verdict == "ERROR"
+
+
+def test_missing_cell_and_undefined_interval_are_errors():
+    rules, verdict, _ = _run([_cell("s0", 0.01, rel=iv(0.95)), _cell("s0", 0.02, rel=iv(0.95))], REL)
+    assert verdict == "ERROR" and "no cell for surrogate s0, attack fgsm at ε 0.03" in rules[0].message
+    nan = iv(0.9, math.nan, math.nan)
+    rules, verdict, _ = _run([_cell("s0", e, rel=nan if e == 0.02 else iv(0.6)) for e in EPS3], REL)
+    assert verdict == "ERROR" and "undefined" in rules[0].message  # an undefined interval outranks a failure
+
+
+@pytest.mark.parametrize("statuses, verdict", [
+    (("PASS", "PASS"), "PASS"), (("PASS", "INCONCLUSIVE"), "INCONCLUSIVE"), (("INCONCLUSIVE", "FAIL"), "FAIL"),
+])
+def test_verdict_precedence(statuses, verdict):
+    interval = {"PASS": iv(0.9, 0.85, 0.95), "FAIL": iv(0.6, 0.55, 0.65), "INCONCLUSIVE": iv(0.8, 0.75, 0.85)}
+    rows = {f"same-imagenet-d{k + 1}": s for k, s in enumerate(statuses)}
+    cells = [make_cell(row, f"s-{row}", "fgsm", e, 0.6, relative=interval[s]) for row, s in rows.items() for e in EPS3]
+    surrogates = [make_surrogate(row, f"s-{row}") for row in rows]
+    scenario = make_scenario(gate=REL, rows=dict.fromkeys(rows))
+    rules, got, _ = judge(scenario, cells, surrogates, [make_choice("fgsm", EPS3)])
+    assert [r.status for r in rules] == list(statuses) and got == verdict
+
+
+def test_judging_needs_each_surrogates_fitness():
+    surrogate = make_surrogate(ROW, "s0").model_copy(update={"fitness": None})
+    with pytest.raises(ValueError, match="surrogate s0 has no fitness"):
+        _run([_cell("s0", e) for e in EPS3], REL, surrogates=[surrogate])
+
+
+def test_worst_case_is_the_lowest_adversarial_auc_at_an_admissible_epsilon():
+    cells = [_cell("s0", 0.01, adv=0.7), _cell("s0", 0.02, adv=0.55), _cell("s0", 0.03, adv=0.58),
+             _cell("s0", 0.04, adv=0.3)]  # 0.04 is lower but beyond the perceptibility bound
+    worst = worst_case(cells, [make_choice("fgsm", EPS3)])
+    assert (worst.attack_id, worst.epsilon_pm1, worst.auc_adversarial.point) == ("fgsm", 0.02, 0.55)
+    assert "ε = 0.02 in [-1, 1] units (2.55 grey levels of 255)" in worst.statement
+    assert "true positives lost" in worst.statement
+    assert worst_case(cells, [make_choice("fgsm", ())]) is None
