@@ -101,7 +101,8 @@ def data_record(lv: Live, scenario: Scenario, clean_auc: float) -> DataRecord:
     else:
         mapping = f"{data.task}: source labels used as they are ({', '.join(data.class_names)})"
     return DataRecord(
-        source=data.source, resolved_path=str(data.resolved_path), sha256=data.source_sha256,
+        source=data.source, origin=section.origin or "not stated (give `data.origin` in the scenario)",
+        licence=section.licence or "not stated (give `data.licence` in the scenario)", resolved_path=data.resolved_path, sha256=data.source_sha256,
         split_ids_sha256=data.split_ids_sha256, patient_level=data.patient_level, split_rule=data.split_rule,
         label_mapping=mapping, task=data.task, class_names=tuple(data.class_names),
         image_size=int(test.x.shape[-1]), resampling=data.resampling,

@@ -96,8 +96,8 @@ def run_surrogate_job(ctx: RunContext, job: SurrogateJob) -> SurrogateOutcome:
     stored = cache.load_record("surrogate", job.key)
     if stored is not None:
         raw = json.loads(stored)
-        record = SurrogateRecord(**{**raw["record"], "weights_path": str(cache.file("surrogate", job.key, ".pt")),
-                                    "from_cache": True})
+        record = SurrogateRecord.from_json(raw["record"], weights_path=str(cache.file("surrogate", job.key, ".pt")),
+                                           from_cache=True)
         return SurrogateOutcome(job.id, record, IntervalRecord.model_validate(raw["test_auc"]), from_cache=True)
     torch.set_num_threads(ctx.torch_threads)
     lv = live(ctx)
@@ -123,7 +123,8 @@ def _attacker(ctx: RunContext, plan_surrogates: dict[str, SurrogateJob], job: Ce
     for key in job.member_keys:
         surrogate = plan_surrogates[key]
         record = json.loads(cache.load_record("surrogate", key))["record"]
-        trained = SurrogateRecord(**{**record, "weights_path": str(cache.file("surrogate", key, ".pt"))})
+        trained = SurrogateRecord.from_json(record, weights_path=str(cache.file("surrogate", key, ".pt")),
+                                            from_cache=True)
         models.append(load_surrogate(trained, surrogate.spec, ctx.device))
     return models
 

@@ -87,9 +87,10 @@ def with_fitness(surrogates: Sequence[SurrogateResult], cells: Sequence[CellReco
 
 
 def seed_spread(cells: Sequence[CellRecord]) -> tuple[SeedSpread, ...]:
-    """Per row, attack and epsilon: min / median / max relative AUC over the row's attackers."""
+    """Per row, attack and epsilon: min / median / max relative AUC over the row's single surrogates (seeds;
+    ensembles are attackers of their own, shown apart)."""
     groups: dict[tuple[str, str, float], list[CellRecord]] = {}
-    for c in cells:
+    for c in (c for c in cells if len(c.member_ids) == 1):
         groups.setdefault((c.row_id, c.attack_id, c.epsilon_pm1), []).append(c)
     out = []
     for (row_id, attack_id, eps), group in groups.items():
@@ -169,4 +170,4 @@ def examples(cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice], *, l
 def learning_curve(record) -> tuple[EpochRecord, ...]:
     """A trained surrogate's per-epoch curve as result records."""
     return tuple(EpochRecord(epoch=e.epoch, train_loss=e.train_loss, val_auc=e.val_auc, learning_rate=e.learning_rate)
-                 for e in record.learning_curve)
+                 for e in record.curve)

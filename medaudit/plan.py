@@ -172,7 +172,8 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
                              training=sc.training.model_dump(mode="json"), task=data.task,
                              n_logits=n_logits(data.task, k), in_channels=int(test.x.shape[1]),
                              image_size=int(test.x.shape[-1]),
-                             data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version())
+                             data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version(),
+                             split_seed=sc.seed)
         key = content_key("surrogate", {"spec": asdict(spec), "weights_dir": str(weights_dir or "")})
         surrogates.append(SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, key=key))
 

@@ -84,6 +84,8 @@ class DataSection(Strict):
     image_size: int | None = Field(default=None, ge=8, le=1024)  # default: the target's input size
     test_limit: int | None = Field(default=None, ge=10)  # stratified seeded subset of the test split
     patient_column: str | None = None  # CSV sources: column with patient ids (patient-level splits)
+    origin: str | None = None  # who published the images, from which study (quoted in the report's provenance)
+    licence: str | None = None  # the images' licence as their publisher states it
 
 
 class TrainingSection(Strict):

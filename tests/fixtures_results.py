@@ -106,7 +106,7 @@ def make_cell(row_id: str, surrogate_id: str, attack_id: str, eps: float, adv: f
         surrogate_auc_clean=iv(0.84), surrogate_auc_whitebox=round(max(0.0, adv - 0.45), 3), whitebox_flag=False,
         operating_point=make_operating_point(clean, adv, control) if classes == 1 else None,
         mean_ssim=ssim, mean_ssim_control=min(1.0, ssim + 0.01), max_abs_delta_pm1=eps,
-        target_queries=2 * (TEST_POSITIVES + TEST_NEGATIVES), seconds=3.2)
+        target_queries=2 * (TEST_POSITIVES + TEST_NEGATIVES))
 
 
 def make_surrogate(row_id: str, sid: str, seed: int = 0, *, arch: str = "densenet121", init: str = "imagenet",
@@ -220,7 +220,7 @@ def make_data() -> DataRecord:
         split_rule="development images split at random (seed 0) into halves d1/d2; d1/10 a tenth of d1, d2/2 half "
                    "of d2; the source's test split kept as the test set",
         label_mapping="source label 1 (pneumonia) positive, 0 (normal) negative", task="binary",
-        class_names=("normal", "pneumonia"), source_image_size=(28, 28), image_size=28,
+        class_names=("normal", "pneumonia"), image_size=28,
         resampling="none (source size equals the target's input)", channels=1,
         split_sizes={"d1": 2353, "d2": 2353, "d2/2": 1176, "d1/10": 235, "full": 4706},
         test_size=TEST_POSITIVES + TEST_NEGATIVES, test_positives=TEST_POSITIVES, test_selection="all",

@@ -33,12 +33,11 @@ TRACEABILITY = [
 
 def data_rows(data: DataRecord) -> list[tuple[str, str]]:
     """Where the images came from, under which licence, how they were prepared, labelled and split."""
-    size = "×".join(map(str, data.source_image_size)) or "not recorded"
     positives = "not applicable" if data.test_positives is None else str(data.test_positives)
     return [("source (as given)", data.source), ("origin", data.origin), ("licence", data.licence),
             ("file read", data.resolved_path), ("source file sha256", data.sha256), ("task", data.task),
             ("label mapping", data.label_mapping), ("class names", ", ".join(data.class_names)),
-            ("source image size (px)", size), ("resampling", data.resampling),
+            ("resampling", data.resampling),
             ("image size audited (px)", str(data.image_size)), ("channels", str(data.channels)),
             ("split rule", data.split_rule), ("splits by patient", "yes" if data.patient_level else "no (image-level)"),
             ("split ids sha256", data.split_ids_sha256), ("test images", str(data.test_size)),
