@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit.attacks import control_noise, craft_adversarial
+from medaudit.attacks import LogitEnsemble, control_noise, craft_adversarial
 from medaudit.cache import Cache
 from medaudit.data import Images
 from medaudit.metrics import (auc, bootstrap_paired_auc, decision_changes, mean_ssim, per_class_auc,
@@ -47,17 +47,6 @@ class CellOutcome:
     key: str
     records: tuple[CellRecord, ...]
     from_cache: bool
-
-
-class EnsembleLogits(torch.nn.Module):
-    """Several surrogates as one: the mean of their logits (Dong et al. 2018, ensemble in logits)."""
-
-    def __init__(self, models: Sequence[torch.nn.Module]):
-        super().__init__()
-        self.members = torch.nn.ModuleList(models)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 def interval_record(iv) -> IntervalRecord:
@@ -144,7 +133,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...
     groups = test.groups if data.patient_level else None
     clean_scores = cache.load_arrays("clean", clean_key)["scores"]
     models = _attacker(ctx, {m.key: m for m in members}, job)
-    model = models[0] if len(models) == 1 else EnsembleLogits(models).eval()
+    model = models[0] if len(models) == 1 else LogitEnsemble(models).eval()
     surrogate_clean = predict_scores(model, test.x, data.task, ctx.device)
     surrogate_auc = _bootstrap_auc(ctx, y_auc, surrogate_clean, groups)
 

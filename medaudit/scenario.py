@@ -148,7 +148,27 @@ class FGSM(Strict):
     name: Literal["fgsm"]
 
 
-class PGD(Strict):
+class TransferTricks(Strict):
+    """Input diversity and translation invariance, the transfer boosters of the iterative attacks.
+
+    Both are off by default. `diversity_prob` is DI's p (Xie et al. 2019): each step, with probability p,
+    the surrogate sees the image shrunk to a random side and padded back at a random place. `ti_kernel` is
+    TI's Gaussian kernel side in pixels (Dong et al. 2019), odd; the paper's 15 at 299 px is about 3 at
+    64 px; 0 turns TI off.
+    """
+
+    diversity_prob: float = Field(default=0.0, ge=0, le=1)  # probability of the DI transform per step
+    ti_kernel: int = Field(default=0, ge=0)  # Gaussian kernel side in pixels, odd; 0 = off
+
+    @field_validator("ti_kernel")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v and v % 2 == 0:
+            raise ValueError(f"ti_kernel {v} must be odd (the kernel is centred on a pixel); use {v + 1} or 0")
+        return v
+
+
+class PGD(TransferTricks):
     """Projected Gradient Descent (Madry et al. 2018); the paper uses step 0.01, 20 iterations."""
 
     name: Literal["pgd"]
@@ -157,7 +177,7 @@ class PGD(Strict):
     random_start: bool = False
 
 
-class MIFGSM(Strict):
+class MIFGSM(TransferTricks):
     """Momentum Iterative FGSM (Dong et al. 2018), a stronger transfer attack."""
 
     name: Literal["mifgsm"]
