@@ -1,0 +1,65 @@
+"""An audit is only as strong as its attacker: a surrogate that cannot learn never turns into a PASS.
+
+The same scenario and target twice: once with surrogates trained normally (fit: they learn and their
+own attacks break them), where a lenient gate passes; once with a learning rate so small the
+surrogates stay at chance, where the row is INCONCLUSIVE with the reason on the verdict card.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from medaudit.demo.run import build_target
+from medaudit.engine import RunOptions, run_audit
+from medaudit.scenario import load_scenario
+from tests.synthetic import write_blob_npz
+
+SCENARIO = """
+name: fitness
+target: {{trained_on: d1}}
+data: {{source: {data}, test_limit: 60, image_size: 16}}
+surrogates: [{{arch: tiny_cnn, init: random, data: d2, seed: 0}}]
+training: {{epochs: 6, batch_size: 32, learning_rate: {lr}, patience: 3, augment: []}}
+attacks: [{{name: pgd, step_pm1: 0.02, iterations: 5}}]
+epsilons_pm1: [0.01, 0.1]
+perceptibility: {{min_mean_ssim: 0.1}}
+bootstrap: {{resamples: 200}}
+fitness: {{min_surrogate_auc: 0.6, max_whitebox_auc: 0.5}}
+gate: {{min_relative_auc: 0.05}}
+"""
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fitness")
+    data = write_blob_npz(root / "blobs.npz")
+
+    def run(name: str, lr: float):
+        path = root / f"{name}.yaml"
+        path.write_text(SCENARIO.format(data=data, lr=lr))
+        scenario = load_scenario(path)
+        target = build_target(scenario.model_copy(update={"training": scenario.training.model_copy(
+            update={"learning_rate": 1e-3})}), data, arch="tiny_cnn", init="random", out_path=root / "target.onnx",
+            cache_dir=root / "cache", class_names=("n", "p"), log=lambda m: None)
+        return run_audit(scenario, scenario_path=path, target_path=target, data_source=None,
+                         options=RunOptions(out_dir=root / name, cache_dir=root / "cache"), log=lambda m: None)
+
+    return run
+
+
+def test_fit_surrogates_let_a_lenient_gate_pass(audit):
+    results = audit("trained", 1e-3)
+    (surrogate,) = results.surrogates
+    assert surrogate.fitness.fit, surrogate.fitness.reasons
+    assert results.target.clean_auc > 0.9
+    assert results.verdict == "PASS", [(r.id, r.status, r.message) for r in results.gate]
+
+
+def test_a_surrogate_at_chance_makes_the_row_inconclusive_never_pass(audit):
+    results = audit("at-chance", 1e-9)
+    (surrogate,) = results.surrogates
+    assert not surrogate.fitness.fit
+    assert surrogate.fitness.reasons[0].startswith("clean test AUC")
+    assert results.verdict == "INCONCLUSIVE"
+    (rule,) = [r for r in results.gate if r.criterion_id == "C-REL-AUC"]
+    assert rule.status == "INCONCLUSIVE" and "did not learn the task" in rule.message
