@@ -80,6 +80,17 @@ def recalibrate_bn(model: torch.nn.Module, x: np.ndarray, batch_size: int = 128)
     return model.eval()
 
 
+def cap_split(index: np.ndarray, groups: np.ndarray, limit: int | None) -> np.ndarray:
+    """The images of a seeded random subset of the split's patients, about `limit` images (all when None)."""
+    if limit is None or len(index) <= limit:
+        return index
+    patients = np.unique(groups[index])
+    order = patients[np.random.default_rng(DATA_SEED).permutation(len(patients))]
+    counts = np.array([np.sum(groups[index] == p) for p in order])
+    keep = order[: int(np.searchsorted(np.cumsum(counts), limit, side="right"))]
+    return index[np.isin(groups[index], keep)]
+
+
 def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int, digest: str, cache: Path):
     split, seed = ("d1", TARGET_SEED) if role == "target" else ("d2", SURROGATE_SEED)
     spec = SurrogateSpec(arch=arch, init="random", split=split, seed=seed,
@@ -91,11 +102,14 @@ def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int,
     return record, model, images
 
 
-def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save) -> dict:
+def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save,
+              max_per_half: int | None) -> dict:
     """Train each family's target and surrogate in turn; after each family, fill in every cell whose surrogate
     and target are both trained (a cut-short run still reports), calling `save(out)`."""
     dataset, kind = stage.split("-")
     dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
+    digest = f"{digest}:cap{max_per_half}"  # the cache key names the images the models learn from
     size = int(dev.x.shape[-1])
     models, crafted, out = {}, {}, {"stage": stage, "image_size": size, "n_test": len(test),
                                     "n_test_pos": int(test.y.sum()), "n_d1": len(splits["d1"]),
@@ -155,6 +169,7 @@ def main() -> None:
     parser.add_argument("--families-short", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
     parser.add_argument("--families-64", nargs="+", default=["mobilenet_v2", "resnet18"])
     parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--max-per-half", type=int, default=None, help="cap d1 and d2 at about this many images")
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
@@ -165,7 +180,7 @@ def main() -> None:
 
     def save(stage_out: dict) -> None:
         results[stage_out["stage"]] = {**stage_out, "seconds": time.perf_counter() - started}
-        results["settings"] = {"short": SHORT.model_dump(mode="json"), "converged": CONVERGED.model_dump(mode="json"),
+        results["settings"] = {"max_per_half": args.max_per_half, "n_test": args.n_test,"short": SHORT.model_dump(mode="json"), "converged": CONVERGED.model_dump(mode="json"),
                                "attack": ATTACK.model_dump(mode="json"), "epsilons_pm1": list(EPSILONS_PM1),
                                "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
                                "device": "cpu, 2 threads (2-core machine shared with other jobs)"}
@@ -173,7 +188,7 @@ def main() -> None:
 
     for stage in args.stages:
         families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
-        run_stage(stage, args.data_dir, args.cache, args.n_test, tuple(families), log, save)
+        run_stage(stage, args.data_dir, args.cache, args.n_test, tuple(families), log, save, args.max_per_half)
         log(f"stage {stage} written to {args.out}")
 
 

@@ -95,8 +95,8 @@ class TrainingSection(Strict):
     epoch the model is scored on its split's fixed validation images; the learning rate is multiplied by
     `lr_decay` every epoch and by `lr_plateau_factor` after `lr_plateau_patience` epochs without a new
     best; training stops after `patience` such epochs (`plateau`) or at `epochs` (`budget`), and keeps
-    the best epoch's weights. The defaults converge on PneumoniaMNIST and RetinaMNIST at 32 px
-    (docs/random_init_transfer.md has the measured curves).
+    the best epoch's weights. The defaults converge on PneumoniaMNIST at 32 px (measured curves:
+    benchmarks/results-convergence.json, docs/random_init_transfer.json).
     """
 
     epochs: int = Field(default=60, ge=1)  # budget: most epochs run; a model that reaches it is flagged
