@@ -21,7 +21,7 @@ from medaudit import zoo
 from medaudit.cache import Cache
 from medaudit.criteria import judge
 from medaudit.errors import AuditInputError
-from medaudit.execute import EXECUTORS, CellOutcome, Executed, SurrogateOutcome, auc_labels, example_indices
+from medaudit.execute import EXECUTORS, Executed, auc_labels, example_indices
 from medaudit.files import atomic_write, sha256_file
 from medaudit.finalize import (choose_epsilons, comparisons, examples, learning_curve, seed_spread, with_fitness)
 from medaudit.metrics import auc
@@ -127,28 +127,27 @@ def _check_resumable(path: Path, scenario: Scenario, lv: Live) -> None:
 def _surrogate_results(plan: Plan, executed: Executed) -> tuple[SurrogateResult, ...]:
     """One result per attacker: each trained surrogate, then each ensemble (from its cells)."""
     outcome = {o.job_id: o for o in executed.surrogates}
+    test_auc = {c.surrogate_id: c.surrogate_auc_clean for o in executed.cells for c in o.records}
     out = []
     for job in plan.surrogates:
-        o: SurrogateOutcome = outcome[job.id]
-        r = o.record
+        r = outcome[job.id].record
         out.append(SurrogateResult(
             id=job.id, row_id=job.row_id, arch=r.arch, family=zoo.family(r.arch), init=r.init, split=r.split,
-            seed=r.seed, member_ids=(), n_train=r.n_train, n_val=r.n_val, val_auc=r.val_auc, test_auc=o.test_auc,
+            seed=r.seed, member_ids=(), n_train=r.n_train, n_val=r.n_val, val_auc=r.val_auc, test_auc=test_auc[job.id],
             epochs_run=r.epochs_run, best_epoch=r.best_epoch, stop_reason=r.stop_reason,
-            learning_curve=learning_curve(r), train_seconds=r.train_seconds, from_cache=o.from_cache,
+            learning_curve=learning_curve(r), train_seconds=r.train_seconds, from_cache=r.from_cache,
             atlas=atlas_ids(job.row), fitness=None))
     by_id = {s.id: s for s in out}
     for job in plan.cells:
         if len(job.member_ids) < 2 or job.attacker_id in by_id:
             continue
         members = [by_id[m] for m in job.member_ids]
-        cell = next(c for o in executed.cells if o.job_id == job.id for c in o.records)
         by_id[job.attacker_id] = SurrogateResult(
             id=job.attacker_id, row_id=job.row_id, arch="+".join(dict.fromkeys(m.arch for m in members)),
             family="ensemble", init="+".join(dict.fromkeys(m.init for m in members)),
             split="+".join(dict.fromkeys(m.split for m in members)), seed=-1, member_ids=job.member_ids,
             n_train=sum(m.n_train for m in members), n_val=members[0].n_val,
-            val_auc=float(np.mean([m.val_auc for m in members])), test_auc=cell.surrogate_auc_clean, epochs_run=0,
+            val_auc=float(np.mean([m.val_auc for m in members])), test_auc=test_auc[job.attacker_id], epochs_run=0,
             best_epoch=0, stop_reason="ensemble of trained members (logits averaged)", learning_curve=(),
             train_seconds=sum(m.train_seconds for m in members), from_cache=all(m.from_cache for m in members),
             atlas=tuple(dict.fromkeys(a for m in members for a in m.atlas)), fitness=None)
@@ -234,8 +233,8 @@ def run_audit(scenario: Scenario, *, scenario_path: Path, target_path: Path, dat
         timings=Timings(load_seconds=load_seconds, train_seconds=executed.train_seconds,
                         cells_seconds=executed.cells_seconds, finalize_seconds=time.perf_counter() - t_final,
                         total_seconds=time.perf_counter() - t0),
-        execution=ExecutionStats(surrogates_trained=sum(not o.from_cache for o in executed.surrogates),
-                                 surrogates_cached=sum(o.from_cache for o in executed.surrogates),
+        execution=ExecutionStats(surrogates_trained=sum(not o.record.from_cache for o in executed.surrogates),
+                                 surrogates_cached=sum(o.record.from_cache for o in executed.surrogates),
                                  cell_jobs_computed=sum(not o.from_cache for o in executed.cells),
                                  cell_jobs_cached=sum(o.from_cache for o in executed.cells))))
     write_results(results, results_path)

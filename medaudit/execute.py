@@ -31,12 +31,10 @@ EXAMPLES_PER_CELL = 3
 
 @dataclass(frozen=True)
 class SurrogateOutcome:
-    """A trained surrogate and its clean test AUC (the first half of its fitness)."""
+    """A trained surrogate (its clean test AUC is measured by its cells, on the same resamples)."""
 
     job_id: str
     record: SurrogateRecord
-    test_auc: IntervalRecord
-    from_cache: bool
 
 
 @dataclass(frozen=True)
@@ -80,42 +78,19 @@ def _bootstrap_auc(ctx: RunContext, y_auc: np.ndarray, scores: np.ndarray, group
 
 # ---------------------------------------------------------------- the two job functions
 def run_surrogate_job(ctx: RunContext, job: SurrogateJob) -> SurrogateOutcome:
-    """Train the surrogate (or load it) and measure its clean test AUC with an interval."""
-    cache = Cache(ctx.cache_dir)
-    stored = cache.load_record("surrogate", job.key)
-    if stored is not None:
-        raw = json.loads(stored)
-        record = SurrogateRecord.from_json(raw["record"], weights_path=str(cache.file("surrogate", job.key, ".pt")),
-                                           from_cache=True)
-        return SurrogateOutcome(job.id, record, IntervalRecord.model_validate(raw["test_auc"]), from_cache=True)
+    """Train the surrogate, or load it from the cache (`surrogate/<key>`)."""
     torch.set_num_threads(ctx.torch_threads)
-    lv = live(ctx)
+    return SurrogateOutcome(job.id, _trained(ctx, job))
+
+
+def _trained(ctx: RunContext, job: SurrogateJob) -> SurrogateRecord:
     weights_dir = Path(ctx.scenario.weights_dir) if ctx.scenario.weights_dir else None
-    trained = train_surrogate(job.spec, lv.data.split(job.spec.split), Path(ctx.cache_dir) / "surrogate-training",
-                              device=ctx.device, weights_dir=weights_dir)
-    model = load_surrogate(trained, job.spec, ctx.device)
-    test = lv.data.test
-    scores = predict_scores(model, test.x, lv.data.task, ctx.device)
-    test_auc = _bootstrap_auc(ctx, auc_labels(test.y, lv.data.task, _classes(ctx)), scores,
-                              test.groups if lv.data.patient_level else None)
-    weights = cache.file("surrogate", job.key, ".pt")
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    weights.write_bytes(Path(trained.weights_path).read_bytes())
-    record = {**asdict(trained), "weights_path": weights.name}
-    cache.store("surrogate", job.key, json.dumps({"record": record, "test_auc": test_auc.model_dump()}))
-    return SurrogateOutcome(job.id, trained, test_auc, from_cache=trained.from_cache)
+    return train_surrogate(job.spec, live(ctx).data.split(job.spec.split), Cache(ctx.cache_dir).root / "surrogate",
+                           device=ctx.device, weights_dir=weights_dir)
 
 
-def _attacker(ctx: RunContext, plan_surrogates: dict[str, SurrogateJob], job: CellJob) -> list[torch.nn.Module]:
-    cache = Cache(ctx.cache_dir)
-    models = []
-    for key in job.member_keys:
-        surrogate = plan_surrogates[key]
-        record = json.loads(cache.load_record("surrogate", key))["record"]
-        trained = SurrogateRecord.from_json(record, weights_path=str(cache.file("surrogate", key, ".pt")),
-                                            from_cache=True)
-        models.append(load_surrogate(trained, surrogate.spec, ctx.device))
-    return models
+def _attacker(ctx: RunContext, members: tuple[SurrogateJob, ...]) -> list[torch.nn.Module]:
+    return [load_surrogate(_trained(ctx, m), m.spec, ctx.device) for m in members]
 
 
 def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...], clean_key: str) -> CellOutcome:
@@ -132,7 +107,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...
     y_auc = auc_labels(test.y, data.task, k)
     groups = test.groups if data.patient_level else None
     clean_scores = cache.load_arrays("clean", clean_key)["scores"]
-    models = _attacker(ctx, {m.key: m for m in members}, job)
+    models = _attacker(ctx, members)
     model = models[0] if len(models) == 1 else LogitEnsemble(models).eval()
     surrogate_clean = predict_scores(model, test.x, data.task, ctx.device)
     surrogate_auc = _bootstrap_auc(ctx, y_auc, surrogate_clean, groups)

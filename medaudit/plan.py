@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +174,7 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
                              image_size=int(test.x.shape[-1]),
                              data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version(),
                              split_seed=sc.seed)
-        key = content_key("surrogate", {"spec": asdict(spec), "weights_dir": str(weights_dir or "")})
-        surrogates.append(SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, key=key))
+        surrogates.append(SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, key=spec.key))
 
     attackers = [(job.id, job.row_id, (job,)) for job in surrogates]
     by_row: dict[str, list[SurrogateJob]] = {}

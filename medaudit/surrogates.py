@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from medaudit import zoo
 from medaudit.data import Images
 from medaudit.errors import AuditInputError
+from medaudit.cache import content_key
 from medaudit.files import atomic_write
 from medaudit.metrics import auc
 from medaudit.scenario import TrainingSection
@@ -57,6 +58,11 @@ class SurrogateSpec:
     data_sha256: str  # source file + split ids: the images this surrogate learns from
     code_version: str
     split_seed: int = 0  # the data seed that drew the development splits (scenario.seed): fixes the validation split
+
+    @property
+    def key(self) -> str:
+        """Its cache key, in the one scheme every cache entry uses (`cache.content_key`)."""
+        return content_key("surrogate", asdict(self))
 
     @property
     def id(self) -> str:
@@ -190,8 +196,8 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
     """Train (or load from `cache_dir`) the surrogate `spec` describes on `images` (its split)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    record_path = cache_dir / f"{spec.id}.json"
-    weights_path = cache_dir / f"{spec.id}.pt"
+    record_path = cache_dir / f"{spec.key}.json"
+    weights_path = cache_dir / f"{spec.key}.pt"
     if record_path.is_file() and weights_path.is_file():  # paths are relative to the cache: it can move
         return SurrogateRecord.from_json(json.loads(record_path.read_text()), weights_path=str(weights_path),
                                          from_cache=True)

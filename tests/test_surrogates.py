@@ -50,7 +50,7 @@ def test_budget_of_two_epochs_reports_budget_and_reloads_from_cache(tmp_path):
     assert (record.stop_reason, record.epochs_run, len(record.curve), record.from_cache) == ("budget", 2, 2, False)
     cached = train_surrogate(spec(training), images, tmp_path, device="cpu")
     assert cached == replace(record, from_cache=True)  # the curve survives the JSON round trip, typed
-    assert json.loads((tmp_path / f"{record.id}.json").read_text())["stop_reason"] == "budget"
+    assert json.loads((tmp_path / f"{spec(training).key}.json").read_text())["stop_reason"] == "budget"
 
 
 def test_validation_split_is_fixed_by_patients_and_data_seed_not_by_model_seed(tmp_path):
@@ -77,10 +77,10 @@ def test_validation_split_keeps_patients_whole_and_ignores_image_order():
 
 def test_cache_key_changes_with_training_settings_and_split_seed():
     base = spec(TrainingSection())
-    assert spec(TrainingSection()).id == base.id
+    assert (spec(TrainingSection()).id, spec(TrainingSection()).key) == (base.id, base.key)
     for changed in (spec(TrainingSection(patience=6)), spec(TrainingSection(lr_plateau_factor=0.2)),
                     spec(TrainingSection(epochs=30)), spec(TrainingSection(), split_seed=1)):
-        assert changed.id != base.id
+        assert changed.id != base.id and changed.key != base.key
 
 
 @pytest.mark.parametrize(("stale", "expected"), [(0, 9e-4), (1, 9e-4), (2, 4.5e-4), (3, 9e-4), (4, 4.5e-4)])

@@ -41,7 +41,7 @@ def build_target(scenario: Scenario, data_path: Path, *, arch: str, init: str, o
                          training=scenario.training.model_dump(mode="json"), task=data.task, n_logits=2,
                          in_channels=channels, image_size=size,
                          data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version())
-    record = train_surrogate(spec, data.split(spec.split), cache_dir / "targets", device="cpu")
+    record = train_surrogate(spec, data.split(spec.split), cache_dir / "target", device="cpu")
     log(f"target {arch}/{init} on {spec.split}: {'cached' if record.from_cache else 'trained'}, "
         f"validation AUC {record.val_auc:.3f}")
     model = load_surrogate(record, spec, "cpu")
