@@ -19,11 +19,6 @@ from typer.core import TyperGroup
 
 from medaudit.errors import AuditInputError
 
-try:  # typer >= 0.20 vendors click as typer._click
-    from typer._click.exceptions import NoArgsIsHelpError
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import NoArgsIsHelpError
-
 USAGE_EXIT = 2  # exit code of every usage error and bad input
 # Warning categories third-party libraries raise about themselves (torch.jit.load's FutureWarning, ...): off the
 # user's terminal unless --debug.
@@ -37,11 +32,9 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        args = sys.argv[1:] if args is None else list(args)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as exc:  # bare `medaudit`: the help text, as click prints it
-            print(exc.format_message(), file=sys.stderr)
-            sys.exit(USAGE_EXIT)
+            code = super().main(args or ["--help"], prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:  # click's UsageError, BadParameter, FileError, ...
             ctx = getattr(exc, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
@@ -53,7 +46,7 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=False,  # a bare `medaudit` prints the help (OneLineErrors)
                   help="Audit a deployed medical-image classifier for black-box adversarial transferability.")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)

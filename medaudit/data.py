@@ -167,9 +167,10 @@ def _task_images(x_uint8: np.ndarray, labels: np.ndarray, ids: np.ndarray | None
     """One part (development or test): binarise, drop filtered images, convert to canonical space."""
     y, keep = binarise(labels, section, where, n_classes)
     if not keep.any():
-        raise AuditInputError(f"{where}: no {part} images left after keeping labels {section.positive_labels} "
-                              f"(positive) and {section.negative_labels} (negative); check `data.positive_labels` "
-                              "and `data.negative_labels`")
+        raise AuditInputError(f"{where}: no {part} images left after keeping labels "
+                              f"{list(section.positive_labels or ())} (positive) and "
+                              f"{list(section.negative_labels or ())} (negative); check `data.positive_labels` and "
+                              "`data.negative_labels`")
     groups = ids[keep] if ids is not None else np.arange(int(keep.sum())).astype(str)
     return Images(to_canonical(x_uint8[keep], size), y[keep], groups)
 
