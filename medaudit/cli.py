@@ -20,9 +20,6 @@ from typer.core import TyperGroup
 from medaudit.errors import AuditInputError
 
 USAGE_EXIT = 2  # exit code of every usage error and bad input
-# Warning categories third-party libraries raise about themselves (torch.jit.load's FutureWarning, ...): off the
-# user's terminal unless --debug.
-THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
 class OneLineErrors(TyperGroup):
@@ -63,10 +60,8 @@ def default_cache() -> Path:
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors and "
                                                             "third-party warnings.")] = False) -> None:
     DEBUG["on"] = debug
-    if not debug:
-        for category in THIRD_PARTY_WARNINGS:
-            warnings.filterwarnings("ignore", category=category)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!medaudit)")
+    if not debug:  # medaudit itself never warns (it refuses or logs); what warns is torch, onnx, pydicom... about
+        warnings.simplefilter("ignore")  # themselves (torch.jit.load's FutureWarning, TracerWarning): not the user's job
 
 
 def fail_input(exc: AuditInputError) -> None:
