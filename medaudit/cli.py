@@ -19,15 +19,7 @@ from typer.core import TyperGroup
 
 from medaudit.errors import AuditInputError
 
-try:  # typer >= 0.20 vendors click as typer._click
-    from typer._click.exceptions import NoArgsIsHelpError
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import NoArgsIsHelpError
-
 USAGE_EXIT = 2  # exit code of every usage error and bad input
-# Warning categories third-party libraries raise about themselves (torch.jit.load's FutureWarning, ...): off the
-# user's terminal unless --debug.
-THIRD_PARTY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
 class OneLineErrors(TyperGroup):
@@ -37,11 +29,9 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        args = sys.argv[1:] if args is None else list(args)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as exc:  # bare `medaudit`: the help text, as click prints it
-            print(exc.format_message(), file=sys.stderr)
-            sys.exit(USAGE_EXIT)
+            code = super().main(args or ["--help"], prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:  # click's UsageError, BadParameter, FileError, ...
             ctx = getattr(exc, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
@@ -53,7 +43,7 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=False,  # a bare `medaudit` prints the help (OneLineErrors)
                   help="Audit a deployed medical-image classifier for black-box adversarial transferability.")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -70,10 +60,8 @@ def default_cache() -> Path:
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors and "
                                                             "third-party warnings.")] = False) -> None:
     DEBUG["on"] = debug
-    if not debug:
-        for category in THIRD_PARTY_WARNINGS:
-            warnings.filterwarnings("ignore", category=category)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!medaudit)")
+    if not debug:  # medaudit itself never warns (it refuses or logs); what warns is torch, onnx, pydicom... about
+        warnings.simplefilter("ignore")  # themselves (torch.jit.load's FutureWarning, TracerWarning): not the user's job
 
 
 def fail_input(exc: AuditInputError) -> None:

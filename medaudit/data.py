@@ -1,18 +1,15 @@
-"""Audit data: images in the canonical space ([-1, 1] float32 NCHW) and patient-level splits.
+"""Audit data: images in the canonical space ([-1, 1] float32 NCHW), the task's labels, and patient-level splits.
 
-Sources: MedMNIST `.npz` (train/val/test arrays, optionally `{split}_patient_ids`), a CSV listing
-image files (PNG/JPEG) or DICOM files with label column(s), an optional patient column and an optional
-split column (without one medaudit makes a seeded, stratified, patient-level split). Development =
-train + val of the source; test = test. The development set is split as in Bortsova et al. (2021),
-Table 1: disjoint halves d1 / d2, d1/10 (a tenth of d1) and d2/2 (half of d2) — by patient when
-patient ids exist. Every defect of a source is refused with one AuditInputError naming the file.
+`medaudit.sources` reads and checks a source's files (MedMNIST `.npz`, a CSV of PNG/JPEG or DICOM files,
+`medmnist:NAME` fetched by `medaudit.medmnist`) into a development part (train + val) and a test part.
+Here the scenario's task is applied, images go to canonical space, and the development set is split
+as in Bortsova et al. (2021), Table 1: disjoint halves d1 / d2, d1/10 (a tenth of d1) and d2/2 (half
+of d2) — by patient when patient ids exist.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,18 +18,9 @@ from PIL import Image
 
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from medaudit.files import sha256_file
+from medaudit.sources import SOURCE_SPLIT_RULE, SourcePart, read_csv, read_npz
 
 SPLIT_NAMES = ("d1", "d2", "d2/2", "d1/10", "full")
-NPZ_SPLITS = ("train", "val", "test")  # the splits a MedMNIST-style .npz may hold; train and test are required
-NPZ_FIELDS = ("images", "labels", "patient_ids", "filenames")  # arrays per split; the last two are optional
-CSV_SPLITS = ("train", "val", "test")  # values a CSV `split` column may take
-SOURCE_SPLIT_RULE = "the source's own split: train + val = development, test = test"
-MADE_TEST_FRACTION = 0.2  # CSV without `split`: share of each label's patients held out as test (70/10/20 style)
-DICOM_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")  # photometric interpretations medaudit reads
-DICOM_BITS_ALLOCATED = (8, 16, 32)  # DICOM BitsAllocated values medaudit reads
-PIL_MODES = {"L": "L", "1": "L", "LA": "L", "P": "RGB", "RGB": "RGB", "RGBA": "RGB", "CMYK": "RGB"}  # 8-bit modes -> target
-ERROR_DETAIL_CHARS = 160  # how much of a third-party error message one line quotes
 
 
 @dataclass(frozen=True)
@@ -81,25 +69,6 @@ class AuditData:
         return self.development.subset(self.splits[name])
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    """What a source loader hands to `load_data`."""
-
-    development: Images
-    test: Images
-    patient_level: bool  # the source carries patient ids
-    sha256: str  # content hash of the source (CSV sources: the CSV and every image file)
-    split_rule: str  # how development and test were separated
-    notes: tuple[str, ...] = ()  # facts about the source the report states
-
-
-def _detail(exc: BaseException) -> str:
-    """The first line of a third-party error message, shortened, for a one-line AuditInputError."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text[:ERROR_DETAIL_CHARS]
-
-
 def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 images (N, H, W) or (N, H, W, 3) -> float32 (N, C, size, size) in [-1, 1] (bilinear)."""
     images = np.asarray(images)
@@ -115,21 +84,6 @@ def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
             (size, size), Image.BILINEAR)) for im in images]
         images = np.stack(resized).reshape(len(images), size, size, -1)
     return (images.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0).astype(np.float32)
-
-
-def integer_labels(labels: np.ndarray, where: str) -> np.ndarray:
-    """Class-number labels as int64; refuse non-finite, fractional or non-numeric ones."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind in "biu":
-        return labels.astype(np.int64)
-    if labels.dtype.kind != "f":
-        raise AuditInputError(f"{where}: labels of type {labels.dtype}; labels are integer class numbers 0, 1, ...")
-    if not np.all(np.isfinite(labels)):
-        raise AuditInputError(f"{where}: NaN or infinite labels; labels are integer class numbers 0, 1, ...")
-    fractional = labels[labels != np.round(labels)]
-    if fractional.size:
-        raise AuditInputError(f"{where}: non-integer label {fractional[0]:g}; labels are integer class numbers 0, 1, ...")
-    return labels.astype(np.int64)
 
 
 def binarise(labels: np.ndarray, section: DataSection, where: str,
@@ -164,296 +118,21 @@ def binarise(labels: np.ndarray, section: DataSection, where: str,
     return pos.astype(np.int64), keep
 
 
-def _task_images(x_uint8: np.ndarray, labels: np.ndarray, ids: np.ndarray | None, section: DataSection, size: int,
-                 where: str, part: str, n_classes: int | None) -> Images:
-    """One part (development or test): binarise, drop filtered images, convert to canonical space."""
-    y, keep = binarise(labels, section, where, n_classes)
+def task_images(part: SourcePart, section: DataSection, size: int, where: str, name: str,
+                n_classes: int | None) -> Images:
+    """One part of a source (development or test): apply the task's labels, drop filtered images, go canonical."""
+    y, keep = binarise(part.labels, section, where, n_classes)
     if not keep.any():
-        raise AuditInputError(f"{where}: no {part} images left after keeping labels {section.positive_labels} "
-                              f"(positive) and {section.negative_labels} (negative); check `data.positive_labels` "
-                              "and `data.negative_labels`")
+        raise AuditInputError(f"{where}: no {name} images left after keeping labels "
+                              f"{list(section.positive_labels or ())} (positive) and "
+                              f"{list(section.negative_labels or ())} (negative); check `data.positive_labels` and "
+                              "`data.negative_labels`")
+    ids = part.patient_ids
     groups = ids[keep] if ids is not None else np.arange(int(keep.sum())).astype(str)
-    return Images(to_canonical(x_uint8[keep], size), y[keep], groups)
+    return Images(to_canonical(part.images[keep], size), y[keep], groups)
 
 
 # ---------------------------------------------------------------- MedMNIST-style .npz
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for corrupt archives
-        raise AuditInputError(f"{path}: not a readable .npz archive ({_detail(exc)})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise AuditInputError(f"{path}: a single .npy array, not an .npz archive of train/val/test arrays")
-    arrays = {}
-    with loaded:
-        for key in loaded.files:
-            try:
-                arrays[key] = loaded[key]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise AuditInputError(f"{path}: array {key!r} holds Python objects, which need pickle; medaudit "
-                                          "never unpickles: save it as a numeric or unicode string array") from None
-                raise AuditInputError(f"{path}: array {key!r} is corrupt ({_detail(exc)})") from None
-            except Exception as exc:  # zipfile/zlib/OSError for damaged members
-                raise AuditInputError(f"{path}: array {key!r} is corrupt ({_detail(exc)})") from None
-    return arrays
-
-
-def _npz_split(path: Path, split: str, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(images uint8, integer labels, patient ids or None) of one .npz split, each checked."""
-    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
-        raise AuditInputError(f"{path}: {split}_images hold NaN or infinite values; images must be uint8 (0-255)")
-    if images.dtype != np.uint8:
-        raise AuditInputError(f"{path}: {split}_images are {images.dtype}; medaudit reads 8-bit images (uint8, "
-                              "0-255): rescale them to uint8")
-    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
-        raise AuditInputError(f"{path}: {split}_images have shape {images.shape}; expected (N, H, W) grey or "
-                              "(N, H, W, 3) colour")
-    if len(images) == 0:
-        raise AuditInputError(f"{path}: the {split} split is empty (0 images)")
-    if labels.ndim not in (1, 2):
-        raise AuditInputError(f"{path}: {split}_labels have shape {labels.shape}; expected (N,) or (N, K)")
-    if len(labels) != len(images):
-        raise AuditInputError(f"{path}: {split}_images holds {len(images)} images but {split}_labels holds "
-                              f"{len(labels)} labels; the arrays must be the same length")
-    labels = integer_labels(labels, f"{path}: {split}_labels")
-    ids = arrays.get(f"{split}_patient_ids")
-    if ids is not None:
-        if ids.dtype.kind not in "Uiu" or ids.ndim != 1:
-            raise AuditInputError(f"{path}: {split}_patient_ids is {ids.dtype} {ids.shape}; expected one unicode "
-                                  "string (or integer) id per image")
-        if len(ids) != len(images):
-            raise AuditInputError(f"{path}: {split}_images holds {len(images)} images but {split}_patient_ids holds "
-                                  f"{len(ids)} ids; the arrays must be the same length")
-        ids = ids.astype(str)
-        if np.any(ids == ""):
-            raise AuditInputError(f"{path}: {split}_patient_ids has an empty id at index {int(np.argmax(ids == ''))}")
-    return images, labels, ids
-
-
-def _load_npz(path: Path, section: DataSection, size: int, seed: int, n_classes: int | None) -> _Loaded:
-    arrays = _read_npz(path)
-    unexpected = [k for k in arrays if k.partition("_")[0] not in NPZ_SPLITS or k.partition("_")[2] not in NPZ_FIELDS]
-    if unexpected:
-        raise AuditInputError(f"{path}: unexpected array(s) {', '.join(unexpected)}; a MedMNIST-style .npz holds "
-                              "{train,val,test}_images and _labels (optional: _patient_ids, _filenames)")
-    present = [s for s in NPZ_SPLITS if any(k.startswith(f"{s}_") for k in arrays)]
-    needed = [f"{s}_{f}" for s in NPZ_SPLITS if s in present or s != "val" for f in ("images", "labels")]
-    missing = [k for k in needed if k not in arrays]
-    if missing:
-        raise AuditInputError(f"{path}: MedMNIST-style .npz needs arrays {', '.join(missing)}; "
-                              f"found {', '.join(arrays) or 'none'}")
-    parts = {s: _npz_split(path, s, arrays) for s in present}
-    shapes = {s: images.shape[1:3] + ((images.shape[3] if images.ndim == 4 else 1),) for s, (images, _, _) in parts.items()}
-    if len(set(shapes.values())) > 1:
-        said = ", ".join(f"{s} {h}x{w}x{c}" for s, (h, w, c) in shapes.items())
-        raise AuditInputError(f"{path}: splits differ in image size or channels ({said}, as HxWxchannels); "
-                              "all splits must share one size and channel count")
-    columns = {s: labels.shape[1] if labels.ndim == 2 else 1 for s, (_, labels, _) in parts.items()}
-    if len(set(columns.values())) > 1:
-        raise AuditInputError(f"{path}: splits have different numbers of label columns "
-                              f"({', '.join(f'{s} {c}' for s, c in columns.items())})")
-    with_ids = [s for s in present if parts[s][2] is not None]
-    if with_ids and len(with_ids) != len(present):
-        lacking = [s for s in present if s not in with_ids]
-        raise AuditInputError(f"{path}: {', '.join(with_ids)} carry patient ids but {', '.join(lacking)} do not; "
-                              f"add {', '.join(f'{s}_patient_ids' for s in lacking)} or drop them all")
-    patient_level = bool(with_ids)
-    dev_names = [s for s in ("train", "val") if s in present]
-    dev_ids = np.concatenate([parts[s][2] for s in dev_names]) if patient_level else None
-    dev = _task_images(np.concatenate([parts[s][0] for s in dev_names]),
-                       np.concatenate([parts[s][1] for s in dev_names]), dev_ids, section, size, str(path),
-                       "development (train + val)", n_classes)
-    images, labels, ids = parts["test"]
-    test = _task_images(images, labels, ids, section, size, str(path), "test", n_classes)
-    notes = []
-    if patient_level:
-        shared = sorted(set(dev.groups.tolist()) & set(test.groups.tolist()))
-        if shared:
-            notes.append(f"{len(shared)} patient(s) appear in both development and test (e.g. {shared[0]}): "
-                         "the source's split is not patient-level")
-    return _Loaded(dev, test, patient_level, sha256_file(path), SOURCE_SPLIT_RULE, tuple(notes))
-
-
-# ---------------------------------------------------------------- image files (PNG/JPEG, DICOM)
-def _read_dicom(path: Path) -> np.ndarray:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, struct/Value errors for damaged files
-        raise AuditInputError(f"{path}: not a readable DICOM file ({_detail(exc)})") from None
-    if "PixelData" not in ds:
-        raise AuditInputError(f"{path}: DICOM file has no pixel data")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric not in DICOM_PHOTOMETRIC:
-        raise AuditInputError(f"{path}: DICOM photometric interpretation {photometric!r}; medaudit reads "
-                              f"{', '.join(DICOM_PHOTOMETRIC)}: convert the image")
-    allocated, stored = ds.get("BitsAllocated"), ds.get("BitsStored")
-    if allocated not in DICOM_BITS_ALLOCATED or not isinstance(stored, int) or not 1 <= stored <= allocated:
-        raise AuditInputError(f"{path}: DICOM bit depth BitsAllocated {allocated}, BitsStored {stored}; medaudit "
-                              "reads 8, 16 or 32 bits allocated with 1 <= BitsStored <= BitsAllocated")
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise AuditInputError(f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames); medaudit reads one 2-D "
-                              "image per file")
-    try:
-        arr = np.asarray(ds.pixel_array, dtype=np.float64)
-    except Exception as exc:  # truncated or undecodable pixel data: pydicom raises ValueError/RuntimeError/...
-        raise AuditInputError(f"{path}: DICOM pixel data cannot be decoded ({_detail(exc)}); the file may be "
-                              "truncated or compressed in a way pydicom cannot read") from None
-    want_ndim = 3 if photometric == "RGB" else 2
-    if arr.ndim != want_ndim or (arr.ndim == 3 and arr.shape[-1] != 3) or 0 in arr.shape:
-        raise AuditInputError(f"{path}: DICOM pixel array has shape {arr.shape}; {photometric} needs "
-                              f"{'(rows, columns, 3)' if want_ndim == 3 else '(rows, columns)'}")
-    if not np.all(np.isfinite(arr)):
-        raise AuditInputError(f"{path}: DICOM pixel data holds NaN or infinite values")
-    if photometric == "MONOCHROME1":
-        arr = arr.max() - arr
-    lo, hi = float(arr.min()), float(arr.max())
-    return np.round((arr - lo) / (hi - lo or 1.0) * 255).astype(np.uint8)  # window: full range
-
-
-def _read_picture(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            if mode not in PIL_MODES:
-                raise AuditInputError(f"{path}: image mode {mode!r} (not 8 bits per channel); medaudit reads 8-bit "
-                                      "grey or colour PNG/JPEG: convert it, or give 16-bit images as DICOM")
-            return np.asarray(im.convert(PIL_MODES[mode]))
-    except AuditInputError:
-        raise
-    except Exception as exc:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for damaged files
-        raise AuditInputError(f"{path}: not a readable PNG/JPEG image ({_detail(exc)}); the file may be "
-                              "truncated or damaged") from None
-
-
-def _read_image_file(path: Path) -> np.ndarray:
-    """One image file as uint8 (H, W) grey or (H, W, 3) colour; refuse an empty or damaged file."""
-    if path.stat().st_size == 0:
-        raise AuditInputError(f"{path}: image file is empty (0 bytes)")
-    return _read_dicom(path) if path.suffix.lower() == ".dcm" else _read_picture(path)
-
-
-# ---------------------------------------------------------------- CSV of image files
-def _read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """(header, rows) of a UTF-8 CSV, refusing undecodable text and ragged rows."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise AuditInputError(f"{path}: the CSV is not UTF-8 text (byte {exc.start} is "
-                              f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = list(reader.fieldnames or [])
-        rows = []
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise AuditInputError(f"{path}: line {reader.line_num} has a different number of fields than the "
-                                      f"header ({len(header)}: {', '.join(header)})")
-            rows.append(row)
-    except csv.Error as exc:
-        raise AuditInputError(f"{path}: not a readable CSV ({exc})") from None
-    return header, rows
-
-
-def _csv_label(value: str, path: Path, line: int, column: str) -> int:
-    try:
-        number = float(value)
-    except ValueError:
-        raise AuditInputError(f"{path}: line {line} column `{column}` is {value!r}; labels are integer class "
-                              "numbers 0, 1, ...") from None
-    if not np.isfinite(number) or number != round(number):
-        raise AuditInputError(f"{path}: line {line} column `{column}` is {value!r}; labels are integer class "
-                              "numbers 0, 1, ...")
-    return int(number)
-
-
-def make_test_split(groups: np.ndarray, strata: np.ndarray, seed: int,
-                    fraction: float = MADE_TEST_FRACTION) -> np.ndarray:
-    """Boolean test mask over images: in each stratum, a seeded `fraction` of its patients (rounded; at least one
-    and never all when it has two or more) is held out. A patient's stratum is its most frequent label."""
-    patients, patient_of = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    values, value_of = np.unique(np.asarray(strata).astype(str), return_inverse=True)
-    counts = np.zeros((len(patients), len(values)), np.int64)
-    np.add.at(counts, (patient_of, value_of), 1)
-    stratum = counts.argmax(axis=1)  # ties: the smallest label
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(patients), bool)
-    for s in range(len(values)):
-        members = np.flatnonzero(stratum == s)
-        take = int(round(len(members) * fraction))
-        if len(members) >= 2:
-            take = min(max(take, 1), len(members) - 1)
-        held[rng.permutation(members)[:take]] = True
-    return held[patient_of]
-
-
-def _load_csv(path: Path, section: DataSection, size: int, seed: int, n_classes: int | None) -> _Loaded:
-    header, rows = _read_csv_rows(path)
-    if not rows:
-        raise AuditInputError(f"{path}: the CSV has no rows")
-    if "path" not in header:
-        raise AuditInputError(f"{path}: CSV needs a `path` column (image file, relative to the CSV); "
-                              f"found {', '.join(header)}")
-    label_cols = [c for c in header if c == "label" or c.startswith("label_")]
-    if not label_cols:
-        raise AuditInputError(f"{path}: CSV needs a `label` column (or `label_<class>` columns for multilabel)")
-    if section.task != "multilabel":
-        label_cols = label_cols[:1]
-    patient_col = section.patient_column
-    if patient_col and patient_col not in header:
-        raise AuditInputError(f"{path}: scenario data.patient_column {patient_col!r} is not a CSV column")
-    lines = range(2, len(rows) + 2)  # line numbers as an editor shows them (line 1 is the header)
-    labels = np.array([[_csv_label(r[c], path, n, c) for c in label_cols] for n, r in zip(lines, rows)], np.int64)
-    if patient_col:
-        for n, r in zip(lines, rows):
-            if not r[patient_col].strip():
-                raise AuditInputError(f"{path}: line {n} has an empty patient id in column `{patient_col}`")
-        groups = np.array([r[patient_col].strip() for r in rows])
-    else:
-        groups = np.arange(len(rows)).astype(str)
-    if "split" in header:
-        for n, r in zip(lines, rows):
-            if r["split"] not in CSV_SPLITS:
-                raise AuditInputError(f"{path}: line {n} has split {r['split']!r}; use train, val or test (or drop "
-                                      "the `split` column and medaudit splits by patient)")
-        is_test = np.array([r["split"] == "test" for r in rows])
-        split_rule = SOURCE_SPLIT_RULE
-    else:
-        strata = np.array(["|".join(map(str, row)) for row in labels])
-        is_test = make_test_split(groups, strata, seed)
-        split_rule = (f"no `split` column in {path.name}: medaudit held out {MADE_TEST_FRACTION:.0%} of each label's "
-                      f"patients as test (seed {seed}, stratified by label, "
-                      f"{f'by patient column `{patient_col}`' if patient_col else 'image-level: no patient column'})")
-    for part, chosen in (("train/val", ~is_test), ("test", is_test)):
-        if not chosen.any():
-            raise AuditInputError(f"{path}: no rows with split {part}")
-    digest = hashlib.sha256(path.read_bytes())
-    images = []
-    for n, r in zip(lines, rows):
-        file = (path.parent / r["path"]).resolve()
-        if not r["path"].strip() or not file.is_file():
-            raise AuditInputError(f"{path}: line {n}: image file {r['path']!r} not found (paths are relative to the CSV)")
-        digest.update(file.read_bytes())  # the data hash covers every image file, not only the CSV
-        images.append(_read_image_file(file))
-    kinds: dict[int, int] = {}  # ndim (2 grey, 3 colour) -> first line with it
-    for n, im in zip(lines, images):
-        kinds.setdefault(im.ndim, n)
-    if len(kinds) > 1:
-        raise AuditInputError(f"{path}: images mix grey (e.g. line {kinds[2]}) and colour (e.g. line {kinds[3]}); "
-                              "convert them to one kind")
-    stacked = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
-    source_labels = labels if section.task == "multilabel" else labels[:, 0]
-    ids = groups if patient_col else None
-    dev = _task_images(stacked[~is_test], source_labels[~is_test], ids[~is_test] if ids is not None else None,
-                       section, size, str(path), "development (train + val)", n_classes)
-    test = _task_images(stacked[is_test], source_labels[is_test], ids[is_test] if ids is not None else None,
-                        section, size, str(path), "test", n_classes)
-    return _Loaded(dev, test, patient_col is not None, digest.hexdigest(), split_rule)
-
-
 def make_splits(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Development indices per split, drawn over groups (patients): same seed, same ids."""
     unique = np.unique(groups)
@@ -496,16 +175,16 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
     suffix = path.suffix.lower()
     n_classes = len(class_names) if class_names and section.task != "binary" else None
     if suffix == ".npz":
-        loaded = _load_npz(path, section, image_size, seed, n_classes)
-        with np.load(path, allow_pickle=False) as npz:
-            h, w = npz["test_images"].shape[1:3]
+        loaded = read_npz(path)
+        h, w = loaded.test.images.shape[1:3]
         resampling = "none" if (h, w) == (image_size, image_size) else f"{h}×{w} → {image_size}×{image_size} px, bilinear"
     elif suffix == ".csv":
-        loaded = _load_csv(path, section, image_size, seed, n_classes)
+        loaded = read_csv(path, section, image_size, seed)
         resampling = f"each image file → {image_size}×{image_size} px, bilinear"
     else:
         raise AuditInputError(f"{path}: unknown data format {suffix!r}; give a .npz (MedMNIST layout) or a .csv")
-    dev, test = loaded.development, loaded.test
+    dev = task_images(loaded.development, section, image_size, str(path), "development (train + val)", n_classes)
+    test = task_images(loaded.test, section, image_size, str(path), "test", n_classes)
     data_c = dev.x.shape[1]
     if data_c == 3 and channels == 1:
         raise AuditInputError(f"{path}: colour images, but the target takes 1 channel; convert the data to grey")
@@ -523,14 +202,15 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
         selection = f"stratified seeded subset of {len(keep)} (seed {seed})"
     if loaded.split_rule != SOURCE_SPLIT_RULE:
         notes.append(loaded.split_rule)
-    if not loaded.patient_level:
+    patient_level = loaded.development.patient_ids is not None
+    if not patient_level:
         notes.append("no patient ids: splits are image-level, so one patient may sit in several splits")
     if section.task == "binary":
         class_names = class_names or ("negative", "positive")
     return AuditData(development=dev, test=test, splits=make_splits(dev.groups, seed),
-                     patient_level=loaded.patient_level, source=str(source), source_sha256=loaded.sha256,
+                     patient_level=patient_level, source=str(source), source_sha256=loaded.sha256,
                      task=section.task, class_names=tuple(class_names), test_selection=selection,
                      resolved_path=str(path), resampling=resampling,
                      split_rule=f"{loaded.split_rule}; development split into disjoint halves d1/d2 (d1/10 a tenth of "
-                                f"d1, d2/2 half of d2) at {'patient' if loaded.patient_level else 'image'} level, "
+                                f"d1, d2/2 half of d2) at {'patient' if patient_level else 'image'} level, "
                                 f"seed {seed}", notes=tuple(notes))

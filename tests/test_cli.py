@@ -173,3 +173,8 @@ def test_run_refuses_data_size_that_contradicts_the_model(tmp_path, synthetic_np
     result = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--data",
                                  str(synthetic_npz), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "card `input_size` is (32, 32) (scenario) but the model input" in result.output
+
+
+def test_bare_command_prints_the_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0 and "Usage:" in result.output and "inspect" in result.output

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.data import SOURCE_SPLIT_RULE, load_data, make_splits, make_test_split, to_canonical
+from medaudit.data import load_data, make_splits, to_canonical
+from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
 from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz

@@ -210,8 +210,8 @@ def npz_multiclass_beyond_card(tmp, mp):
 
 def npz_empty_after_filter(tmp, mp):
     p = _npz(tmp)
-    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels (5,) (positive) and "
-                        "(6,) (negative); check `data.positive_labels` and `data.negative_labels`",
+    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels [5] (positive) and "
+                        "[6] (negative); check `data.positive_labels` and `data.negative_labels`",
                 DataSection(positive_labels=(5,), negative_labels=(6,)))
 
 
@@ -342,8 +342,8 @@ def csv_mixed_channels(tmp, mp):
 
 def csv_empty_after_filter(tmp, mp):
     p = _folder(tmp)
-    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels (7,) (positive) and "
-                        "(8,) (negative); check `data.positive_labels` and `data.negative_labels`",
+    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels [7] (positive) and "
+                        "[8] (negative); check `data.positive_labels` and `data.negative_labels`",
                 DataSection(positive_labels=(7,), negative_labels=(8,)))
 
 
