@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from medaudit.demo.run import build_target
-from medaudit.engine import run_audit
+from medaudit.engine import RunOptions, run_audit
 from medaudit.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,12 +80,13 @@ def main() -> None:
             scenario_path = run_dir / "scenario.json"
             run_dir.mkdir(parents=True, exist_ok=True)
             scenario_path.write_text(scenario.model_dump_json(indent=1))
+            options = RunOptions(out_dir=run_dir, cache_dir=args.cache, device=device,
+                                 command=f"python examples/reproduce_paper/reproduce.py {args.modality}")
             results = run_audit(target_scenario, scenario_path=scenario_path, target_path=target,
-                                data_source=str(data_path), out_dir=run_dir, cache_dir=args.cache, device=device,
-                                command=f"python examples/reproduce_paper/reproduce.py {args.modality}")
+                                data_source=str(data_path), options=options)
             shutil.copy(run_dir / "results.json", out / f"{name}__{tag}.json")
             timings[f"{name}__{tag}"] = time.perf_counter() - t
-            print(f"{name} vs {tag}: clean AUC {results.target['clean_auc']:.3f}, "
+            print(f"{name} vs {tag}: clean AUC {results.target.clean_auc:.3f}, "
                   f"{len(results.cells)} cells, {timings[f'{name}__{tag}']:.0f} s", flush=True)
     summary = {"modality": args.modality, "device": device, "settings": {**SETTINGS, "epochs": EPOCHS[args.modality]},
                "total_seconds": time.perf_counter() - started, "runs_seconds": timings}
