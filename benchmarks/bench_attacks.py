@@ -111,7 +111,8 @@ def main() -> None:
     results = []
     for arch in ARCHS:
         model = _model(arch)
-        for kind, attack in (("pgd", PGD(name="pgd", step_pm1=STEP_PM1, iterations=ITERATIONS)), ("fgsm", FGSM(name="fgsm"))):
+        pgd = PGD(name="pgd", step_pm1=STEP_PM1, iterations=ITERATIONS)
+        for kind, attack in (("pgd", pgd), ("fgsm", FGSM(name="fgsm"))):
             for part in (slice(WARM_UP_IMAGES), slice(None)):  # untimed warm-up: allocations, lazy imports
                 xs, ys = x[part], y[part]
                 runners = {"medaudit": medaudit_runner(attack, model, xs, ys),
@@ -131,18 +132,20 @@ def main() -> None:
             n = len(x)
             rates = {name: {"img_per_s_min": n / max(s), "img_per_s_median": n / statistics.median(s),
                             "img_per_s_max": n / min(s), "seconds": s} for name, s in seconds.items()}
-            best_peer = max(rates["torchattacks"]["img_per_s_median"], rates["torchattacks_channels_last"]["img_per_s_median"])
+            median = {name: r["img_per_s_median"] for name, r in rates.items()}
+            best_peer = max(median["torchattacks"], median["torchattacks_channels_last"])
             row = {"arch": arch, "attack": kind, "rates": rates,
                    "ratio_medaudit_over_best_torchattacks": rates["medaudit"]["img_per_s_median"] / best_peer,
-                   "ratio_medaudit_over_art_default": rates["medaudit"]["img_per_s_median"] / rates["art_default"]["img_per_s_median"],
+                   "ratio_medaudit_over_art_default": median["medaudit"] / median["art_default"],
                    "max_abs_diff_medaudit_vs_torchattacks": float(np.abs(adv["medaudit"] - adv["torchattacks"]).max())}
             results.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "rates"} |
                              {n: round(r["img_per_s_median"], 1) for n, r in rates.items()}), flush=True)
-    record = {"part": "attacks", "images": len(x), "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]], "size": SIZE, "batch": BATCH, "iterations": ITERATIONS,
+    record = {"part": "attacks", "images": len(x), "size": SIZE, "batch": BATCH, "iterations": ITERATIONS,
+              "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],  # 2 cores: > 2 means shared
               "epsilon_pm1": EPS_PM1, "step_pm1": STEP_PM1, "repeats": args.repeats,
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, {platform.platform()}".strip(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": results}
     (HERE / "results-attacks.json").write_text(json.dumps(record, indent=1))
 

@@ -85,7 +85,8 @@ def main() -> None:
     half = np.random.default_rng(0).permutation(len(x_train))
     target_idx, surrogate_idx = half[: len(half) // 2], half[len(half) // 2:]  # disjoint halves
     target = train(TARGET_ARCH, x_train[target_idx], y_train[target_idx], seed=100)
-    surrogates = [train(SURROGATE_ARCH, x_train[surrogate_idx], y_train[surrogate_idx], seed=s) for s in SURROGATE_SEEDS]
+    surrogates = [train(SURROGATE_ARCH, x_train[surrogate_idx], y_train[surrogate_idx], seed=s)
+                  for s in SURROGATE_SEEDS]
     clean_target = auc(y_test, scores(target, x_test))
     clean_surrogates = [auc(y_test, scores(m, x_test)) for m in surrogates]
     print(f"trained in {time.perf_counter() - t0:.0f} s: target AUC {clean_target:.3f}, surrogates "
@@ -98,7 +99,8 @@ def main() -> None:
         for eps, perturbed in out.items():
             x_ctrl = control_noise(x_test, perturbed.x_adv, seed=0)
             row = {"config": name, "attack_id": attack_id(attack), "surrogates": n_models, "epsilon_pm1": eps,
-                   "target_auc_clean": clean_target, "target_auc_adversarial": auc(y_test, scores(target, perturbed.x_adv)),
+                   "target_auc_clean": clean_target,
+                   "target_auc_adversarial": auc(y_test, scores(target, perturbed.x_adv)),
                    "target_auc_control": auc(y_test, scores(target, x_ctrl)),
                    "surrogate0_auc_whitebox": auc(y_test, scores(surrogates[0], perturbed.x_adv)),
                    "max_abs_delta": perturbed.max_abs_delta, "seconds_all_epsilons": time.perf_counter() - t}

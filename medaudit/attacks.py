@@ -120,7 +120,7 @@ class InputDiversity(nn.Module):
 
 def gaussian_kernel(side: int) -> torch.Tensor:
     """TI's (side, side) Gaussian kernel, +-TI_SIGMAS standard deviations across, summing to 1; side 1 is [[1]]."""
-    z = torch.linspace(-TI_SIGMAS, TI_SIGMAS, side, dtype=torch.float64) if side > 1 else torch.zeros(1, dtype=torch.float64)
+    z = torch.linspace(-TI_SIGMAS, TI_SIGMAS, side, dtype=torch.float64) if side > 1 else torch.zeros(1).double()
     g = torch.exp(-z ** 2 / 2)
     kernel = torch.outer(g, g)
     return (kernel / kernel.sum()).float()
@@ -179,13 +179,15 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
         handle.remove()
     for conv, bn in pairs:
         # a deep copy of the conv, so its own forward (e.g. TF 'SAME' padding) is kept
-        model.set_submodule(conv, fuse_conv_bn_eval(model.get_submodule(conv), model.get_submodule(bn)).requires_grad_(False))
+        fused = fuse_conv_bn_eval(model.get_submodule(conv), model.get_submodule(bn))
+        model.set_submodule(conv, fused.requires_grad_(False))
         model.set_submodule(bn, nn.Identity())
     with torch.no_grad():
         folded = model(example)
     scale = reference.abs().max().clamp_min(1.0)
     if not torch.allclose(folded, reference, rtol=1e-3, atol=1e-3 * float(scale)):
-        raise RuntimeError(f"folding BatchNorm changed the surrogate's logits by {(folded - reference).abs().max():.3g}")
+        change = (folded - reference).abs().max()
+        raise RuntimeError(f"folding BatchNorm changed the surrogate's logits by {change:.3g}")
     return model
 
 
@@ -280,8 +282,8 @@ def craft_adversarial(attack: AttackParams, models: Sequence[nn.Module], x: np.n
     each epsilon; the iterative attacks run once per epsilon, each reseeded with `seed`, so one epsilon's
     images do not depend on which other epsilons were asked for."""
     example = torch.from_numpy(x[:FOLD_CHECK_IMAGES]).to(device)
-    classifier = art_classifier(attacked_model(attack, models, example), n_logits=n_logits, input_shape=tuple(x.shape[1:]),
-                                multilabel=multilabel, device=device)
+    classifier = art_classifier(attacked_model(attack, models, example), n_logits=n_logits,
+                                input_shape=tuple(x.shape[1:]), multilabel=multilabel, device=device)
     if isinstance(attack, FGSM):
         _seed(seed)
         sign = np.sign(fgsm_gradient(classifier, x, art_labels(y, n_logits, multilabel), batch_size))

@@ -194,13 +194,14 @@ def test_an_ensemble_of_two_differs_from_each_and_lowers_both_models_auc(trained
 @pytest.mark.parametrize("attack", [ATTACKS[0], ATTACKS[1], ATTACKS[-1]], ids=attack_id)
 def test_an_ensemble_of_one_model_twice_is_the_plain_attack_bit_for_bit(trained, attack):
     model, _, x, y = trained
-    np.testing.assert_array_equal(_craft(attack, [model, model], x, y)[EPS].x_adv, _craft(attack, [model], x, y)[EPS].x_adv)
+    np.testing.assert_array_equal(_craft(attack, [model, model], x, y)[EPS].x_adv,
+                                  _craft(attack, [model], x, y)[EPS].x_adv)
 
 
 def test_a_single_surrogate_is_plain_art_on_the_channels_last_model(trained):
     model, _, x, y = trained
-    classifier = art_classifier(ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16), multilabel=False,
-                                device="cpu")
+    classifier = art_classifier(ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16),
+                                multilabel=False, device="cpu")
     attack = PGD(name="pgd", iterations=3)
     plain = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False, batch_size=32)
     np.testing.assert_array_equal(_craft(attack, [model], x, y, eps=(0.02,))[0.02].x_adv, plain.x_adv)
