@@ -32,7 +32,8 @@ from medaudit.data import to_canonical
 from medaudit.scenario import FGSM, PGD
 
 HERE = Path(__file__).resolve().parent
-N_IMAGES = 256  # test images attacked per measurement
+N_IMAGES = 256  # test images attacked per measurement (--images)
+WARM_UP_IMAGES = 16  # images of the untimed first call of each variant
 SIZE = 64  # image side in pixels
 BATCH = 64  # images per attack batch, medaudit's CLI default; torchattacks gets the same batches
 EPS_PM1 = 0.03  # L-inf budget in [-1, 1] units
@@ -41,9 +42,9 @@ ITERATIONS = 10  # PGD-10
 ARCHS = ("efficientnet_lite0", "mobilenet_v2")
 
 
-def _images(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _images(data_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     with np.load(data_dir / "pneumoniamnist.npz") as npz:
-        return to_canonical(npz["test_images"][:N_IMAGES], SIZE), npz["test_labels"][:N_IMAGES, 0].astype(np.int64)
+        return to_canonical(npz["test_images"][:n], SIZE), npz["test_labels"][:n, 0].astype(np.int64)
 
 
 def _model(arch: str) -> torch.nn.Module:
@@ -102,19 +103,25 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=int, default=N_IMAGES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    x, y = _images(args.data_dir)
+    x, y = _images(args.data_dir, args.images)
+    load_before = os.getloadavg()
     results = []
     for arch in ARCHS:
         model = _model(arch)
-        for kind, attack in (("pgd", PGD(name="pgd", step_pm1=STEP_PM1, iterations=ITERATIONS)), ("fgsm", FGSM(name="fgsm"))):
-            runners = {"medaudit": medaudit_runner(attack, model, x, y),
-                       "torchattacks": torchattacks_runner(kind, model, x, y, channels_last=False),
-                       "torchattacks_channels_last": torchattacks_runner(kind, model, x, y, channels_last=True),
-                       "art_default": art_default_runner(kind, model, x, y)}
-            for run in runners.values():  # warm-up: first-call allocations and lazy imports
-                run()
+        pgd = PGD(name="pgd", step_pm1=STEP_PM1, iterations=ITERATIONS)
+        for kind, attack in (("pgd", pgd), ("fgsm", FGSM(name="fgsm"))):
+            for part in (slice(WARM_UP_IMAGES), slice(None)):  # untimed warm-up: allocations, lazy imports
+                xs, ys = x[part], y[part]
+                runners = {"medaudit": medaudit_runner(attack, model, xs, ys),
+                           "torchattacks": torchattacks_runner(kind, model, xs, ys, channels_last=False),
+                           "torchattacks_channels_last": torchattacks_runner(kind, model, xs, ys, channels_last=True),
+                           "art_default": art_default_runner(kind, model, xs, ys)}
+                if part.stop == WARM_UP_IMAGES:
+                    for run in runners.values():
+                        run()
             seconds: dict[str, list[float]] = {name: [] for name in runners}
             adv: dict[str, np.ndarray] = {}
             for _ in range(args.repeats):
@@ -122,20 +129,23 @@ def main() -> None:
                     t = time.perf_counter()
                     adv[name] = run()
                     seconds[name].append(time.perf_counter() - t)
-            rates = {name: {"img_per_s_min": N_IMAGES / max(s), "img_per_s_median": N_IMAGES / statistics.median(s),
-                            "img_per_s_max": N_IMAGES / min(s), "seconds": s} for name, s in seconds.items()}
-            best_peer = max(rates["torchattacks"]["img_per_s_median"], rates["torchattacks_channels_last"]["img_per_s_median"])
+            n = len(x)
+            rates = {name: {"img_per_s_min": n / max(s), "img_per_s_median": n / statistics.median(s),
+                            "img_per_s_max": n / min(s), "seconds": s} for name, s in seconds.items()}
+            median = {name: r["img_per_s_median"] for name, r in rates.items()}
+            best_peer = max(median["torchattacks"], median["torchattacks_channels_last"])
             row = {"arch": arch, "attack": kind, "rates": rates,
                    "ratio_medaudit_over_best_torchattacks": rates["medaudit"]["img_per_s_median"] / best_peer,
-                   "ratio_medaudit_over_art_default": rates["medaudit"]["img_per_s_median"] / rates["art_default"]["img_per_s_median"],
+                   "ratio_medaudit_over_art_default": median["medaudit"] / median["art_default"],
                    "max_abs_diff_medaudit_vs_torchattacks": float(np.abs(adv["medaudit"] - adv["torchattacks"]).max())}
             results.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "rates"} |
                              {n: round(r["img_per_s_median"], 1) for n, r in rates.items()}), flush=True)
-    record = {"part": "attacks", "images": N_IMAGES, "size": SIZE, "batch": BATCH, "iterations": ITERATIONS,
+    record = {"part": "attacks", "images": len(x), "size": SIZE, "batch": BATCH, "iterations": ITERATIONS,
+              "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],  # 2 cores: > 2 means shared
               "epsilon_pm1": EPS_PM1, "step_pm1": STEP_PM1, "repeats": args.repeats,
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, {platform.platform()}".strip(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": results}
     (HERE / "results-attacks.json").write_text(json.dumps(record, indent=1))
 

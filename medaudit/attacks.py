@@ -15,8 +15,10 @@ ART's step, momentum and projection stay untouched:
 - TI (Dong et al. 2019): `GradientSmoothing` is the identity forward and convolves the incoming
   gradient with a normalised Gaussian backward, so ART's step (and its momentum) sees W * grad.
 - Ensemble (Liu et al. 2017; Dong et al. 2018, eq. 6): `LogitEnsemble` averages the surrogates' logits.
-`ChannelsLast` hands each surrogate its input in channels_last memory format, the fast layout for
-depthwise convolutions on CPU; ART always passes contiguous NCHW tensors.
+Two changes make the surrogate cheaper to differentiate without changing the function it computes:
+`fold_batchnorm` folds each eval-mode BatchNorm into the convolution feeding it (one pass less forward and
+backward; checked against the unfolded logits), and `ChannelsLast` hands the surrogate its input in
+channels_last memory format, the fast layout for depthwise convolutions on CPU (ART passes NCHW tensors).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from medaudit.scenario import FGSM, MIFGSM, PGD
 
 AttackParams = FGSM | PGD | MIFGSM
 DI_MIN_SCALE = 299 / 330  # Xie et al. enlarge 299 px images to at most 330 px; we shrink by at most this, then pad
+FOLD_CHECK_IMAGES = 8  # images on which a BatchNorm-folded surrogate must reproduce the unfolded logits
 TI_SIGMAS = 3.0  # Dong et al.'s kernel spans +-3 standard deviations (gkern(kernlen, nsig=3))
 
 
@@ -117,7 +120,7 @@ class InputDiversity(nn.Module):
 
 def gaussian_kernel(side: int) -> torch.Tensor:
     """TI's (side, side) Gaussian kernel, +-TI_SIGMAS standard deviations across, summing to 1; side 1 is [[1]]."""
-    z = torch.linspace(-TI_SIGMAS, TI_SIGMAS, side, dtype=torch.float64) if side > 1 else torch.zeros(1, dtype=torch.float64)
+    z = torch.linspace(-TI_SIGMAS, TI_SIGMAS, side, dtype=torch.float64) if side > 1 else torch.zeros(1).double()
     g = torch.exp(-z ** 2 / 2)
     kernel = torch.outer(g, g)
     return (kernel / kernel.sum()).float()
@@ -149,12 +152,52 @@ class GradientSmoothing(nn.Module):
         return _SmoothGradient.apply(x, self.kernel)
 
 
-def attacked_model(attack: AttackParams, models: Sequence[nn.Module]) -> nn.Module:
+def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A frozen eval-mode copy of `model` in which every BatchNorm2d fed directly by a Conv2d is folded into
+    that convolution (weights scaled, bias shifted) and replaced by the identity. Which BN follows which conv
+    is read from one forward pass on `example`; the folded copy must give the same logits (to float
+    tolerance), since a conv output that something else also reads cannot be folded."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval().requires_grad_(False).to(example.device)
+    conv_of_output: dict[int, str] = {}
+    conv_outputs: list[torch.Tensor] = []  # kept alive so that no other tensor reuses their ids
+    pairs: list[tuple[str, str]] = []
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            conv_of_output[id(output)] = names[id(module)]
+            conv_outputs.append(output)
+        elif id(inputs[0]) in conv_of_output:
+            pairs.append((conv_of_output[id(inputs[0])], names[id(module)]))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.BatchNorm2d)]
+    with torch.no_grad():
+        reference = model(example)
+    for handle in handles:
+        handle.remove()
+    for conv, bn in pairs:
+        # a deep copy of the conv, so its own forward (e.g. TF 'SAME' padding) is kept
+        fused = fuse_conv_bn_eval(model.get_submodule(conv), model.get_submodule(bn))
+        model.set_submodule(conv, fused.requires_grad_(False))
+        model.set_submodule(bn, nn.Identity())
+    with torch.no_grad():
+        folded = model(example)
+    scale = reference.abs().max().clamp_min(1.0)
+    if not torch.allclose(folded, reference, rtol=1e-3, atol=1e-3 * float(scale)):
+        change = (folded - reference).abs().max()
+        raise RuntimeError(f"folding BatchNorm changed the surrogate's logits by {change:.3g}")
+    return model
+
+
+def attacked_model(attack: AttackParams, models: Sequence[nn.Module], example: torch.Tensor) -> nn.Module:
     """The differentiable function ART attacks: [TI] -> [DI] -> one surrogate or their logit ensemble,
-    each in channels_last. The surrogates are copied (weights frozen), so the callers' models keep their layout."""
+    each with BatchNorm folded and in channels_last. The surrogates are copied (weights frozen), so the
+    callers' models are untouched. `example`: a few input images, to find and check the folds."""
     if not models:
         raise ValueError("craft_adversarial needs at least one surrogate")
-    members = [ChannelsLast(copy.deepcopy(m).eval().requires_grad_(False)) for m in models]
+    members = [ChannelsLast(fold_batchnorm(m, example)) for m in models]
     layers: list[nn.Module] = []
     if isinstance(attack, PGD | MIFGSM) and attack.ti_kernel:
         layers.append(GradientSmoothing(attack.ti_kernel))
@@ -173,7 +216,8 @@ def art_classifier(model: nn.Module, *, n_logits: int, input_shape: tuple[int, i
     model = model.eval().requires_grad_(False)
     loss = MultiLabelBCE() if multilabel else nn.CrossEntropyLoss()
     return PyTorchClassifier(model=model, loss=loss, input_shape=input_shape, nb_classes=n_logits,
-                             clip_values=(-1.0, 1.0), device_type="gpu" if device == "cuda" else "cpu")
+                             clip_values=(-1.0, 1.0), preprocessing=None,  # ART's default adds an identity (x - 0) / 1
+                             device_type="gpu" if device == "cuda" else "cpu")
 
 
 def make_art_attack(attack: PGD | MIFGSM, classifier, epsilon_pm1: float, batch_size: int):
@@ -237,8 +281,9 @@ def craft_adversarial(attack: AttackParams, models: Sequence[nn.Module], x: np.n
     0/1 label vectors (N, K) when multilabel. FGSM takes the loss gradient once and scales its sign by
     each epsilon; the iterative attacks run once per epsilon, each reseeded with `seed`, so one epsilon's
     images do not depend on which other epsilons were asked for."""
-    classifier = art_classifier(attacked_model(attack, models), n_logits=n_logits, input_shape=tuple(x.shape[1:]),
-                                multilabel=multilabel, device=device)
+    example = torch.from_numpy(x[:FOLD_CHECK_IMAGES]).to(device)
+    classifier = art_classifier(attacked_model(attack, models, example), n_logits=n_logits,
+                                input_shape=tuple(x.shape[1:]), multilabel=multilabel, device=device)
     if isinstance(attack, FGSM):
         _seed(seed)
         sign = np.sign(fgsm_gradient(classifier, x, art_labels(y, n_logits, multilabel), batch_size))

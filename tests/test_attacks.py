@@ -13,7 +13,7 @@ import torch
 from medaudit import zoo
 from medaudit.attacks import (ChannelsLast, GradientSmoothing, InputDiversity, LogitEnsemble, art_classifier,
                               attack_id, attacked_model, control_noise, craft_adversarial, deliver_uint8, diverse_input,
-                              gaussian_kernel, make_art_attack, run_attack)
+                              fold_batchnorm, gaussian_kernel, make_art_attack, run_attack)
 from medaudit.errors import AuditInputError
 from medaudit.metrics import auc
 from medaudit.scenario import FGSM, MIFGSM, PGD, AttackSpec, load_scenario
@@ -137,6 +137,38 @@ def test_gradient_smoothing_is_the_identity_forward_and_convolves_the_gradient_b
     torch.testing.assert_close(x.grad, expected)
 
 
+def _conv_bn(weight: float) -> torch.nn.Sequential:
+    """y = BN(w x) with running mean 1, variance 3, eps 1, scale 0.5, shift 0.25."""
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    bn = torch.nn.BatchNorm2d(1, eps=1.0)
+    with torch.no_grad():
+        conv.weight.fill_(weight)
+        bn.running_mean.fill_(1.0), bn.running_var.fill_(3.0), bn.weight.fill_(0.5), bn.bias.fill_(0.25)
+    return torch.nn.Sequential(conv, bn)
+
+
+def test_fold_batchnorm_folds_by_hand_and_leaves_the_original_alone():
+    net = _conv_bn(2.0)
+    folded = fold_batchnorm(net, torch.randn(2, 1, 3, 3))
+    # 0.5 * (2x - 1) / sqrt(3 + 1) + 0.25 = 0.5x: the folded conv has weight 0.5 and bias 0
+    assert folded[0].weight.item() == 0.5 and folded[0].bias.item() == 0.0 and isinstance(folded[1], torch.nn.Identity)
+    assert isinstance(net[1], torch.nn.BatchNorm2d) and net[0].weight.item() == 2.0
+
+
+def test_fold_batchnorm_refuses_a_conv_whose_output_is_also_read_elsewhere():
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _conv_bn(2.0)
+
+        def forward(self, x):
+            c = self.body[0](x)
+            return self.body[1](c) + c  # the conv output feeds the BN and the sum
+
+    with pytest.raises(RuntimeError, match="folding BatchNorm changed the surrogate's logits"):
+        fold_batchnorm(Residual(), torch.randn(2, 1, 3, 3))
+
+
 # ---------------------------------------------------------------- the table of attacks
 @pytest.mark.parametrize("attack", ATTACKS, ids=attack_id)
 def test_every_attack_lowers_the_surrogates_auc_within_its_budget(trained, attack):
@@ -162,13 +194,14 @@ def test_an_ensemble_of_two_differs_from_each_and_lowers_both_models_auc(trained
 @pytest.mark.parametrize("attack", [ATTACKS[0], ATTACKS[1], ATTACKS[-1]], ids=attack_id)
 def test_an_ensemble_of_one_model_twice_is_the_plain_attack_bit_for_bit(trained, attack):
     model, _, x, y = trained
-    np.testing.assert_array_equal(_craft(attack, [model, model], x, y)[EPS].x_adv, _craft(attack, [model], x, y)[EPS].x_adv)
+    np.testing.assert_array_equal(_craft(attack, [model, model], x, y)[EPS].x_adv,
+                                  _craft(attack, [model], x, y)[EPS].x_adv)
 
 
 def test_a_single_surrogate_is_plain_art_on_the_channels_last_model(trained):
     model, _, x, y = trained
-    classifier = art_classifier(ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16), multilabel=False,
-                                device="cpu")
+    classifier = art_classifier(ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16),
+                                multilabel=False, device="cpu")
     attack = PGD(name="pgd", iterations=3)
     plain = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False, batch_size=32)
     np.testing.assert_array_equal(_craft(attack, [model], x, y, eps=(0.02,))[0.02].x_adv, plain.x_adv)
@@ -214,7 +247,7 @@ def test_surrogates_are_frozen_copies_in_channels_last_and_pgd_runs_in_arts_torc
 
     model, _, _, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    attacked = attacked_model(PGD(name="pgd"), [model])
+    attacked = attacked_model(PGD(name="pgd"), [model], torch.zeros(2, 1, 16, 16))
     assert not any(p.requires_grad for p in attacked.parameters())  # ART then skips weight gradients
     conv = next(p for p in attacked.parameters() if p.ndim == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
@@ -227,10 +260,10 @@ def test_surrogates_are_frozen_copies_in_channels_last_and_pgd_runs_in_arts_torc
 
 def test_attacked_model_stacks_ti_then_di_then_the_ensemble(trained):
     m0, m1, _, _ = trained
-    stack = attacked_model(MIFGSM(name="mifgsm", diversity_prob=0.3, ti_kernel=3), [m0, m1])
+    stack = attacked_model(MIFGSM(name="mifgsm", diversity_prob=0.3, ti_kernel=3), [m0, m1], torch.zeros(2, 1, 16, 16))
     assert [type(layer) for layer in stack] == [GradientSmoothing, InputDiversity, LogitEnsemble]
     with pytest.raises(ValueError, match="at least one surrogate"):
-        attacked_model(FGSM(name="fgsm"), [])
+        attacked_model(FGSM(name="fgsm"), [], torch.zeros(2, 1, 16, 16))
 
 
 # ---------------------------------------------------------------- control and delivery
