@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from medaudit.errors import AuditInputError
 from medaudit.files import sha256_file
@@ -212,18 +212,25 @@ def _read_dicom(path: Path) -> np.ndarray:
 
 
 def _read_picture(path: Path) -> np.ndarray:
+    # Pillow pads a truncated image silently when the process-wide ImageFile.LOAD_TRUNCATED_IMAGES is on, and
+    # importing weasyprint (the report) turns it on: decode with it off, so a cut-short file is always refused.
+    truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as im:
             mode = im.mode
             if mode not in PIL_MODES:
                 raise AuditInputError(f"{path}: image mode {mode!r} (not 8 bits per channel); medaudit reads 8-bit "
                                       "grey or colour PNG/JPEG: convert it, or give 16-bit images as DICOM")
+            im.load()
             return np.asarray(im.convert(PIL_MODES[mode]))
     except AuditInputError:
         raise
     except Exception as exc:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for damaged files
         raise AuditInputError(f"{path}: not a readable PNG/JPEG image ({_detail(exc)}); the file may be "
                               "truncated or damaged") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
 
 
 def _read_image_file(path: Path) -> np.ndarray:

@@ -268,6 +268,12 @@ def csv_truncated_png(tmp, mp):
     return Case(str(p), f"{image}: not a readable PNG/JPEG image ({ANY}); the file may be truncated or damaged")
 
 
+def csv_truncated_png_after_weasyprint(tmp, mp):
+    import weasyprint  # noqa: F401  (its import turns on Pillow's process-wide LOAD_TRUNCATED_IMAGES)
+
+    return csv_truncated_png(tmp, mp)
+
+
 def csv_corrupt_jpeg(tmp, mp):
     p = _folder(tmp, kind="jpg")
     image = tmp / "img2.jpg"
@@ -436,7 +442,7 @@ CORPUS: dict[str, Callable] = {f.__name__: f for f in (
     npz_corrupt_pixels, npz_zero_bytes, npz_single_array, npz_16_bit, npz_nan_pixels, npz_nan_labels,
     npz_fractional_labels, npz_label_outside_classes, npz_negative_label, npz_multiclass_beyond_card,
     npz_empty_after_filter, npz_empty_split, npz_pickled_ids, npz_ids_in_one_split, npz_ids_length, npz_four_channels,
-    csv_not_utf8, csv_zero_byte_image, csv_truncated_png, csv_corrupt_jpeg, csv_16_bit_png, csv_missing_image,
+    csv_not_utf8, csv_zero_byte_image, csv_truncated_png, csv_truncated_png_after_weasyprint, csv_corrupt_jpeg, csv_16_bit_png, csv_missing_image,
     csv_label_outside_classes, csv_label_nan, csv_label_word, csv_unknown_split, csv_missing_split, csv_ragged_row,
     csv_mixed_channels, csv_empty_after_filter, csv_header_only, csv_empty_patient,
     dicom_truncated_pixels, dicom_not_dicom, dicom_zero_bytes, dicom_bit_depth, dicom_photometric, dicom_no_pixels,
