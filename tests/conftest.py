@@ -95,6 +95,15 @@ def export(module: torch.nn.Module, path: Path, dummy: torch.Tensor, *, card: di
     return path
 
 
+TINY_CARD = {"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary", "class_names": ["n", "p"],
+             "output_kind": "logits"}
+
+
+def tiny_target(path: Path, seed: int = 0) -> Path:
+    """A seeded, untrained TinyNet deployed as ONNX on 16x16 grey images, its card in the metadata."""
+    return export(TinyNet(1, seed=seed), path, torch.zeros(1, 1, 16, 16), card=TINY_CARD)
+
+
 def write_dicom(path: Path, pixels: np.ndarray, **elements) -> Path:
     """A real DICOM file (Secondary Capture, explicit VR little endian) of 8-bit `pixels` stored as 12-bit values in
     16 bits, as scanners store them; `elements` override data elements (e.g. BitsStored=20)."""

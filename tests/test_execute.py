@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-
 from medaudit.engine import RunOptions, run_audit
 from medaudit.errors import AuditInputError
 from medaudit.execute import EXECUTORS
 from medaudit.results import read_results
 from medaudit.scenario import load_scenario
-from tests.conftest import TinyNet, export
-from tests.synthetic import write_blob_npz
+from tests.conftest import tiny_target, write_synthetic_npz
 
 SCENARIO = """
 name: executors
@@ -38,10 +35,8 @@ gate: {{min_relative_auc: 0.5}}
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("executors")
-    data = write_blob_npz(root / "blobs.npz")
-    model = export(TinyNet(1), root / "target.onnx", torch.zeros(1, 1, 16, 16),
-                   card={"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary",
-                         "class_names": ["n", "p"], "output_kind": "logits"})
+    data = write_synthetic_npz(root / "blobs.npz", counts=(240, 60, 80))
+    model = tiny_target(root / "target.onnx")
     path = root / "scenario.yaml"
     path.write_text(SCENARIO.format(data=data))
     return root, path, model

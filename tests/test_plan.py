@@ -5,16 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import torch
-
 from medaudit import zoo
 from medaudit.cache import content_key
 from medaudit.errors import AuditInputError
 from medaudit.plan import RunContext, atlas_ids, live, make_plan, resolve_arch
 from medaudit.scenario import Scenario, SurrogateRow
 from medaudit.target import TargetCard
-from tests.conftest import TinyNet, export
-from tests.synthetic import write_blob_npz
+from tests.conftest import tiny_target, write_synthetic_npz
 
 
 def card(arch: str | None) -> TargetCard:
@@ -62,10 +59,8 @@ def test_content_key_is_stable_and_sensitive():
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("plan")
-    data = write_blob_npz(root / "blobs.npz")
-    model = export(TinyNet(1), root / "t.onnx", torch.zeros(1, 1, 16, 16),
-                   card={"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary",
-                         "class_names": ["n", "p"], "output_kind": "logits"})
+    data = write_synthetic_npz(root / "blobs.npz", counts=(240, 60, 80))
+    model = tiny_target(root / "t.onnx")
     return root, data, model
 
 
@@ -90,9 +85,7 @@ def test_plan_jobs_ids_and_keys(setup):
 
 def test_cell_keys_follow_the_target_adversarial_keys_do_not(setup, tmp_path):
     plan = _plan(setup, surrogates={"arch": ["tiny_cnn"], "data": ["d2"]}, attacks=[{"name": "fgsm"}])
-    other_model = export(TinyNet(1, seed=5), tmp_path / "other.onnx", torch.zeros(1, 1, 16, 16),
-                         card={"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary",
-                               "class_names": ["n", "p"], "output_kind": "logits"})
+    other_model = tiny_target(tmp_path / "other.onnx", seed=5)
     ctx = replace(plan.context, target_path=str(other_model))
     lv = live(ctx)
     other = make_plan(ctx, lv.target, lv.data, lv.test_sha256)
