@@ -206,7 +206,31 @@ def render(results: dict) -> str:
                          f"{c['adversarial']['point']:.3f} | {r['point']:.2f} [{r['low']:.2f}, {r['high']:.2f}] | "
                          f"{c['relative_control']['point']:.2f} | {d['point']:.3f} [{d['low']:.3f}, {d['high']:.3f}] | "
                          + (f"{c['gradient_cosine']:.3f} |" if "gradient_cosine" in c else "– |"))
+    cosines = [(stage, c) for stage in stages for c in results[stage].get("gradient_cosines", [])]
+    if cosines:
+        lines += ["", "| stage | surrogate → target | BN | input-gradient cosine |", "|---|---|---|---|"]
+        lines += [f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
+                  f"{c['gradient_cosine']:.3f} |" for stage, c in cosines]
     return "\n".join(lines)
+
+
+def gradient_cosines(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...],
+                     max_per_half: int | None) -> list[dict]:
+    """Mean input-gradient cosine of every (surrogate, target) pair of a stage, from the cached models."""
+    dataset, kind = stage.split("-")
+    dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
+    digest = f"{digest}:cap{max_per_half}"
+    grads = {}
+    for arch in families:
+        for role in ("target", "surrogate"):
+            _, model, images = train(kind, arch, role, dev, splits, int(dev.x.shape[-1]), digest, cache)
+            grads[(arch, role, "eval")] = input_gradients(model, test.x, test.y)
+            if role == "surrogate":
+                grads[(arch, role, "recal")] = input_gradients(recalibrate_bn(model, images.x), test.x, test.y)
+    return [{"surrogate": s_arch, "target": t_arch, "bn": bn,
+             "gradient_cosine": mean_cosine(grads[(s_arch, "surrogate", bn)], grads[(t_arch, "target", "eval")])}
+            for s_arch in families for t_arch in families for bn in ("eval", "recal")]
 
 
 def main() -> None:
@@ -214,6 +238,8 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="folder holding pneumoniamnist.npz and chestxray_kermany_128.npz")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--render", action="store_true", help="print the tables of --out as markdown and exit")
+    parser.add_argument("--gradients-only", action="store_true",
+                        help="add every pair's input-gradient cosine to the stages in --out, from cached models")
     parser.add_argument("--cache", type=Path, required=True, help="surrogate cache (outside the repository)")
     parser.add_argument("--stages", nargs="+", default=["pneumo32-short", "pneumo32-converged", "kermany64-converged"])
     parser.add_argument("--families", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "densenet121"])
@@ -239,6 +265,16 @@ def main() -> None:
                                "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
                                "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
         args.out.write_text(json.dumps(results, indent=1))
+
+    if args.gradients_only:
+        for stage in args.stages:
+            families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
+            results[stage]["gradient_cosines"] = gradient_cosines(stage, args.data_dir, args.cache, args.n_test,
+                                                                  tuple(families), args.max_per_half)
+            args.out.write_text(json.dumps(results, indent=1))
+            log(f"gradient cosines of {stage}: " + ", ".join(
+                f"{c['surrogate']}->{c['target']}/{c['bn']} {c['gradient_cosine']:.3f}" for c in results[stage]["gradient_cosines"]))
+        return
 
     for stage in args.stages:
         families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
