@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="folder holding pneumoniamnist.npz and chestxray_kermany_128.npz")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--render", action="store_true", help="print the tables of --out as markdown and exit")
+    parser.add_argument("--merge-from", type=Path, help="append another run's results (same stages) to --out and exit")
     parser.add_argument("--gradients-only", action="store_true",
                         help="add every pair's input-gradient cosine to the stages in --out, from cached models")
     parser.add_argument("--cache", type=Path, required=True, help="surrogate cache (outside the repository)")
@@ -265,6 +266,18 @@ def main() -> None:
                                "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
                                "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
         args.out.write_text(json.dumps(results, indent=1))
+
+    if args.merge_from:  # a stage run in another process: append its models, cells and cosines not yet here
+        for stage, other in json.loads(args.merge_from.read_text()).items():
+            if stage == "settings" or stage not in results:
+                continue
+            for key, fields in (("models", ("arch", "role")), ("cells", ("surrogate", "target", "bn", "epsilon_pm1")),
+                                ("gradient_cosines", ("surrogate", "target", "bn"))):
+                here = results[stage].setdefault(key, [])
+                seen = {tuple(e[f] for f in fields) for e in here}
+                here += [e for e in other.get(key, []) if tuple(e[f] for f in fields) not in seen]
+        args.out.write_text(json.dumps(results, indent=1))
+        return
 
     if args.gradients_only:
         for stage in args.stages:
