@@ -91,6 +91,23 @@ def cap_split(index: np.ndarray, groups: np.ndarray, limit: int | None) -> np.nd
     return index[np.isin(groups[index], keep)]
 
 
+def input_gradients(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    """d cross-entropy / d image for each test image (N, C*H*W), model in eval mode: the direction PGD follows."""
+    grads = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[start:start + batch_size]).requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model.eval()(xb), torch.from_numpy(y[start:start + batch_size]),
+                                                 reduction="sum")
+        grads.append(torch.autograd.grad(loss, xb)[0].reshape(len(xb), -1).numpy())
+    return np.concatenate(grads)
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the cosine between two models' input gradients (0: unrelated, 1: aligned)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)))
+
+
 def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int, digest: str, cache: Path):
     split, seed = ("d1", TARGET_SEED) if role == "target" else ("d2", SURROGATE_SEED)
     spec = SurrogateSpec(arch=arch, init="random", split=split, seed=seed,
@@ -121,7 +138,9 @@ def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tu
             record, model, images = train(kind, arch, role, dev, splits, size, digest, cache)
             recal = recalibrate_bn(model, images.x)
             clean = predict_scores(model, test.x, "binary", "cpu")
-            models[(arch, role)] = {"eval": model, "recal": recal, "clean": clean}
+            models[(arch, role)] = {"eval": model, "recal": recal, "clean": clean,
+                                    "grad": {bn: input_gradients(m, test.x, test.y) for bn, m in
+                                             (("eval", model), ("recal", recal))}}
             entry = {"arch": arch, "role": role, "stop_reason": record.stop_reason, "epochs_run": record.epochs_run,
                      "best_epoch": record.best_epoch, "val_auc": record.val_auc, "train_seconds": record.train_seconds,
                      "test_auc_bn_eval": auc(test.y, clean),
@@ -152,17 +171,76 @@ def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tu
                                               predict_scores(target["eval"], x_ctrl, "binary", "cpu"), resamples=1000,
                                               seed=DATA_SEED)
                 out["cells"].append({"surrogate": s_arch, "target": t_arch, "bn": bn, "epsilon_pm1": eps,
-                                     "surrogate_white_box_auc": white, **asdict(paired)})
+                                     "surrogate_white_box_auc": white,
+                                     "gradient_cosine": mean_cosine(models[(s_arch, "surrogate")]["grad"][bn],
+                                                                    target["grad"]["eval"]),
+                                     **asdict(paired)})
                 log(f"{stage} {s_arch} -> {t_arch} bn={bn} eps={eps}: relative AUC {paired.relative.point:.2f} "
-                    f"[{paired.relative.low:.2f}, {paired.relative.high:.2f}], control {paired.relative_control.point:.2f}")
+                    f"[{paired.relative.low:.2f}, {paired.relative.high:.2f}], control {paired.relative_control.point:.2f}, "
+                    f"gradient cosine {out['cells'][-1]['gradient_cosine']:.3f}")
         save(out)
     return out
+
+
+SHORT_NAMES = {"efficientnet_lite0": "Lite0", "mobilenet_v2": "MNv2", "resnet18": "RN18", "densenet121": "DN121",
+               "tiny_cnn": "tiny"}
+
+
+def render(results: dict) -> str:
+    """Markdown tables of a results file: the models, then every transfer cell."""
+    lines = ["| stage | model | role | stop | epochs (best) | val AUC | test AUC (BN eval / recal) |",
+             "|---|---|---|---|---|---|---|"]
+    stages = [k for k in results if k != "settings"]
+    for stage in stages:
+        for m in results[stage]["models"]:
+            lines.append(f"| {stage} | {SHORT_NAMES[m['arch']]} | {m['role']} | {m['stop_reason']} | {m['epochs_run']} "
+                         f"({m['best_epoch']}) | {m['val_auc']:.3f} | {m['test_auc_bn_eval']:.3f} / "
+                         f"{m['test_auc_bn_recal']:.3f} |")
+    lines += ["", "| stage | surrogate → target | BN | ε | white-box AUC | target clean → adv AUC | relative AUC [95% CI] "
+              "| control relative | adv.-specific drop [95% CI] | grad. cos |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for stage in stages:
+        for c in results[stage]["cells"]:
+            r, d = c["relative"], c["adversarial_specific_drop"]
+            lines.append(f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
+                         f"{c['epsilon_pm1']:g} | {c['surrogate_white_box_auc']:.2f} | {c['clean']['point']:.3f} → "
+                         f"{c['adversarial']['point']:.3f} | {r['point']:.2f} [{r['low']:.2f}, {r['high']:.2f}] | "
+                         f"{c['relative_control']['point']:.2f} | {d['point']:.3f} [{d['low']:.3f}, {d['high']:.3f}] | "
+                         + (f"{c['gradient_cosine']:.3f} |" if "gradient_cosine" in c else "– |"))
+    cosines = [(stage, c) for stage in stages for c in results[stage].get("gradient_cosines", [])]
+    if cosines:
+        lines += ["", "| stage | surrogate → target | BN | input-gradient cosine |", "|---|---|---|---|"]
+        lines += [f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
+                  f"{c['gradient_cosine']:.3f} |" for stage, c in cosines]
+    return "\n".join(lines)
+
+
+def gradient_cosines(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...],
+                     max_per_half: int | None) -> list[dict]:
+    """Mean input-gradient cosine of every (surrogate, target) pair of a stage, from the cached models."""
+    dataset, kind = stage.split("-")
+    dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
+    digest = f"{digest}:cap{max_per_half}"
+    grads = {}
+    for arch in families:
+        for role in ("target", "surrogate"):
+            _, model, images = train(kind, arch, role, dev, splits, int(dev.x.shape[-1]), digest, cache)
+            grads[(arch, role, "eval")] = input_gradients(model, test.x, test.y)
+            if role == "surrogate":
+                grads[(arch, role, "recal")] = input_gradients(recalibrate_bn(model, images.x), test.x, test.y)
+    return [{"surrogate": s_arch, "target": t_arch, "bn": bn,
+             "gradient_cosine": mean_cosine(grads[(s_arch, "surrogate", bn)], grads[(t_arch, "target", "eval")])}
+            for s_arch in families for t_arch in families for bn in ("eval", "recal")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding pneumoniamnist.npz and chestxray_kermany_128.npz")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--render", action="store_true", help="print the tables of --out as markdown and exit")
+    parser.add_argument("--merge-from", type=Path, help="append another run's results (same stages) to --out and exit")
+    parser.add_argument("--gradients-only", action="store_true",
+                        help="add every pair's input-gradient cosine to the stages in --out, from cached models")
     parser.add_argument("--cache", type=Path, required=True, help="surrogate cache (outside the repository)")
     parser.add_argument("--stages", nargs="+", default=["pneumo32-short", "pneumo32-converged", "kermany64-converged"])
     parser.add_argument("--families", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "densenet121"])
@@ -171,7 +249,10 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--max-per-half", type=int, default=None, help="cap d1 and d2 at about this many images")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.render:
+        print(render(json.loads(args.out.read_text())))
+        return
+    torch.set_num_threads(1)  # the machine is shared: two threads spin-wait each other when oversubscribed
     started = time.perf_counter()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
 
@@ -183,8 +264,30 @@ def main() -> None:
         results["settings"] = {"max_per_half": args.max_per_half, "n_test": args.n_test,"short": SHORT.model_dump(mode="json"), "converged": CONVERGED.model_dump(mode="json"),
                                "attack": ATTACK.model_dump(mode="json"), "epsilons_pm1": list(EPSILONS_PM1),
                                "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
-                               "device": "cpu, 2 threads (2-core machine shared with other jobs)"}
+                               "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
         args.out.write_text(json.dumps(results, indent=1))
+
+    if args.merge_from:  # a stage run in another process: append its models, cells and cosines not yet here
+        for stage, other in json.loads(args.merge_from.read_text()).items():
+            if stage == "settings" or stage not in results:
+                continue
+            for key, fields in (("models", ("arch", "role")), ("cells", ("surrogate", "target", "bn", "epsilon_pm1")),
+                                ("gradient_cosines", ("surrogate", "target", "bn"))):
+                here = results[stage].setdefault(key, [])
+                seen = {tuple(e[f] for f in fields) for e in here}
+                here += [e for e in other.get(key, []) if tuple(e[f] for f in fields) not in seen]
+        args.out.write_text(json.dumps(results, indent=1))
+        return
+
+    if args.gradients_only:
+        for stage in args.stages:
+            families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
+            results[stage]["gradient_cosines"] = gradient_cosines(stage, args.data_dir, args.cache, args.n_test,
+                                                                  tuple(families), args.max_per_half)
+            args.out.write_text(json.dumps(results, indent=1))
+            log(f"gradient cosines of {stage}: " + ", ".join(
+                f"{c['surrogate']}->{c['target']}/{c['bn']} {c['gradient_cosine']:.3f}" for c in results[stage]["gradient_cosines"]))
+        return
 
     for stage in args.stages:
         families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
