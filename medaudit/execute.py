@@ -93,8 +93,9 @@ def _attacker(ctx: RunContext, members: tuple[SurrogateJob, ...]) -> list[torch.
     return [load_surrogate(_trained(ctx, m), m.spec, ctx.device) for m in members]
 
 
-def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...], clean_key: str) -> CellOutcome:
-    """Attack with the job's surrogate(s) at every epsilon, score the target, measure; cached by the job key."""
+def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, ...], clean_key: str) -> CellOutcome:
+    """Attack with the job's surrogate(s) at every epsilon, score the target, measure; cached by the job key.
+    `surrogates` holds the job's members and siblings (the plan's jobs for `member_keys` and `sibling_keys`)."""
     cache = Cache(ctx.cache_dir)
     stored = cache.load_record("cell", job.key)
     if stored is not None:
@@ -107,10 +108,13 @@ def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...
     y_auc = auc_labels(test.y, data.task, k)
     groups = test.groups if data.patient_level else None
     clean_scores = cache.load_arrays("clean", clean_key)["scores"]
-    models = _attacker(ctx, members)
+    by_key = {s.key: s for s in surrogates}
+    models = _attacker(ctx, tuple(by_key[k] for k in job.member_keys))
     model = models[0] if len(models) == 1 else LogitEnsemble(models).eval()
     surrogate_clean = predict_scores(model, test.x, data.task, ctx.device)
     surrogate_auc = _bootstrap_auc(ctx, y_auc, surrogate_clean, groups)
+    siblings = _attacker(ctx, tuple(by_key[k] for k in job.sibling_keys))
+    sibling_clean = [auc(y_auc, predict_scores(m, test.x, data.task, ctx.device)) for m in siblings]
 
     adversarial = _adversarial_images(ctx, job, models, test)
     shown = example_indices(test.y)
@@ -128,6 +132,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...
         paired = bootstrap_paired_auc(y_auc, clean_scores, adv_scores, ctrl_scores, resamples=sc.bootstrap.resamples,
                                       confidence=sc.bootstrap.confidence, seed=sc.seed, groups=groups)
         whitebox = auc(y_auc, predict_scores(model, x_adv, data.task, ctx.device))
+        sibling = [auc(y_auc, predict_scores(m, x_adv, data.task, ctx.device)) / c for m, c in zip(siblings, sibling_clean)]
         records.append(CellRecord(
             id=job.cell_id(eps), surrogate_id=job.attacker_id, member_ids=job.member_ids, row_id=job.row_id,
             attack_id=job.id.split("/", 1)[1], attack=job.attack, epsilon_pm1=eps, epsilon_grey_levels=eps * 127.5,
@@ -138,6 +143,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, members: tuple[SurrogateJob, ...
             per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
             per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
             surrogate_auc_clean=surrogate_auc, surrogate_auc_whitebox=whitebox,
+            sibling_relative_auc=float(np.mean(sibling)) if sibling else None,
             whitebox_flag=bool(paired.adversarial.point < whitebox - 0.05),
             operating_point=operating_point(ctx, test.y, clean_scores, adv_scores, ctrl_scores) if data.task == "binary" else None,
             mean_ssim=mean_ssim(test.x, x_adv), mean_ssim_control=mean_ssim(test.x, x_ctrl),
@@ -201,8 +207,9 @@ class Executed:
 
 
 def _members(plan: Plan, job: CellJob) -> tuple[SurrogateJob, ...]:
-    by_key = {s.key: s for s in plan.surrogates}
-    return tuple(by_key[k] for k in job.member_keys)
+    """The surrogate jobs a cell job loads: its members and its siblings."""
+    wanted = set(job.member_keys) | set(job.sibling_keys)
+    return tuple(s for s in plan.surrogates if s.key in wanted)
 
 
 class LocalExecutor:

@@ -68,14 +68,21 @@ def fitness(surrogate_id: str, test_auc: IntervalRecord, cells: Sequence[CellRec
                      and math.isclose(c.epsilon_pm1, choice.chosen_epsilon_pm1, abs_tol=1e-12)), None)
         if cell is None:
             continue
-        passed = cell.surrogate_auc_whitebox <= section.max_whitebox_auc
+        breaks = cell.surrogate_auc_whitebox <= section.max_whitebox_auc
+        sibling = cell.sibling_relative_auc
+        moves = sibling is None or sibling <= section.max_sibling_relative_auc
         checks.append(WhiteboxCheck(attack_id=choice.attack_id, epsilon_pm1=cell.epsilon_pm1,
                                     auc_whitebox=cell.surrogate_auc_whitebox, bound=section.max_whitebox_auc,
-                                    passed=passed))
-        if not passed:
+                                    sibling_relative_auc=sibling, sibling_bound=section.max_sibling_relative_auc,
+                                    passed=breaks and moves))
+        if not breaks:
             reasons.append(f"{choice.attack_id} white-box at ε {cell.epsilon_pm1:g} leaves the surrogate's own AUC at "
                            f"{cell.surrogate_auc_whitebox:.3f} > {section.max_whitebox_auc:g}: the attack does not "
                            "break its own model")
+        if not moves:
+            reasons.append(f"{choice.attack_id} at ε {cell.epsilon_pm1:g} leaves the row's other seeds at "
+                           f"{sibling:.3f} of their clean AUC > {section.max_sibling_relative_auc:g}: its perturbations "
+                           "do not transfer even to a copy of the surrogate trained with another seed")
     return SurrogateFitness(fit=not reasons, test_auc_floor=section.min_surrogate_auc, whitebox=tuple(checks),
                             reasons=tuple(reasons))
 

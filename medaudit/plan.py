@@ -67,6 +67,7 @@ class CellJob:
     row_id: str
     member_keys: tuple[str, ...]  # cache keys of the member surrogate jobs
     member_ids: tuple[str, ...]
+    sibling_keys: tuple[str, ...]  # the row's other seeds (one-surrogate attackers): does the attack transfer to them?
     attack: AttackSpec
     epsilons_pm1: tuple[float, ...]
     key: str  # cache key of the cell job (depends on the target)
@@ -200,15 +201,18 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
                 "seed": sc.seed, "gate": sc.gate.model_dump(mode="json")}
     cells = []
     for attacker_id, row_id, members in attackers:
+        siblings = [j for j in by_row.get(row_id, []) if j not in members] if len(members) == 1 else []
         for attack in sc.attacks:
             adv_fields = {"members": [m.key for m in members], "attack": attack.model_dump(mode="json"),
                           "epsilons_pm1": list(sc.epsilons_pm1), "test_sha256": test_sha256, "seed": sc.seed}
             adversarial_key = content_key("adversarial", adv_fields)
             cells.append(CellJob(
                 id=f"{attacker_id}/{attack_id(attack)}", attacker_id=attacker_id, row_id=row_id,
-                member_keys=tuple(m.key for m in members), member_ids=tuple(m.id for m in members), attack=attack,
+                member_keys=tuple(m.key for m in members), member_ids=tuple(m.id for m in members),
+                sibling_keys=tuple(m.key for m in siblings), attack=attack,
                 epsilons_pm1=sc.epsilons_pm1, adversarial_key=adversarial_key,
-                key=content_key("cell", {**adv_fields, **measured, "row_id": row_id})))
+                key=content_key("cell", {**adv_fields, **measured, "row_id": row_id,
+                                         "siblings": [m.key for m in siblings]})))
     clean_key = content_key("clean", measured)
     return Plan(context=ctx, surrogates=tuple(surrogates), cells=tuple(cells), clean_key=clean_key)
 

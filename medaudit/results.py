@@ -83,6 +83,7 @@ class CellRecord(Record):
     per_class_auc_adversarial: tuple[float, ...]
     surrogate_auc_clean: IntervalRecord  # the surrogate's own test AUC (ensemble: of the averaged members)
     surrogate_auc_whitebox: float  # the surrogate's AUC under its own attack (white-box check)
+    sibling_relative_auc: float | None  # mean over the row's other seeds of their AUC on these images / clean AUC
     whitebox_flag: bool  # True: transfer beat white-box by > 0.05, which signals a bug
     operating_point: OperatingPoint | None  # binary tasks only
     mean_ssim: float
@@ -101,12 +102,14 @@ class EpochRecord(Record):
 
 
 class WhiteboxCheck(Record):
-    """One attack run white-box on the surrogate at an admissible epsilon: does it break its own model?"""
+    """One attack at the chosen epsilon: does it break its own surrogate, and does it move the row's other seeds?"""
 
     attack_id: str
     epsilon_pm1: float
     auc_whitebox: float  # surrogate AUC on its own adversarial images
     bound: float  # the check passes when auc_whitebox <= bound
+    sibling_relative_auc: float | None  # the row's other seeds' AUC on these images / their clean AUC (None: no sibling)
+    sibling_bound: float  # ... must be at most this: an attack that moves no copy of its own model transfers nothing
     passed: bool
 
 

@@ -216,6 +216,9 @@ class FitnessSection(Strict):
 
     min_surrogate_auc: float = Field(default=0.6, ge=0, le=1)  # lower interval bound of its clean test AUC
     max_whitebox_auc: float = Field(default=0.5, ge=0, le=1)  # its AUC under each attack, white-box, at most this
+    # another seed of the same row, attacked with this surrogate's images, keeps at most this fraction of its clean
+    # AUC: depthwise surrogates break themselves yet move no copy of themselves (docs/random_init_transfer.md)
+    max_sibling_relative_auc: float = Field(default=0.97, gt=0, le=1.5)
 
 
 class Scenario(Strict):

@@ -103,7 +103,8 @@ def make_cell(row_id: str, surrogate_id: str, attack_id: str, eps: float, adv: f
         relative_auc_control=control_relative or iv(round(control / clean, 4), half=0.01),
         adversarial_specific_drop=drop or iv(round(control - adv, 4), half=0.035),
         per_class_auc_clean=(clean,) * classes, per_class_auc_adversarial=(adv,) * classes,
-        surrogate_auc_clean=iv(0.84), surrogate_auc_whitebox=round(max(0.0, adv - 0.45), 3), whitebox_flag=False,
+        surrogate_auc_clean=iv(0.84), surrogate_auc_whitebox=round(max(0.0, adv - 0.45), 3),
+        sibling_relative_auc=round(adv / clean + 0.05, 3), whitebox_flag=False,
         operating_point=make_operating_point(clean, adv, control) if classes == 1 else None,
         mean_ssim=ssim, mean_ssim_control=min(1.0, ssim + 0.01), max_abs_delta_pm1=eps,
         target_queries=2 * (TEST_POSITIVES + TEST_NEGATIVES))
@@ -120,6 +121,7 @@ def make_surrogate(row_id: str, sid: str, seed: int = 0, *, arch: str = "densene
                   for k in range(0 if member_ids else epochs))
     checks = tuple(WhiteboxCheck(attack_id=a, epsilon_pm1=ADMISSIBLE[a][-1], bound=0.5,
                                  auc_whitebox=0.581 if not fit and a == "fgsm" else whitebox_auc,
+                                 sibling_relative_auc=None if member_ids else 0.9, sibling_bound=0.97,
                                  passed=fit or a != "fgsm") for a in ATTACKS)
     return SurrogateResult(
         id=sid, row_id=row_id, arch=arch, family="ensemble" if member_ids else arch.rstrip("0123456789"), init=init,

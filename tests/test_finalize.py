@@ -15,6 +15,7 @@ def iv(point: float, low: float | None = None, high: float | None = None) -> Int
 
 
 def cell(surrogate: str, eps: float, *, ssim: float = 0.95, whitebox: float = 0.1, relative: float = 0.8,
+         sibling: float | None = None,
          row: str = "same-random-d2", attack: str = "fgsm") -> CellRecord:
     return CellRecord(
         id=f"{surrogate}/{attack}/eps{eps:g}", surrogate_id=surrogate, member_ids=(surrogate,), row_id=row,
@@ -22,7 +23,7 @@ def cell(surrogate: str, eps: float, *, ssim: float = 0.95, whitebox: float = 0.
         auc_clean=iv(0.9), auc_adversarial=iv(0.9 * relative), auc_control=iv(0.89), relative_auc=iv(relative),
         relative_auc_control=iv(0.99), adversarial_specific_drop=iv(0.89 - 0.9 * relative),
         per_class_auc_clean=(0.9,), per_class_auc_adversarial=(0.9 * relative,), surrogate_auc_clean=iv(0.85),
-        surrogate_auc_whitebox=whitebox, whitebox_flag=False, operating_point=None, mean_ssim=ssim,
+        surrogate_auc_whitebox=whitebox, sibling_relative_auc=sibling, whitebox_flag=False, operating_point=None, mean_ssim=ssim,
         mean_ssim_control=ssim, max_abs_delta_pm1=eps, target_queries=10)
 
 
@@ -61,6 +62,12 @@ def test_fitness_needs_a_learned_surrogate_and_attacks_that_break_it():
     assert not at_chance.fit
     assert at_chance.reasons == ("clean test AUC 0.520 (lower bound 0.450) below the floor 0.6: the surrogate did not "
                                  "learn the task",)
+    no_transfer = [cell("a", 0.01), cell("a", 0.02, whitebox=0.0, sibling=0.99)]
+    isolated = fitness("a", iv(0.85, low=0.8), no_transfer,
+                       choose_epsilons(no_transfer, Perceptibility(min_mean_ssim=0.9)), section)
+    assert not isolated.fit and isolated.whitebox[0].sibling_relative_auc == 0.99
+    assert isolated.reasons == ("fgsm at ε 0.02 leaves the row's other seeds at 0.990 of their clean AUC > 0.97: its "
+                                "perturbations do not transfer even to a copy of the surrogate trained with another seed",)
     unbroken = [cell("a", 0.01, whitebox=0.3), cell("a", 0.02, whitebox=0.7)]
     weak = fitness("a", iv(0.85, low=0.8), unbroken, choose_epsilons(unbroken, Perceptibility(min_mean_ssim=0.9)), section)
     assert not weak.fit and weak.reasons[0].startswith("fgsm white-box at ε 0.02 leaves the surrogate's own AUC at 0.700")
