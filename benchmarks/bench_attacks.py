@@ -54,8 +54,19 @@ def _model(arch: str) -> torch.nn.Module:
 
 def medaudit_runner(attack, model, x, y) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
-        return craft_adversarial(attack, [model], x, y, epsilons_pm1=[EPS_PM1], n_logits=2, multilabel=False,
-                                 batch_size=BATCH, seed=0, device="cpu")[EPS_PM1].x_adv
+        return craft_adversarial(
+            attack,
+            [model],
+            x,
+            y,
+            epsilons_pm1=[EPS_PM1],
+            n_logits=2,
+            multilabel=False,
+            batch_size=BATCH,
+            seed=0,
+            device="cpu",
+        )[EPS_PM1].x_adv
+
     return run
 
 
@@ -65,16 +76,20 @@ def torchattacks_runner(kind: str, model, x, y, channels_last: bool) -> Callable
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = _copy(model).to(memory_format=fmt)
     # torchattacks works on [0, 1]; its normalisation (mean = std = 0.5) maps our [-1, 1] onto that
-    atk = (torchattacks.PGD(net, eps=EPS_PM1 / 2, alpha=STEP_PM1 / 2, steps=ITERATIONS, random_start=False)
-           if kind == "pgd" else torchattacks.FGSM(net, eps=EPS_PM1 / 2))
+    atk = (
+        torchattacks.PGD(net, eps=EPS_PM1 / 2, alpha=STEP_PM1 / 2, steps=ITERATIONS, random_start=False)
+        if kind == "pgd"
+        else torchattacks.FGSM(net, eps=EPS_PM1 / 2)
+    )
     atk.set_normalization_used(mean=[0.5], std=[0.5])
 
     def run() -> np.ndarray:
         out = []
         for s in range(0, len(x), BATCH):
-            xb = torch.from_numpy(x[s:s + BATCH]).contiguous(memory_format=fmt)
-            out.append(atk(xb, torch.from_numpy(y[s:s + BATCH])).numpy())
+            xb = torch.from_numpy(x[s : s + BATCH]).contiguous(memory_format=fmt)
+            out.append(atk(xb, torch.from_numpy(y[s : s + BATCH])).numpy())
         return np.concatenate(out)
+
     return run
 
 
@@ -82,13 +97,22 @@ def art_default_runner(kind: str, model, x, y) -> Callable[[], np.ndarray]:
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
-    classifier = PyTorchClassifier(model=_copy(model), loss=torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:],
-                                   nb_classes=2, clip_values=(-1.0, 1.0))
-    atk = (ProjectedGradientDescent(classifier, eps=EPS_PM1, eps_step=STEP_PM1, max_iter=ITERATIONS, verbose=False)
-           if kind == "pgd" else FastGradientMethod(classifier, eps=EPS_PM1))
+    classifier = PyTorchClassifier(
+        model=_copy(model),
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=x.shape[1:],
+        nb_classes=2,
+        clip_values=(-1.0, 1.0),
+    )
+    atk = (
+        ProjectedGradientDescent(classifier, eps=EPS_PM1, eps_step=STEP_PM1, max_iter=ITERATIONS, verbose=False)
+        if kind == "pgd"
+        else FastGradientMethod(classifier, eps=EPS_PM1)
+    )
 
     def run() -> np.ndarray:
         return atk.generate(x=x, y=y)
+
     return run
 
 
@@ -115,10 +139,12 @@ def main() -> None:
         for kind, attack in (("pgd", pgd), ("fgsm", FGSM(name="fgsm"))):
             for part in (slice(WARM_UP_IMAGES), slice(None)):  # untimed warm-up: allocations, lazy imports
                 xs, ys = x[part], y[part]
-                runners = {"medaudit": medaudit_runner(attack, model, xs, ys),
-                           "torchattacks": torchattacks_runner(kind, model, xs, ys, channels_last=False),
-                           "torchattacks_channels_last": torchattacks_runner(kind, model, xs, ys, channels_last=True),
-                           "art_default": art_default_runner(kind, model, xs, ys)}
+                runners = {
+                    "medaudit": medaudit_runner(attack, model, xs, ys),
+                    "torchattacks": torchattacks_runner(kind, model, xs, ys, channels_last=False),
+                    "torchattacks_channels_last": torchattacks_runner(kind, model, xs, ys, channels_last=True),
+                    "art_default": art_default_runner(kind, model, xs, ys),
+                }
                 if part.stop == WARM_UP_IMAGES:
                     for run in runners.values():
                         run()
@@ -130,23 +156,49 @@ def main() -> None:
                     adv[name] = run()
                     seconds[name].append(time.perf_counter() - t)
             n = len(x)
-            rates = {name: {"img_per_s_min": n / max(s), "img_per_s_median": n / statistics.median(s),
-                            "img_per_s_max": n / min(s), "seconds": s} for name, s in seconds.items()}
+            rates = {
+                name: {
+                    "img_per_s_min": n / max(s),
+                    "img_per_s_median": n / statistics.median(s),
+                    "img_per_s_max": n / min(s),
+                    "seconds": s,
+                }
+                for name, s in seconds.items()
+            }
             median = {name: r["img_per_s_median"] for name, r in rates.items()}
             best_peer = max(median["torchattacks"], median["torchattacks_channels_last"])
-            row = {"arch": arch, "attack": kind, "rates": rates,
-                   "ratio_medaudit_over_best_torchattacks": rates["medaudit"]["img_per_s_median"] / best_peer,
-                   "ratio_medaudit_over_art_default": median["medaudit"] / median["art_default"],
-                   "max_abs_diff_medaudit_vs_torchattacks": float(np.abs(adv["medaudit"] - adv["torchattacks"]).max())}
+            row = {
+                "arch": arch,
+                "attack": kind,
+                "rates": rates,
+                "ratio_medaudit_over_best_torchattacks": rates["medaudit"]["img_per_s_median"] / best_peer,
+                "ratio_medaudit_over_art_default": median["medaudit"] / median["art_default"],
+                "max_abs_diff_medaudit_vs_torchattacks": float(np.abs(adv["medaudit"] - adv["torchattacks"]).max()),
+            }
             results.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "rates"} |
-                             {n: round(r["img_per_s_median"], 1) for n, r in rates.items()}), flush=True)
-    record = {"part": "attacks", "images": len(x), "size": SIZE, "batch": BATCH, "iterations": ITERATIONS,
-              "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],  # 2 cores: > 2 means shared
-              "epsilon_pm1": EPS_PM1, "step_pm1": STEP_PM1, "repeats": args.repeats,
-              "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
-              "command": " ".join([Path(sys.executable).name, *sys.argv]), "results": results}
+            print(
+                json.dumps(
+                    {k: v for k, v in row.items() if k != "rates"}
+                    | {n: round(r["img_per_s_median"], 1) for n, r in rates.items()}
+                ),
+                flush=True,
+            )
+    record = {
+        "part": "attacks",
+        "images": len(x),
+        "size": SIZE,
+        "batch": BATCH,
+        "iterations": ITERATIONS,
+        "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],  # 2 cores: > 2 means shared
+        "epsilon_pm1": EPS_PM1,
+        "step_pm1": STEP_PM1,
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "results": results,
+    }
     (HERE / "results-attacks.json").write_text(json.dumps(record, indent=1))
 
 

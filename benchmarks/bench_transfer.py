@@ -49,7 +49,9 @@ CONFIGS = {  # name -> (attack, number of surrogates in the logit ensemble)
     "momentum (MI-FGSM)": (MIFGSM(name="mifgsm", step_pm1=STEP, iterations=ITERS), 1),
     "ensemble (PGD)": (PGD(name="pgd", step_pm1=STEP, iterations=ITERS), None),
     "MI + DI + TI + ensemble": (
-        MIFGSM(name="mifgsm", step_pm1=STEP, iterations=ITERS, diversity_prob=DI_PROB, ti_kernel=TI_KERNEL), None),
+        MIFGSM(name="mifgsm", step_pm1=STEP, iterations=ITERS, diversity_prob=DI_PROB, ti_kernel=TI_KERNEL),
+        None,
+    ),
 }  # None: every surrogate seed
 
 
@@ -61,7 +63,7 @@ def train(arch: str, x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> to
     for _ in range(epochs):
         order = gen.permutation(len(x))
         for s in range(0, len(x) - BATCH + 1, BATCH):
-            idx = order[s:s + BATCH]
+            idx = order[s : s + BATCH]
             loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
             optimiser.zero_grad()
             loss.backward()
@@ -71,8 +73,9 @@ def train(arch: str, x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> to
 
 def scores(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return np.concatenate([torch.softmax(model(torch.from_numpy(x[s:s + 256])), 1)[:, 1].numpy()
-                               for s in range(0, len(x), 256)])
+        return np.concatenate(
+            [torch.softmax(model(torch.from_numpy(x[s : s + 256])), 1)[:, 1].numpy() for s in range(0, len(x), 256)]
+        )
 
 
 def main() -> None:
@@ -90,39 +93,71 @@ def main() -> None:
         x_train, y_train = to_canonical(npz["train_images"], SIZE), npz["train_labels"][:, 0].astype(np.int64)
         x_test, y_test = to_canonical(npz["test_images"], SIZE), npz["test_labels"][:, 0].astype(np.int64)
     half = np.random.default_rng(0).permutation(len(x_train))
-    target_idx, surrogate_idx = half[: len(half) // 2], half[len(half) // 2:]  # disjoint halves
+    target_idx, surrogate_idx = half[: len(half) // 2], half[len(half) // 2 :]  # disjoint halves
     target = train(args.target, x_train[target_idx], y_train[target_idx], seed=100, epochs=args.epochs)
     print(f"target trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    surrogates = [train(args.surrogate, x_train[surrogate_idx], y_train[surrogate_idx], seed=s, epochs=args.epochs)
-                  for s in args.seeds]
+    surrogates = [
+        train(args.surrogate, x_train[surrogate_idx], y_train[surrogate_idx], seed=s, epochs=args.epochs)
+        for s in args.seeds
+    ]
     clean_target = auc(y_test, scores(target, x_test))
     clean_surrogates = [auc(y_test, scores(m, x_test)) for m in surrogates]
-    print(f"trained in {time.perf_counter() - t0:.0f} s: target AUC {clean_target:.3f}, surrogates "
-          + ", ".join(f"{a:.3f}" for a in clean_surrogates), flush=True)
+    print(
+        f"trained in {time.perf_counter() - t0:.0f} s: target AUC {clean_target:.3f}, surrogates "
+        + ", ".join(f"{a:.3f}" for a in clean_surrogates),
+        flush=True,
+    )
     rows = []
     for name, (attack, n_models) in CONFIGS.items():
         t = time.perf_counter()
         n_models = n_models or len(surrogates)
-        out = craft_adversarial(attack, surrogates[:n_models], x_test, y_test, epsilons_pm1=EPSILONS, n_logits=2,
-                                multilabel=False, batch_size=BATCH, seed=0, device="cpu")
+        out = craft_adversarial(
+            attack,
+            surrogates[:n_models],
+            x_test,
+            y_test,
+            epsilons_pm1=EPSILONS,
+            n_logits=2,
+            multilabel=False,
+            batch_size=BATCH,
+            seed=0,
+            device="cpu",
+        )
         for eps, perturbed in out.items():
             x_ctrl = control_noise(x_test, perturbed.x_adv, seed=0)
-            row = {"config": name, "attack_id": attack_id(attack), "surrogates": n_models, "epsilon_pm1": eps,
-                   "target_auc_clean": clean_target,
-                   "target_auc_adversarial": auc(y_test, scores(target, perturbed.x_adv)),
-                   "target_auc_control": auc(y_test, scores(target, x_ctrl)),
-                   "surrogate0_auc_whitebox": auc(y_test, scores(surrogates[0], perturbed.x_adv)),
-                   "max_abs_delta": perturbed.max_abs_delta, "seconds_all_epsilons": time.perf_counter() - t}
+            row = {
+                "config": name,
+                "attack_id": attack_id(attack),
+                "surrogates": n_models,
+                "epsilon_pm1": eps,
+                "target_auc_clean": clean_target,
+                "target_auc_adversarial": auc(y_test, scores(target, perturbed.x_adv)),
+                "target_auc_control": auc(y_test, scores(target, x_ctrl)),
+                "surrogate0_auc_whitebox": auc(y_test, scores(surrogates[0], perturbed.x_adv)),
+                "max_abs_delta": perturbed.max_abs_delta,
+                "seconds_all_epsilons": time.perf_counter() - t,
+            }
             rows.append(row)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    record = {"part": "transfer", "data": "pneumoniamnist.npz", "size": SIZE, "epochs": args.epochs,
-              "target": f"{args.target} random init, train half A (seed 100)",
-              "surrogates": f"{args.surrogate} random init, train half B, seeds {args.seeds}",
-              "load_average_1min_end": os.getloadavg()[0],  # 2 cores: above 2 means the machine was shared
-              "test_images": len(x_test), "step_pm1": STEP, "iterations": ITERS, "di_prob": DI_PROB,
-              "ti_kernel": TI_KERNEL, "surrogate_auc_clean": clean_surrogates, "torch_threads": torch.get_num_threads(),
-              "seconds_total": time.perf_counter() - t0, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "rows": rows}
+    record = {
+        "part": "transfer",
+        "data": "pneumoniamnist.npz",
+        "size": SIZE,
+        "epochs": args.epochs,
+        "target": f"{args.target} random init, train half A (seed 100)",
+        "surrogates": f"{args.surrogate} random init, train half B, seeds {args.seeds}",
+        "load_average_1min_end": os.getloadavg()[0],  # 2 cores: above 2 means the machine was shared
+        "test_images": len(x_test),
+        "step_pm1": STEP,
+        "iterations": ITERS,
+        "di_prob": DI_PROB,
+        "ti_kernel": TI_KERNEL,
+        "surrogate_auc_clean": clean_surrogates,
+        "torch_threads": torch.get_num_threads(),
+        "seconds_total": time.perf_counter() - t0,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "rows": rows,
+    }
     (HERE / "results-transfer.json").write_text(json.dumps(record, indent=1))
 
 

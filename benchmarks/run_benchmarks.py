@@ -44,13 +44,13 @@ def _hand_pgd(model, x: np.ndarray, y: np.ndarray, eps: float, step: float, iter
     """The same L-inf PGD (no random start, sign steps, projection, clip) written directly in torch."""
     out = []
     for s in range(0, len(x), batch):
-        x0 = torch.from_numpy(x[s:s + batch]).to(DEVICE)
-        yb = torch.from_numpy(y[s:s + batch]).to(DEVICE)
+        x0 = torch.from_numpy(x[s : s + batch]).to(DEVICE)
+        yb = torch.from_numpy(y[s : s + batch]).to(DEVICE)
         adv = x0.clone()
         for _ in range(iters):
             adv.requires_grad_(True)
             loss = torch.nn.functional.cross_entropy(model(adv.contiguous(memory_format=torch.channels_last)), yb)
-            grad, = torch.autograd.grad(loss, adv)
+            (grad,) = torch.autograd.grad(loss, adv)
             adv = (adv.detach() + step * grad.sign()).clamp(x0 - eps, x0 + eps).clamp(-1, 1)
         out.append(adv.cpu().numpy())
     return np.concatenate(out)
@@ -71,9 +71,17 @@ def bench_attack(n: int = 128, size: int = 64, iters: int = 20) -> dict:
         hand_adv = _hand_pgd(model, x, y, 0.02, 0.01, iters, 64)
         timings["hand"].append(time.perf_counter() - t)
     art_s, hand_s = float(np.median(timings["art"])), float(np.median(timings["hand"]))
-    return {"part": "attack", "device": DEVICE, "images": n, "size": size, "iterations": iters,
-            "art_img_per_s": n / art_s, "hand_img_per_s": n / hand_s, "art_over_hand_time": art_s / hand_s,
-            "max_abs_diff_art_vs_hand": float(np.max(np.abs(art_adv - hand_adv)))}
+    return {
+        "part": "attack",
+        "device": DEVICE,
+        "images": n,
+        "size": size,
+        "iterations": iters,
+        "art_img_per_s": n / art_s,
+        "hand_img_per_s": n / hand_s,
+        "art_over_hand_time": art_s / hand_s,
+        "max_abs_diff_art_vs_hand": float(np.max(np.abs(art_adv - hand_adv))),
+    }
 
 
 def bench_target(n: int = 512) -> dict:
@@ -85,8 +93,13 @@ def bench_target(n: int = 512) -> dict:
         x, _ = _images(n if size == 64 else 128, size)
         model = _model(size).cpu()
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(model, Path(tmp) / "t.onnx", card={"value_range": [-1, 1], "task": "binary"},
-                               channels=1, image_size=size)
+            path = export_onnx(
+                model,
+                Path(tmp) / "t.onnx",
+                card={"value_range": [-1, 1], "task": "binary"},
+                channels=1,
+                image_size=size,
+            )
             target = load_target(path)
             target.scores(x[:8])
             t = time.perf_counter()
@@ -95,12 +108,26 @@ def bench_target(n: int = 512) -> dict:
         with torch.inference_mode():
             model(torch.from_numpy(x[:8]).contiguous(memory_format=torch.channels_last))
             t = time.perf_counter()
-            eager = torch.cat([torch.softmax(model(torch.from_numpy(x[s:s + 64]).contiguous(
-                memory_format=torch.channels_last)), 1) for s in range(0, len(x), 64)])
+            eager = torch.cat(
+                [
+                    torch.softmax(
+                        model(torch.from_numpy(x[s : s + 64]).contiguous(memory_format=torch.channels_last)), 1
+                    )
+                    for s in range(0, len(x), 64)
+                ]
+            )
             eager_s = time.perf_counter() - t
-        rows.append({"part": "target", "size": size, "images": len(x), "onnxruntime_img_per_s": len(x) / ort_s,
-                     "eager_torch_img_per_s": len(x) / eager_s, "ort_speedup": eager_s / ort_s,
-                     "max_score_diff": float(np.max(np.abs(onnx_scores - eager[:, 1].double().numpy())))})
+        rows.append(
+            {
+                "part": "target",
+                "size": size,
+                "images": len(x),
+                "onnxruntime_img_per_s": len(x) / ort_s,
+                "eager_torch_img_per_s": len(x) / eager_s,
+                "ort_speedup": eager_s / ort_s,
+                "max_score_diff": float(np.max(np.abs(onnx_scores - eager[:, 1].double().numpy()))),
+            }
+        )
     return {"part": "target", "rows": rows}
 
 
@@ -118,39 +145,71 @@ def bench_audit(executor: str = "local") -> dict:
 
     scenario_path = Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml"))
     scenario = load_scenario(scenario_path)
-    scenario = scenario.model_copy(update={"data": scenario.data.model_copy(
-        update={"image_size": AUDIT_IMAGE_SIZE, "test_limit": AUDIT_TEST_LIMIT})})
+    scenario = scenario.model_copy(
+        update={
+            "data": scenario.data.model_copy(update={"image_size": AUDIT_IMAGE_SIZE, "test_limit": AUDIT_TEST_LIMIT})
+        }
+    )
     work = Path(tempfile.mkdtemp(prefix="medaudit-bench-"))
     run_scenario = work / "data_disparity.yaml"
     run_scenario.write_text(scenario.model_dump_json())  # JSON is YAML: the exact scenario the runs used
     t = time.perf_counter()
-    target = build_target(scenario, PNEUMONIA, arch="efficientnet_lite0", init="random",
-                          out_path=work / "target.onnx", cache_dir=work / "target-cache",
-                          class_names=("normal", "pneumonia"))
+    target = build_target(
+        scenario,
+        PNEUMONIA,
+        arch="efficientnet_lite0",
+        init="random",
+        out_path=work / "target.onnx",
+        cache_dir=work / "target-cache",
+        class_names=("normal", "pneumonia"),
+    )
     target_s = time.perf_counter() - t
     runs, breakdown = {}, {}
     for label in ("cold", "warm"):
         t = time.perf_counter()
-        results = run_audit(scenario, scenario_path=run_scenario, target_path=target, data_source=str(PNEUMONIA),
-                            options=RunOptions(out_dir=work / f"out-{label}", cache_dir=work / "cache",
-                                               executor=executor, device=DEVICE))
+        results = run_audit(
+            scenario,
+            scenario_path=run_scenario,
+            target_path=target,
+            data_source=str(PNEUMONIA),
+            options=RunOptions(
+                out_dir=work / f"out-{label}", cache_dir=work / "cache", executor=executor, device=DEVICE
+            ),
+        )
         runs[label] = time.perf_counter() - t
         breakdown[label] = results.timings.model_dump()
-    summary = {"part": "audit", "device": DEVICE, "executor": executor, "image_size": AUDIT_IMAGE_SIZE,
-               "test_limit": AUDIT_TEST_LIMIT, "cpu_threads": torch.get_num_threads(),
-               "target_training_s": target_s, "cold_s": runs["cold"], "warm_s": runs["warm"],
-               "warm_speedup": runs["cold"] / runs["warm"], "cells": len(results.cells),
-               "surrogates": [(s.id, round(s.test_auc.point, 3), s.stop_reason, s.epochs_run, round(s.train_seconds, 1))
-                              for s in results.surrogates],
-               "verdict": results.verdict, "timings": breakdown, "target_clean_auc": results.target.clean_auc}
+    summary = {
+        "part": "audit",
+        "device": DEVICE,
+        "executor": executor,
+        "image_size": AUDIT_IMAGE_SIZE,
+        "test_limit": AUDIT_TEST_LIMIT,
+        "cpu_threads": torch.get_num_threads(),
+        "target_training_s": target_s,
+        "cold_s": runs["cold"],
+        "warm_s": runs["warm"],
+        "warm_speedup": runs["cold"] / runs["warm"],
+        "cells": len(results.cells),
+        "surrogates": [
+            (s.id, round(s.test_auc.point, 3), s.stop_reason, s.epochs_run, round(s.train_seconds, 1))
+            for s in results.surrogates
+        ],
+        "verdict": results.verdict,
+        "timings": breakdown,
+        "target_clean_auc": results.target.clean_auc,
+    }
     shutil.rmtree(work)
     return summary
 
 
 def main(parts: list[str]) -> None:
     torch.set_num_threads(torch.get_num_threads())
-    benches = {"attack": bench_attack, "target": bench_target, "audit": bench_audit,
-               "audit-ray": lambda: bench_audit("ray")}
+    benches = {
+        "attack": bench_attack,
+        "target": bench_target,
+        "audit": bench_audit,
+        "audit-ray": lambda: bench_audit("ray"),
+    }
     for part in parts or ["attack", "target", "audit"]:
         result = benches[part]()
         print(json.dumps(result), flush=True)

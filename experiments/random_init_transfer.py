@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from medaudit.attacks import art_classifier, control_noise, run_attack
-from medaudit.data import load_data, make_splits, stratified_subset, to_canonical, Images
+from medaudit.data import Images, load_data, make_splits, stratified_subset, to_canonical
 from medaudit.metrics import auc, bootstrap_paired_auc
 from medaudit.scenario import PGD, DataSection, TrainingSection
 from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, predict_scores, train_surrogate
@@ -43,8 +43,13 @@ TRAINING = {"short": SHORT, "converged": CONVERGED}
 
 
 def pneumo32(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
-    data = load_data(data_dir / "pneumoniamnist.npz", DataSection(task="binary", test_limit=n_test), image_size=32,
-                     channels=1, seed=DATA_SEED)
+    data = load_data(
+        data_dir / "pneumoniamnist.npz",
+        DataSection(task="binary", test_limit=n_test),
+        image_size=32,
+        channels=1,
+        seed=DATA_SEED,
+    )
     return data.development, data.splits, data.test, f"{data.source_sha256}:{data.split_ids_sha256}"
 
 
@@ -76,7 +81,7 @@ def recalibrate_bn(model: torch.nn.Module, x: np.ndarray, batch_size: int = 128)
         m.train()
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            model(torch.from_numpy(x[start:start + batch_size]).contiguous(memory_format=torch.channels_last))
+            model(torch.from_numpy(x[start : start + batch_size]).contiguous(memory_format=torch.channels_last))
     return model.eval()
 
 
@@ -95,9 +100,10 @@ def input_gradients(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_
     """d cross-entropy / d image for each test image (N, C*H*W), model in eval mode: the direction PGD follows."""
     grads = []
     for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size]).requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model.eval()(xb), torch.from_numpy(y[start:start + batch_size]),
-                                                 reduction="sum")
+        xb = torch.from_numpy(x[start : start + batch_size]).requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(
+            model.eval()(xb), torch.from_numpy(y[start : start + batch_size]), reduction="sum"
+        )
         grads.append(torch.autograd.grad(loss, xb)[0].reshape(len(xb), -1).numpy())
     return np.concatenate(grads)
 
@@ -110,17 +116,29 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int, digest: str, cache: Path):
     split, seed = ("d1", TARGET_SEED) if role == "target" else ("d2", SURROGATE_SEED)
-    spec = SurrogateSpec(arch=arch, init="random", split=split, seed=seed,
-                         training=TRAINING[kind].model_dump(mode="json"), task="binary", n_logits=2, in_channels=1,
-                         image_size=size, data_sha256=digest, code_version=code_version(), split_seed=DATA_SEED)
+    spec = SurrogateSpec(
+        arch=arch,
+        init="random",
+        split=split,
+        seed=seed,
+        training=TRAINING[kind].model_dump(mode="json"),
+        task="binary",
+        n_logits=2,
+        in_channels=1,
+        image_size=size,
+        data_sha256=digest,
+        code_version=code_version(),
+        split_seed=DATA_SEED,
+    )
     images = dev.subset(splits[split])
     record = train_surrogate(spec, images, cache, device="cpu")
     model = load_surrogate(record, spec, "cpu")
     return record, model, images
 
 
-def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save,
-              max_per_half: int | None) -> dict:
+def run_stage(
+    stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save, max_per_half: int | None
+) -> dict:
     """Train each family's target and surrogate in turn; after each family, fill in every cell whose surrogate
     and target are both trained (a cut-short run still reports), calling `save(out)`."""
     dataset, kind = stage.split("-")
@@ -128,9 +146,20 @@ def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tu
     splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
     digest = f"{digest}:cap{max_per_half}"  # the cache key names the images the models learn from
     size = int(dev.x.shape[-1])
-    models, crafted, out = {}, {}, {"stage": stage, "image_size": size, "n_test": len(test),
-                                    "n_test_pos": int(test.y.sum()), "n_d1": len(splits["d1"]),
-                                    "n_d2": len(splits["d2"]), "models": [], "cells": []}
+    models, crafted, out = (
+        {},
+        {},
+        {
+            "stage": stage,
+            "image_size": size,
+            "n_test": len(test),
+            "n_test_pos": int(test.y.sum()),
+            "n_d1": len(splits["d1"]),
+            "n_d2": len(splits["d2"]),
+            "models": [],
+            "cells": [],
+        },
+    )
     done: set[tuple] = set()
     for arch in families:
         for role in ("target", "surrogate"):
@@ -138,84 +167,134 @@ def run_stage(stage: str, data_dir: Path, cache: Path, n_test: int, families: tu
             record, model, images = train(kind, arch, role, dev, splits, size, digest, cache)
             recal = recalibrate_bn(model, images.x)
             clean = predict_scores(model, test.x, "binary", "cpu")
-            models[(arch, role)] = {"eval": model, "recal": recal, "clean": clean,
-                                    "grad": {bn: input_gradients(m, test.x, test.y) for bn, m in
-                                             (("eval", model), ("recal", recal))}}
-            entry = {"arch": arch, "role": role, "stop_reason": record.stop_reason, "epochs_run": record.epochs_run,
-                     "best_epoch": record.best_epoch, "val_auc": record.val_auc, "train_seconds": record.train_seconds,
-                     "test_auc_bn_eval": auc(test.y, clean),
-                     "test_auc_bn_recal": auc(test.y, predict_scores(recal, test.x, "binary", "cpu")),
-                     "curve": [asdict(e) for e in record.curve]}
+            models[(arch, role)] = {
+                "eval": model,
+                "recal": recal,
+                "clean": clean,
+                "grad": {bn: input_gradients(m, test.x, test.y) for bn, m in (("eval", model), ("recal", recal))},
+            }
+            entry = {
+                "arch": arch,
+                "role": role,
+                "stop_reason": record.stop_reason,
+                "epochs_run": record.epochs_run,
+                "best_epoch": record.best_epoch,
+                "val_auc": record.val_auc,
+                "train_seconds": record.train_seconds,
+                "test_auc_bn_eval": auc(test.y, clean),
+                "test_auc_bn_recal": auc(test.y, predict_scores(recal, test.x, "binary", "cpu")),
+                "curve": [asdict(e) for e in record.curve],
+            }
             out["models"].append(entry)
-            log(f"{stage} {arch} {role}: {record.stop_reason} after {record.epochs_run} ep (best {record.best_epoch}), "
+            log(
+                f"{stage} {arch} {role}: {record.stop_reason} after {record.epochs_run} ep (best {record.best_epoch}), "
                 f"val {record.val_auc:.3f}, test {entry['test_auc_bn_eval']:.3f} / recal "
-                f"{entry['test_auc_bn_recal']:.3f}, {time.perf_counter() - t0:.0f}s")
+                f"{entry['test_auc_bn_recal']:.3f}, {time.perf_counter() - t0:.0f}s"
+            )
         for bn in ("eval", "recal"):
             surrogate = models[(arch, "surrogate")][bn]
-            classifier = art_classifier(surrogate, n_logits=2, input_shape=tuple(test.x.shape[1:]), multilabel=False,
-                                        device="cpu")
+            classifier = art_classifier(
+                surrogate, n_logits=2, input_shape=tuple(test.x.shape[1:]), multilabel=False, device="cpu"
+            )
             for eps in EPSILONS_PM1:
                 t0 = time.perf_counter()
-                x_adv = run_attack(ATTACK, classifier, test.x, test.y, epsilon_pm1=eps, n_logits=2, multilabel=False,
-                                   seed=DATA_SEED).x_adv
+                x_adv = run_attack(
+                    ATTACK, classifier, test.x, test.y, epsilon_pm1=eps, n_logits=2, multilabel=False, seed=DATA_SEED
+                ).x_adv
                 white = auc(test.y, predict_scores(surrogate, x_adv, "binary", "cpu"))
                 crafted[(arch, bn, eps)] = (x_adv, control_noise(test.x, x_adv, seed=DATA_SEED), white)
-                log(f"{stage} PGD on {arch} bn={bn} eps={eps}: white-box AUC {white:.3f} ({time.perf_counter() - t0:.0f}s)")
+                log(
+                    f"{stage} PGD on {arch} bn={bn} eps={eps}: white-box AUC {white:.3f} ({time.perf_counter() - t0:.0f}s)"
+                )
         for (s_arch, bn, eps), (x_adv, x_ctrl, white) in crafted.items():
             for t_arch in [a for a, role in models if role == "target"]:
                 if (s_arch, t_arch, bn, eps) in done:
                     continue
                 done.add((s_arch, t_arch, bn, eps))
                 target = models[(t_arch, "target")]  # the deployed target: eval mode, as exported
-                paired = bootstrap_paired_auc(test.y, target["clean"], predict_scores(target["eval"], x_adv, "binary", "cpu"),
-                                              predict_scores(target["eval"], x_ctrl, "binary", "cpu"), resamples=1000,
-                                              seed=DATA_SEED)
-                out["cells"].append({"surrogate": s_arch, "target": t_arch, "bn": bn, "epsilon_pm1": eps,
-                                     "surrogate_white_box_auc": white,
-                                     "gradient_cosine": mean_cosine(models[(s_arch, "surrogate")]["grad"][bn],
-                                                                    target["grad"]["eval"]),
-                                     **asdict(paired)})
-                log(f"{stage} {s_arch} -> {t_arch} bn={bn} eps={eps}: relative AUC {paired.relative.point:.2f} "
+                paired = bootstrap_paired_auc(
+                    test.y,
+                    target["clean"],
+                    predict_scores(target["eval"], x_adv, "binary", "cpu"),
+                    predict_scores(target["eval"], x_ctrl, "binary", "cpu"),
+                    resamples=1000,
+                    seed=DATA_SEED,
+                )
+                out["cells"].append(
+                    {
+                        "surrogate": s_arch,
+                        "target": t_arch,
+                        "bn": bn,
+                        "epsilon_pm1": eps,
+                        "surrogate_white_box_auc": white,
+                        "gradient_cosine": mean_cosine(
+                            models[(s_arch, "surrogate")]["grad"][bn], target["grad"]["eval"]
+                        ),
+                        **asdict(paired),
+                    }
+                )
+                log(
+                    f"{stage} {s_arch} -> {t_arch} bn={bn} eps={eps}: relative AUC {paired.relative.point:.2f} "
                     f"[{paired.relative.low:.2f}, {paired.relative.high:.2f}], control {paired.relative_control.point:.2f}, "
-                    f"gradient cosine {out['cells'][-1]['gradient_cosine']:.3f}")
+                    f"gradient cosine {out['cells'][-1]['gradient_cosine']:.3f}"
+                )
         save(out)
     return out
 
 
-SHORT_NAMES = {"efficientnet_lite0": "Lite0", "mobilenet_v2": "MNv2", "resnet18": "RN18", "densenet121": "DN121",
-               "tiny_cnn": "tiny"}
+SHORT_NAMES = {
+    "efficientnet_lite0": "Lite0",
+    "mobilenet_v2": "MNv2",
+    "resnet18": "RN18",
+    "densenet121": "DN121",
+    "tiny_cnn": "tiny",
+}
 
 
 def render(results: dict) -> str:
     """Markdown tables of a results file: the models, then every transfer cell."""
-    lines = ["| stage | model | role | stop | epochs (best) | val AUC | test AUC (BN eval / recal) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | model | role | stop | epochs (best) | val AUC | test AUC (BN eval / recal) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     stages = [k for k in results if k != "settings"]
     for stage in stages:
         for m in results[stage]["models"]:
-            lines.append(f"| {stage} | {SHORT_NAMES[m['arch']]} | {m['role']} | {m['stop_reason']} | {m['epochs_run']} "
-                         f"({m['best_epoch']}) | {m['val_auc']:.3f} | {m['test_auc_bn_eval']:.3f} / "
-                         f"{m['test_auc_bn_recal']:.3f} |")
-    lines += ["", "| stage | surrogate → target | BN | ε | white-box AUC | target clean → adv AUC | relative AUC [95% CI] "
-              "| control relative | adv.-specific drop [95% CI] | grad. cos |", "|---|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {stage} | {SHORT_NAMES[m['arch']]} | {m['role']} | {m['stop_reason']} | {m['epochs_run']} "
+                f"({m['best_epoch']}) | {m['val_auc']:.3f} | {m['test_auc_bn_eval']:.3f} / "
+                f"{m['test_auc_bn_recal']:.3f} |"
+            )
+    lines += [
+        "",
+        "| stage | surrogate → target | BN | ε | white-box AUC | target clean → adv AUC | relative AUC [95% CI] "
+        "| control relative | adv.-specific drop [95% CI] | grad. cos |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for stage in stages:
         for c in results[stage]["cells"]:
             r, d = c["relative"], c["adversarial_specific_drop"]
-            lines.append(f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
-                         f"{c['epsilon_pm1']:g} | {c['surrogate_white_box_auc']:.2f} | {c['clean']['point']:.3f} → "
-                         f"{c['adversarial']['point']:.3f} | {r['point']:.2f} [{r['low']:.2f}, {r['high']:.2f}] | "
-                         f"{c['relative_control']['point']:.2f} | {d['point']:.3f} [{d['low']:.3f}, {d['high']:.3f}] | "
-                         + (f"{c['gradient_cosine']:.3f} |" if "gradient_cosine" in c else "– |"))
+            lines.append(
+                f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
+                f"{c['epsilon_pm1']:g} | {c['surrogate_white_box_auc']:.2f} | {c['clean']['point']:.3f} → "
+                f"{c['adversarial']['point']:.3f} | {r['point']:.2f} [{r['low']:.2f}, {r['high']:.2f}] | "
+                f"{c['relative_control']['point']:.2f} | {d['point']:.3f} [{d['low']:.3f}, {d['high']:.3f}] | "
+                + (f"{c['gradient_cosine']:.3f} |" if "gradient_cosine" in c else "– |")
+            )
     cosines = [(stage, c) for stage in stages for c in results[stage].get("gradient_cosines", [])]
     if cosines:
         lines += ["", "| stage | surrogate → target | BN | input-gradient cosine |", "|---|---|---|---|"]
-        lines += [f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
-                  f"{c['gradient_cosine']:.3f} |" for stage, c in cosines]
+        lines += [
+            f"| {stage} | {SHORT_NAMES[c['surrogate']]} → {SHORT_NAMES[c['target']]} | {c['bn']} | "
+            f"{c['gradient_cosine']:.3f} |"
+            for stage, c in cosines
+        ]
     return "\n".join(lines)
 
 
-def gradient_cosines(stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...],
-                     max_per_half: int | None) -> list[dict]:
+def gradient_cosines(
+    stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], max_per_half: int | None
+) -> list[dict]:
     """Mean input-gradient cosine of every (surrogate, target) pair of a stage, from the cached models."""
     dataset, kind = stage.split("-")
     dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
@@ -228,9 +307,17 @@ def gradient_cosines(stage: str, data_dir: Path, cache: Path, n_test: int, famil
             grads[(arch, role, "eval")] = input_gradients(model, test.x, test.y)
             if role == "surrogate":
                 grads[(arch, role, "recal")] = input_gradients(recalibrate_bn(model, images.x), test.x, test.y)
-    return [{"surrogate": s_arch, "target": t_arch, "bn": bn,
-             "gradient_cosine": mean_cosine(grads[(s_arch, "surrogate", bn)], grads[(t_arch, "target", "eval")])}
-            for s_arch in families for t_arch in families for bn in ("eval", "recal")]
+    return [
+        {
+            "surrogate": s_arch,
+            "target": t_arch,
+            "bn": bn,
+            "gradient_cosine": mean_cosine(grads[(s_arch, "surrogate", bn)], grads[(t_arch, "target", "eval")]),
+        }
+        for s_arch in families
+        for t_arch in families
+        for bn in ("eval", "recal")
+    ]
 
 
 def main() -> None:
@@ -239,11 +326,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--render", action="store_true", help="print the tables of --out as markdown and exit")
     parser.add_argument("--merge-from", type=Path, help="append another run's results (same stages) to --out and exit")
-    parser.add_argument("--gradients-only", action="store_true",
-                        help="add every pair's input-gradient cosine to the stages in --out, from cached models")
+    parser.add_argument(
+        "--gradients-only",
+        action="store_true",
+        help="add every pair's input-gradient cosine to the stages in --out, from cached models",
+    )
     parser.add_argument("--cache", type=Path, required=True, help="surrogate cache (outside the repository)")
     parser.add_argument("--stages", nargs="+", default=["pneumo32-short", "pneumo32-converged", "kermany64-converged"])
-    parser.add_argument("--families", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "densenet121"])
+    parser.add_argument(
+        "--families", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet18", "densenet121"]
+    )
     parser.add_argument("--families-short", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
     parser.add_argument("--families-64", nargs="+", default=["mobilenet_v2", "resnet18"])
     parser.add_argument("--n-test", type=int, default=300)
@@ -261,18 +353,29 @@ def main() -> None:
 
     def save(stage_out: dict) -> None:
         results[stage_out["stage"]] = {**stage_out, "seconds": time.perf_counter() - started}
-        results["settings"] = {"max_per_half": args.max_per_half, "n_test": args.n_test,"short": SHORT.model_dump(mode="json"), "converged": CONVERGED.model_dump(mode="json"),
-                               "attack": ATTACK.model_dump(mode="json"), "epsilons_pm1": list(EPSILONS_PM1),
-                               "target_seed": TARGET_SEED, "surrogate_seed": SURROGATE_SEED, "data_seed": DATA_SEED,
-                               "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
+        results["settings"] = {
+            "max_per_half": args.max_per_half,
+            "n_test": args.n_test,
+            "short": SHORT.model_dump(mode="json"),
+            "converged": CONVERGED.model_dump(mode="json"),
+            "attack": ATTACK.model_dump(mode="json"),
+            "epsilons_pm1": list(EPSILONS_PM1),
+            "target_seed": TARGET_SEED,
+            "surrogate_seed": SURROGATE_SEED,
+            "data_seed": DATA_SEED,
+            "device": "cpu, 1 thread (2-core machine shared with other jobs)",
+        }
         args.out.write_text(json.dumps(results, indent=1))
 
     if args.merge_from:  # a stage run in another process: append its models, cells and cosines not yet here
         for stage, other in json.loads(args.merge_from.read_text()).items():
             if stage == "settings" or stage not in results:
                 continue
-            for key, fields in (("models", ("arch", "role")), ("cells", ("surrogate", "target", "bn", "epsilon_pm1")),
-                                ("gradient_cosines", ("surrogate", "target", "bn"))):
+            for key, fields in (
+                ("models", ("arch", "role")),
+                ("cells", ("surrogate", "target", "bn", "epsilon_pm1")),
+                ("gradient_cosines", ("surrogate", "target", "bn")),
+            ):
                 here = results[stage].setdefault(key, [])
                 seen = {tuple(e[f] for f in fields) for e in here}
                 here += [e for e in other.get(key, []) if tuple(e[f] for f in fields) not in seen]
@@ -281,16 +384,26 @@ def main() -> None:
 
     if args.gradients_only:
         for stage in args.stages:
-            families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
-            results[stage]["gradient_cosines"] = gradient_cosines(stage, args.data_dir, args.cache, args.n_test,
-                                                                  tuple(families), args.max_per_half)
+            families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(
+                stage, args.families
+            )
+            results[stage]["gradient_cosines"] = gradient_cosines(
+                stage, args.data_dir, args.cache, args.n_test, tuple(families), args.max_per_half
+            )
             args.out.write_text(json.dumps(results, indent=1))
-            log(f"gradient cosines of {stage}: " + ", ".join(
-                f"{c['surrogate']}->{c['target']}/{c['bn']} {c['gradient_cosine']:.3f}" for c in results[stage]["gradient_cosines"]))
+            log(
+                f"gradient cosines of {stage}: "
+                + ", ".join(
+                    f"{c['surrogate']}->{c['target']}/{c['bn']} {c['gradient_cosine']:.3f}"
+                    for c in results[stage]["gradient_cosines"]
+                )
+            )
         return
 
     for stage in args.stages:
-        families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(stage, args.families)
+        families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(
+            stage, args.families
+        )
         run_stage(stage, args.data_dir, args.cache, args.n_test, tuple(families), log, save, args.max_per_half)
         log(f"stage {stage} written to {args.out}")
 

@@ -49,8 +49,11 @@ def attack_id(attack: AttackParams) -> str:
         base = f"pgd-step{attack.step_pm1:g}-it{attack.iterations}" + ("-rs" if attack.random_start else "")
     else:
         base = f"mifgsm-step{attack.step_pm1:g}-it{attack.iterations}-mu{attack.decay:g}"
-    return base + (f"-di{attack.diversity_prob:g}" if attack.diversity_prob else "") + (
-        f"-ti{attack.ti_kernel}" if attack.ti_kernel else "")
+    return (
+        base
+        + (f"-di{attack.diversity_prob:g}" if attack.diversity_prob else "")
+        + (f"-ti{attack.ti_kernel}" if attack.ti_kernel else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class InputDiversity(nn.Module):
 def gaussian_kernel(side: int) -> torch.Tensor:
     """TI's (side, side) Gaussian kernel, +-TI_SIGMAS standard deviations across, summing to 1; side 1 is [[1]]."""
     z = torch.linspace(-TI_SIGMAS, TI_SIGMAS, side, dtype=torch.float64) if side > 1 else torch.zeros(1).double()
-    g = torch.exp(-z ** 2 / 2)
+    g = torch.exp(-(z**2) / 2)
     kernel = torch.outer(g, g)
     return (kernel / kernel.sum()).float()
 
@@ -208,16 +211,23 @@ def attacked_model(attack: AttackParams, models: Sequence[nn.Module], example: t
 
 
 # ---------------------------------------------------------------- ART
-def art_classifier(model: nn.Module, *, n_logits: int, input_shape: tuple[int, int, int], multilabel: bool,
-                   device: str):
+def art_classifier(
+    model: nn.Module, *, n_logits: int, input_shape: tuple[int, int, int], multilabel: bool, device: str
+):
     """Wrap a surrogate (logits out) for ART; its parameters are frozen so ART skips weight gradients."""
     from art.estimators.classification import PyTorchClassifier
 
     model = model.eval().requires_grad_(False)
     loss = MultiLabelBCE() if multilabel else nn.CrossEntropyLoss()
-    return PyTorchClassifier(model=model, loss=loss, input_shape=input_shape, nb_classes=n_logits,
-                             clip_values=(-1.0, 1.0), preprocessing=None,  # ART's default adds an identity (x - 0) / 1
-                             device_type="gpu" if device == "cuda" else "cpu")
+    return PyTorchClassifier(
+        model=model,
+        loss=loss,
+        input_shape=input_shape,
+        nb_classes=n_logits,
+        clip_values=(-1.0, 1.0),
+        preprocessing=None,  # ART's default adds an identity (x - 0) / 1
+        device_type="gpu" if device == "cuda" else "cpu",
+    )
 
 
 def make_art_attack(attack: PGD | MIFGSM, classifier, epsilon_pm1: float, batch_size: int):
@@ -225,13 +235,28 @@ def make_art_attack(attack: PGD | MIFGSM, classifier, epsilon_pm1: float, batch_
     from art.attacks.evasion import MomentumIterativeMethod, ProjectedGradientDescent
 
     if isinstance(attack, PGD):
-        return ProjectedGradientDescent(classifier, norm=np.inf, eps=epsilon_pm1, eps_step=attack.step_pm1,
-                                        max_iter=attack.iterations, targeted=False,
-                                        num_random_init=int(attack.random_start), batch_size=batch_size,
-                                        verbose=False)
-    return MomentumIterativeMethod(classifier, norm=np.inf, eps=epsilon_pm1, eps_step=attack.step_pm1,
-                                   decay=attack.decay, max_iter=attack.iterations, targeted=False,
-                                   batch_size=batch_size, verbose=False)
+        return ProjectedGradientDescent(
+            classifier,
+            norm=np.inf,
+            eps=epsilon_pm1,
+            eps_step=attack.step_pm1,
+            max_iter=attack.iterations,
+            targeted=False,
+            num_random_init=int(attack.random_start),
+            batch_size=batch_size,
+            verbose=False,
+        )
+    return MomentumIterativeMethod(
+        classifier,
+        norm=np.inf,
+        eps=epsilon_pm1,
+        eps_step=attack.step_pm1,
+        decay=attack.decay,
+        max_iter=attack.iterations,
+        targeted=False,
+        batch_size=batch_size,
+        verbose=False,
+    )
 
 
 def art_labels(y: np.ndarray, n_logits: int, multilabel: bool) -> np.ndarray:
@@ -255,14 +280,29 @@ def _projected(x: np.ndarray, x_adv: np.ndarray, epsilon_pm1: float) -> Perturbe
 def fgsm_gradient(classifier, x: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
     """ART's loss gradient w.r.t. the input, (N, C, H, W), batched as torch tensors (no numpy per step)."""
     device = classifier.device
-    grads = [classifier.loss_gradient(torch.from_numpy(x[i:i + batch_size]).to(device),
-                                      torch.from_numpy(labels[i:i + batch_size]).to(device)).cpu().numpy()
-             for i in range(0, len(x), batch_size)]
+    grads = [
+        classifier.loss_gradient(
+            torch.from_numpy(x[i : i + batch_size]).to(device), torch.from_numpy(labels[i : i + batch_size]).to(device)
+        )
+        .cpu()
+        .numpy()
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(grads) if grads else np.zeros_like(x)
 
 
-def run_attack(attack: AttackParams, classifier, x: np.ndarray, y: np.ndarray, *, epsilon_pm1: float,
-               n_logits: int, multilabel: bool, batch_size: int = 64, seed: int = 0) -> Perturbed:
+def run_attack(
+    attack: AttackParams,
+    classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epsilon_pm1: float,
+    n_logits: int,
+    multilabel: bool,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> Perturbed:
     """One epsilon of one attack on an ART classifier, seeded; re-clipped to the epsilon ball and [-1, 1]."""
     _seed(seed)
     labels = art_labels(y, n_logits, multilabel)
@@ -273,23 +313,50 @@ def run_attack(attack: AttackParams, classifier, x: np.ndarray, y: np.ndarray, *
     return _projected(x, x_adv, epsilon_pm1)
 
 
-def craft_adversarial(attack: AttackParams, models: Sequence[nn.Module], x: np.ndarray, y: np.ndarray, *,
-                      epsilons_pm1: Sequence[float], n_logits: int, multilabel: bool, batch_size: int, seed: int,
-                      device: str) -> dict[float, Perturbed]:
+def craft_adversarial(
+    attack: AttackParams,
+    models: Sequence[nn.Module],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epsilons_pm1: Sequence[float],
+    n_logits: int,
+    multilabel: bool,
+    batch_size: int,
+    seed: int,
+    device: str,
+) -> dict[float, Perturbed]:
     """Adversarial images for every epsilon of one attack, crafted on one surrogate (`models` of length 1)
     or on the logit ensemble of several. x: (N, C, H, W) float32 in [-1, 1]; y: class indices (N,) or
     0/1 label vectors (N, K) when multilabel. FGSM takes the loss gradient once and scales its sign by
     each epsilon; the iterative attacks run once per epsilon, each reseeded with `seed`, so one epsilon's
     images do not depend on which other epsilons were asked for."""
     example = torch.from_numpy(x[:FOLD_CHECK_IMAGES]).to(device)
-    classifier = art_classifier(attacked_model(attack, models, example), n_logits=n_logits,
-                                input_shape=tuple(x.shape[1:]), multilabel=multilabel, device=device)
+    classifier = art_classifier(
+        attacked_model(attack, models, example),
+        n_logits=n_logits,
+        input_shape=tuple(x.shape[1:]),
+        multilabel=multilabel,
+        device=device,
+    )
     if isinstance(attack, FGSM):
         _seed(seed)
         sign = np.sign(fgsm_gradient(classifier, x, art_labels(y, n_logits, multilabel), batch_size))
         return {eps: _projected(x, x + eps * sign, eps) for eps in epsilons_pm1}
-    return {eps: run_attack(attack, classifier, x, y, epsilon_pm1=eps, n_logits=n_logits, multilabel=multilabel,
-                            batch_size=batch_size, seed=seed) for eps in epsilons_pm1}
+    return {
+        eps: run_attack(
+            attack,
+            classifier,
+            x,
+            y,
+            epsilon_pm1=eps,
+            n_logits=n_logits,
+            multilabel=multilabel,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        for eps in epsilons_pm1
+    }
 
 
 # ---------------------------------------------------------------- control and delivery
@@ -306,4 +373,3 @@ def control_noise(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
 def deliver_uint8(x: np.ndarray) -> np.ndarray:
     """Round-trip canonical images through 8-bit files, as an attacker would hand them over."""
     return (np.rint((x + 1.0) * 127.5).clip(0, 255) / 127.5 - 1.0).astype(np.float32)
-

@@ -43,8 +43,11 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(cls=OneLineErrors, add_completion=False,  # a bare `medaudit` prints the help (OneLineErrors)
-                  help="Audit a deployed medical-image classifier for black-box adversarial transferability.")
+app = typer.Typer(
+    cls=OneLineErrors,
+    add_completion=False,  # a bare `medaudit` prints the help (OneLineErrors)
+    help="Audit a deployed medical-image classifier for black-box adversarial transferability.",
+)
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 DEBUG = {"on": False}
@@ -57,11 +60,16 @@ def default_cache() -> Path:
 
 
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for input errors and "
-                                                            "third-party warnings.")] = False) -> None:
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for input errors and third-party warnings.")
+    ] = False,
+) -> None:
     DEBUG["on"] = debug
     if not debug:  # medaudit itself never warns (it refuses or logs); what warns is torch, onnx, pydicom... about
-        warnings.simplefilter("ignore")  # themselves (torch.jit.load's FutureWarning, TracerWarning): not the user's job
+        warnings.simplefilter(
+            "ignore"
+        )  # themselves (torch.jit.load's FutureWarning, TracerWarning): not the user's job
 
 
 def fail_input(exc: AuditInputError) -> None:
@@ -82,8 +90,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML fil
     try:
         for f in files:
             scenario = load_scenario(f)
-            out.print(f"{f}: valid scenario {scenario.name!r}: {len(scenario.surrogate_rows())} surrogate row(s), "
-                      f"{len(scenario.attacks)} attack(s), {len(scenario.epsilons_pm1)} epsilon(s)", highlight=False)
+            out.print(
+                f"{f}: valid scenario {scenario.name!r}: {len(scenario.surrogate_rows())} surrogate row(s), "
+                f"{len(scenario.attacks)} attack(s), {len(scenario.epsilons_pm1)} epsilon(s)",
+                highlight=False,
+            )
     except AuditInputError as exc:
         fail_input(exc)
 
@@ -97,9 +108,11 @@ def schema() -> None:
 
 
 @app.command()
-def inspect(model: ExistingFile,
-            scenario: Annotated[Optional[Path], typer.Option(help="Scenario whose target.card applies.")] = None,
-            data: Annotated[Optional[str], typer.Option(help="Run the load checks on these images.")] = None) -> None:
+def inspect(
+    model: ExistingFile,
+    scenario: Annotated[Optional[Path], typer.Option(help="Scenario whose target.card applies.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Run the load checks on these images.")] = None,
+) -> None:
     """Show every target card field that can be read (and where it came from), the line to add for each missing
     one, then exit 2 if one is missing; with --data, run the input/output check on those images."""
     from medaudit.scenario import CardFields, load_scenario
@@ -126,15 +139,20 @@ def inspect(model: ExistingFile,
         out.print(table)
         if reading.missing:
             lines = "; ".join(f"`{m.yaml_line.split('  #')[0]}`" for m in reading.missing)
-            raise AuditInputError(f"{model}: {len(reading.missing)} card field(s) needed and missing; add {lines} to "
-                                  f"{CARD_HOMES.format(name=model.name)}")
+            raise AuditInputError(
+                f"{model}: {len(reading.missing)} card field(s) needed and missing; add {lines} to "
+                f"{CARD_HOMES.format(name=model.name)}"
+            )
         if data or (sc and sc.data.source):
             from medaudit.plan import prepare
 
             target, audit_data = prepare(sc or _bare_scenario(), model, data)
-            out.print(f"check on {target.check_report or 'audit images'}: passed; "
-                      f"test images {len(audit_data.test)}, development {len(audit_data.development)}; "
-                      f"{'patient-level' if audit_data.patient_level else 'image-level'} splits", highlight=False)
+            out.print(
+                f"check on {target.check_report or 'audit images'}: passed; "
+                f"test images {len(audit_data.test)}, development {len(audit_data.development)}; "
+                f"{'patient-level' if audit_data.patient_level else 'image-level'} splits",
+                highlight=False,
+            )
     except AuditInputError as exc:
         fail_input(exc)
 
@@ -146,17 +164,19 @@ def _bare_scenario():
 
 
 @app.command()
-def run(target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ONNX or TorchScript model.")],
-        scenario: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Threat-model YAML.")],
-        data: Annotated[Optional[str], typer.Option(help="Data source (overrides the scenario's data.source).")] = None,
-        out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder.")] = None,
-        cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (shared by Ray workers).")] = None,
-        resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
-        device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when torch sees one).")] = None,
-        batch_size: Annotated[int, typer.Option(min=1, help="Attack batch size.")] = 64,
-        executor: Annotated[str, typer.Option(help="local, or ray (pip install medaudit[ray]).")] = "local",
-        address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,
-        no_report: Annotated[bool, typer.Option(help="Skip the PDF (results.json, junit.xml still written).")] = False) -> None:
+def run(
+    target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ONNX or TorchScript model.")],
+    scenario: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Threat-model YAML.")],
+    data: Annotated[Optional[str], typer.Option(help="Data source (overrides the scenario's data.source).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (shared by Ray workers).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when torch sees one).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Attack batch size.")] = 64,
+    executor: Annotated[str, typer.Option(help="local, or ray (pip install medaudit[ray]).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,
+    no_report: Annotated[bool, typer.Option(help="Skip the PDF (results.json, junit.xml still written).")] = False,
+) -> None:
     """Run the audit the scenario describes against the target; write results, report and gate files."""
     from medaudit.engine import RunOptions, run_audit
     from medaudit.errors import look_up_option
@@ -171,11 +191,25 @@ def run(target: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="
         look_up_option(executor, EXECUTORS, what="executor", where="--executor")
         if address and executor != "ray":
             raise AuditInputError("--address names a Ray cluster; add --executor ray")
-        options = RunOptions(out_dir=out_dir, cache_dir=cache_dir or default_cache(), resume=resume, device=device,
-                             batch_size=batch_size, executor=executor, address=address,
-                             command="medaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-        results = run_audit(sc, scenario_path=scenario, target_path=target, data_source=data, options=options,
-                            log=lambda m: err.print(m, highlight=False), progress=_progress)
+        options = RunOptions(
+            out_dir=out_dir,
+            cache_dir=cache_dir or default_cache(),
+            resume=resume,
+            device=device,
+            batch_size=batch_size,
+            executor=executor,
+            address=address,
+            command="medaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        )
+        results = run_audit(
+            sc,
+            scenario_path=scenario,
+            target_path=target,
+            data_source=data,
+            options=options,
+            log=lambda m: err.print(m, highlight=False),
+            progress=_progress,
+        )
         code = finish(results, out_dir, out_dir / "results.json", render=not no_report)
     except AuditInputError as exc:
         fail_input(exc)
@@ -201,15 +235,19 @@ def finish(results, out_dir: Path, results_path: Path, *, render: bool = True) -
 
 
 @app.command()
-def report(results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="results.json of a run.")],
-           out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside the results).")] = None) -> None:
+def report(
+    results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="results.json of a run.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside the results).")] = None,
+) -> None:
     """Re-render report, junit.xml and summary from a results.json (never rewritten); exit with the gate."""
     from medaudit.results import read_results
 
     try:
         results = read_results(results_file)
         if results.status != "complete":
-            raise AuditInputError(f"{results_file}: the run did not finish; continue it with `medaudit run ... --resume`")
+            raise AuditInputError(
+                f"{results_file}: the run did not finish; continue it with `medaudit run ... --resume`"
+            )
         code = finish(results, out_dir or results_file.parent, results_file)
     except AuditInputError as exc:
         fail_input(exc)
@@ -218,18 +256,24 @@ def report(results_file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 
 
 @app.command()
-def demo(out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("medaudit-demo"),
-         cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder.")] = None,
-         data_dir: Annotated[Optional[Path], typer.Option(
-             "--data", envvar="MEDAUDIT_DATA", help="Folder holding the official retinamnist.npz (default: "
-             "$MEDAUDIT_DATA; without either, it is downloaded once from the MedMNIST record into the cache).")] = None,
-         ) -> None:
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("medaudit-demo"),
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder.")] = None,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            envvar="MEDAUDIT_DATA",
+            help="Folder holding the official retinamnist.npz (default: "
+            "$MEDAUDIT_DATA; without either, it is downloaded once from the MedMNIST record into the cache).",
+        ),
+    ] = None,
+) -> None:
     """Audit a small fundus classifier on RetinaMNIST photographs (official MedMNIST file), end to end."""
     from medaudit.demo.run import run_demo
 
     try:
-        code = run_demo(out_dir, cache_dir or default_cache(), data_dir,
-                        log=lambda m: err.print(m, highlight=False))
+        code = run_demo(out_dir, cache_dir or default_cache(), data_dir, log=lambda m: err.print(m, highlight=False))
     except AuditInputError as exc:
         fail_input(exc)
         return

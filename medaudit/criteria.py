@@ -13,8 +13,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medaudit.results import (CellRecord, EpsilonChoice, GateRule, IntervalRecord, OperatingPoint, Outcome,
-                              SurrogateResult, Verdict, WorstCase, fmt_interval, threshold_text)
+from medaudit.results import (
+    CellRecord,
+    EpsilonChoice,
+    GateRule,
+    IntervalRecord,
+    OperatingPoint,
+    Outcome,
+    SurrogateResult,
+    Verdict,
+    WorstCase,
+    fmt_interval,
+    threshold_text,
+)
 from medaudit.scenario import Scenario
 
 WORST_OVER_ATTACKS = "worst-over-attacks"  # the attack id of a row's worst case over all attacks
@@ -39,36 +50,55 @@ class Criterion:
 
 
 CRITERIA = (
-    Criterion("C-REL-AUC", "min-relative-auc", "min_relative_auc", "relative_auc", True,
-              "relative AUC under attack (adversarial / clean)",
-              "an edited image reaches the target and its ranking of diseased above healthy cases degrades",
-              "missed or delayed diagnosis (false negatives), unnecessary follow-up (false positives)",
-              "CTL-IMAGE-INTEGRITY"),
-    Criterion("C-ADV-DROP", "max-adversarial-specific-drop", "max_adversarial_specific_drop",
-              "adversarial_specific_drop", False,
-              "adversarial-specific AUC drop (control noise − adversarial)",
-              "a crafted perturbation, beyond what noise of the same size does, changes the target's decisions",
-              "missed or delayed diagnosis, unnecessary follow-up, loss of clinicians' trust in the device",
-              "CTL-ADV-HARDEN"),
-    Criterion("C-NOISE", "min-control-relative-auc", "min_control_relative_auc", "relative_auc_control", True,
-              "noise fragility: relative AUC under control noise (control / clean)",
-              "ordinary, uncrafted noise of the attack's size (acquisition, compression) degrades the target",
-              "wrong decisions on degraded images without any attacker: missed findings, false alarms",
-              "CTL-NOISE-ROBUST"),
+    Criterion(
+        "C-REL-AUC",
+        "min-relative-auc",
+        "min_relative_auc",
+        "relative_auc",
+        True,
+        "relative AUC under attack (adversarial / clean)",
+        "an edited image reaches the target and its ranking of diseased above healthy cases degrades",
+        "missed or delayed diagnosis (false negatives), unnecessary follow-up (false positives)",
+        "CTL-IMAGE-INTEGRITY",
+    ),
+    Criterion(
+        "C-ADV-DROP",
+        "max-adversarial-specific-drop",
+        "max_adversarial_specific_drop",
+        "adversarial_specific_drop",
+        False,
+        "adversarial-specific AUC drop (control noise − adversarial)",
+        "a crafted perturbation, beyond what noise of the same size does, changes the target's decisions",
+        "missed or delayed diagnosis, unnecessary follow-up, loss of clinicians' trust in the device",
+        "CTL-ADV-HARDEN",
+    ),
+    Criterion(
+        "C-NOISE",
+        "min-control-relative-auc",
+        "min_control_relative_auc",
+        "relative_auc_control",
+        True,
+        "noise fragility: relative AUC under control noise (control / clean)",
+        "ordinary, uncrafted noise of the attack's size (acquisition, compression) degrades the target",
+        "wrong decisions on degraded images without any attacker: missed findings, false alarms",
+        "CTL-NOISE-ROBUST",
+    ),
 )
 CONTROLS = {  # control id -> the control a manufacturer can put in its risk file
     "CTL-IMAGE-INTEGRITY": "protect the image path from acquisition to the model (signed DICOM, checksums, access "
-                           "control) so images cannot be edited in transit; keep the model and its development data "
-                           "confidential",
+    "control) so images cannot be edited in transit; keep the model and its development data "
+    "confidential",
     "CTL-ADV-HARDEN": "harden the model (adversarial training or input purification) and re-audit, including "
-                      "with an attacker who adapts to the defence",
+    "with an attacker who adapts to the defence",
     "CTL-NOISE-ROBUST": "train with noise augmentation and add an input-quality check that refers degraded "
-                        "images to a human reader",
+    "images to a human reader",
 }
 NO_CRITERIA_ID = "C-NONE"  # the criterion id of the one rule recorded when the scenario states no criterion
-NO_CRITERIA = ("No acceptance criteria were stated: the scenario's `gate` sets none of min_relative_auc, "
-               "max_adversarial_specific_drop, min_control_relative_auc, so nothing was judged and the verdict is "
-               "INCONCLUSIVE. State the criteria in the scenario before the run.")
+NO_CRITERIA = (
+    "No acceptance criteria were stated: the scenario's `gate` sets none of min_relative_auc, "
+    "max_adversarial_specific_drop, min_control_relative_auc, so nothing was judged and the verdict is "
+    "INCONCLUSIVE. State the criteria in the scenario before the run."
+)
 
 
 def threat_id(row_id: str) -> str:
@@ -79,8 +109,10 @@ def threat_id(row_id: str) -> str:
 def judge_interval(iv: IntervalRecord, criterion: Criterion, threshold: float) -> tuple[Outcome, str]:
     """One interval against one criterion: PASS when the judged bound meets it, FAIL when the whole interval misses."""
     if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
-        return "ERROR", (f"the interval is undefined ({iv.degenerate} of {iv.resamples} resamples had one class "
-                         "only); use a larger test set")
+        return "ERROR", (
+            f"the interval is undefined ({iv.degenerate} of {iv.resamples} resamples had one class "
+            "only); use a larger test set"
+        )
     t, lo, hi = threshold_text(threshold), f"{iv.low:.3f}", f"{iv.high:.3f}"
     if criterion.at_least:
         if iv.low >= threshold:
@@ -141,8 +173,9 @@ def _no_epsilon_message(choice: EpsilonChoice) -> str:
     return f"no ε met the SSIM bound (mean SSIM ≥ {choice.bound:g}{tried}): extend `epsilons_pm1` downward"
 
 
-def _rows(scenario: Scenario, surrogates: Sequence[SurrogateResult],
-          cells: Sequence[CellRecord]) -> dict[str, list[SurrogateResult]]:
+def _rows(
+    scenario: Scenario, surrogates: Sequence[SurrogateResult], cells: Sequence[CellRecord]
+) -> dict[str, list[SurrogateResult]]:
     """Row id -> its surrogates (seeds and ensembles), scenario rows first, in order."""
     rows: dict[str, list[SurrogateResult]] = {row.row_id: [] for row in scenario.surrogate_rows()}
     for s in surrogates:
@@ -160,50 +193,98 @@ class _Judge:
         self.cells = {(c.surrogate_id, c.attack_id, _eps_key(c.epsilon_pm1)): c for c in cells}
         self.choices = {c.attack_id: c for c in choices}
 
-    def rule(self, row_id: str, surrogates: list[SurrogateResult], attack_id: str, criterion: Criterion,
-             threshold: float) -> GateRule:
-        base = dict(id=f"{row_id}/{attack_id}/{criterion.key}", criterion_id=criterion.id, threat_id=threat_id(row_id),
-                    control_id=criterion.control_id, rule=rule_text(criterion, threshold, self.confidence),
-                    row_id=row_id, attack_id=attack_id)
+    def rule(
+        self, row_id: str, surrogates: list[SurrogateResult], attack_id: str, criterion: Criterion, threshold: float
+    ) -> GateRule:
+        base = dict(
+            id=f"{row_id}/{attack_id}/{criterion.key}",
+            criterion_id=criterion.id,
+            threat_id=threat_id(row_id),
+            control_id=criterion.control_id,
+            rule=rule_text(criterion, threshold, self.confidence),
+            row_id=row_id,
+            attack_id=attack_id,
+        )
         choice = self.choices.get(attack_id)
         if choice is None:
-            return GateRule(**base, surrogate_id=None, epsilon_pm1=None, value=None, status="ERROR",
-                            message=f"no ε choice recorded for attack {attack_id}; re-run the audit")
+            return GateRule(
+                **base,
+                surrogate_id=None,
+                epsilon_pm1=None,
+                value=None,
+                status="ERROR",
+                message=f"no ε choice recorded for attack {attack_id}; re-run the audit",
+            )
         if not choice.admissible_epsilons_pm1:
-            return GateRule(**base, surrogate_id=None, epsilon_pm1=None, value=None, status="ERROR",
-                            message=_no_epsilon_message(choice))
+            return GateRule(
+                **base,
+                surrogate_id=None,
+                epsilon_pm1=None,
+                value=None,
+                status="ERROR",
+                message=_no_epsilon_message(choice),
+            )
         if not surrogates:
-            return GateRule(**base, surrogate_id=None, epsilon_pm1=None, value=None, status="ERROR",
-                            message=f"no surrogate of row {row_id} in the results; the run is incomplete, "
-                                    "re-run the audit")
-        measured = [self._measure(s, attack_id, e, criterion, threshold)
-                    for s in surrogates for e in choice.admissible_epsilons_pm1]
+            return GateRule(
+                **base,
+                surrogate_id=None,
+                epsilon_pm1=None,
+                value=None,
+                status="ERROR",
+                message=f"no surrogate of row {row_id} in the results; the run is incomplete, re-run the audit",
+            )
+        measured = [
+            self._measure(s, attack_id, e, criterion, threshold)
+            for s in surrogates
+            for e in choice.admissible_epsilons_pm1
+        ]
         where = f"judged at every admissible ε ({', '.join(f'{e:g}' for e in choice.admissible_epsilons_pm1)})"
         # a fit surrogate's result is evidence either way; an unfit one's only when the attack succeeded anyway
         evidence = [m for m in measured if _fit(m.surrogate) or m.status in ("FAIL", "ERROR")]
         if not evidence:
             worst = max(measured, key=lambda m: m.rank(criterion))
             reasons = "; ".join(f"{s.id}: {_unfit_reasons(s)}" for s in surrogates)
-            return GateRule(**base, surrogate_id=worst.surrogate.id, epsilon_pm1=worst.epsilon_pm1, value=worst.value,
-                            status="INCONCLUSIVE",
-                            message=f"no fit surrogate in this row, so its results are not evidence of robustness "
-                                    f"({reasons}); worst measured at {_eps_text(worst.epsilon_pm1)}: {worst.message}")
+            return GateRule(
+                **base,
+                surrogate_id=worst.surrogate.id,
+                epsilon_pm1=worst.epsilon_pm1,
+                value=worst.value,
+                status="INCONCLUSIVE",
+                message=f"no fit surrogate in this row, so its results are not evidence of robustness "
+                f"({reasons}); worst measured at {_eps_text(worst.epsilon_pm1)}: {worst.message}",
+            )
         worst = max(evidence, key=lambda m: m.rank(criterion))
         n_fit = sum(_fit(s) for s in surrogates)
-        message = (f"worst at {_eps_text(worst.epsilon_pm1)}, surrogate {worst.surrogate.id}: {worst.message}; "
-                   f"{where}, most harmful of {n_fit} fit surrogate(s)")
+        message = (
+            f"worst at {_eps_text(worst.epsilon_pm1)}, surrogate {worst.surrogate.id}: {worst.message}; "
+            f"{where}, most harmful of {n_fit} fit surrogate(s)"
+        )
         if not _fit(worst.surrogate) and worst.status == "FAIL":
-            message += (f"; measured with an unfit surrogate ({_unfit_reasons(worst.surrogate)}): still a FAIL, "
-                        "the attack did succeed against the target")
-        return GateRule(**base, surrogate_id=worst.surrogate.id, epsilon_pm1=worst.epsilon_pm1, value=worst.value,
-                        status=worst.status, message=message)
+            message += (
+                f"; measured with an unfit surrogate ({_unfit_reasons(worst.surrogate)}): still a FAIL, "
+                "the attack did succeed against the target"
+            )
+        return GateRule(
+            **base,
+            surrogate_id=worst.surrogate.id,
+            epsilon_pm1=worst.epsilon_pm1,
+            value=worst.value,
+            status=worst.status,
+            message=message,
+        )
 
-    def _measure(self, s: SurrogateResult, attack_id: str, e: float, criterion: Criterion,
-                 threshold: float) -> _Measured:
+    def _measure(
+        self, s: SurrogateResult, attack_id: str, e: float, criterion: Criterion, threshold: float
+    ) -> _Measured:
         cell = self.cells.get((s.id, attack_id, _eps_key(e)))
         if cell is None:
-            return _Measured(s, e, None, "ERROR", f"no cell for surrogate {s.id}, attack {attack_id} at ε {e:g}; "
-                                                  "the run is incomplete, re-run the audit")
+            return _Measured(
+                s,
+                e,
+                None,
+                "ERROR",
+                f"no cell for surrogate {s.id}, attack {attack_id} at ε {e:g}; the run is incomplete, re-run the audit",
+            )
         value: IntervalRecord = getattr(cell, criterion.cell_field)
         status, message = judge_interval(value, criterion, threshold)
         return _Measured(s, e, value, status, message)
@@ -218,13 +299,22 @@ def _worst_over_attacks(row_id: str, rules: list[GateRule], criterion: Criterion
         return _SEVERITY[r.status], -r.value.low if criterion.at_least else r.value.high
 
     worst = max(rules, key=rank)
-    return worst.model_copy(update={"id": f"{row_id}/{WORST_OVER_ATTACKS}/{criterion.key}",
-                                    "rule": f"worst case over attacks: {worst.rule}", "attack_id": WORST_OVER_ATTACKS,
-                                    "message": f"worst attack {worst.attack_id}; {worst.message}"})
+    return worst.model_copy(
+        update={
+            "id": f"{row_id}/{WORST_OVER_ATTACKS}/{criterion.key}",
+            "rule": f"worst case over attacks: {worst.rule}",
+            "attack_id": WORST_OVER_ATTACKS,
+            "message": f"worst attack {worst.attack_id}; {worst.message}",
+        }
+    )
 
 
-def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[SurrogateResult],
-          epsilon_choice: Sequence[EpsilonChoice]) -> tuple[tuple[GateRule, ...], Verdict, WorstCase | None]:
+def judge(
+    scenario: Scenario,
+    cells: Sequence[CellRecord],
+    surrogates: Sequence[SurrogateResult],
+    epsilon_choice: Sequence[EpsilonChoice],
+) -> tuple[tuple[GateRule, ...], Verdict, WorstCase | None]:
     """Judge every scenario row x attack x stated criterion at every admissible epsilon.
 
     Returns the rules (per row: each attack, then the worst over attacks when there are several), the verdict
@@ -235,19 +325,38 @@ def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[
     stated = [(c, getattr(scenario.gate, c.threshold_field)) for c in CRITERIA]
     stated = [(c, t) for c, t in stated if t is not None]
     if not stated:  # one inconclusive rule, so junit.xml, summary.md and the PDF count the same
-        rule = GateRule(id="gate/acceptance-criteria", criterion_id=NO_CRITERIA_ID, threat_id="-", control_id="-",
-                        rule="acceptance criteria stated before the run", row_id="gate",
-                        attack_id="-", surrogate_id=None, epsilon_pm1=None, value=None, status="INCONCLUSIVE",
-                        message=NO_CRITERIA)
+        rule = GateRule(
+            id="gate/acceptance-criteria",
+            criterion_id=NO_CRITERIA_ID,
+            threat_id="-",
+            control_id="-",
+            rule="acceptance criteria stated before the run",
+            row_id="gate",
+            attack_id="-",
+            surrogate_id=None,
+            epsilon_pm1=None,
+            value=None,
+            status="INCONCLUSIVE",
+            message=NO_CRITERIA,
+        )
         return (rule,), "INCONCLUSIVE", worst
     rows = _rows(scenario, surrogates, cells)
     attacks = list(dict.fromkeys([c.attack_id for c in epsilon_choice] + [c.attack_id for c in cells]))
     if not attacks:
-        rule = GateRule(id="gate/no-attacks", criterion_id="-", threat_id="-", control_id="-",
-                        rule="the audit measured at least one attack", row_id="gate", attack_id="-", surrogate_id=None,
-                        epsilon_pm1=None, value=None, status="ERROR",
-                        message="no attack in the results: no epsilon choice and no cell was recorded; "
-                                "re-run the audit")
+        rule = GateRule(
+            id="gate/no-attacks",
+            criterion_id="-",
+            threat_id="-",
+            control_id="-",
+            rule="the audit measured at least one attack",
+            row_id="gate",
+            attack_id="-",
+            surrogate_id=None,
+            epsilon_pm1=None,
+            value=None,
+            status="ERROR",
+            message="no attack in the results: no epsilon choice and no cell was recorded; re-run the audit",
+        )
         return (rule,), "ERROR", worst
     j = _Judge(scenario, cells, epsilon_choice)
     rules: list[GateRule] = []
@@ -257,8 +366,13 @@ def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[
             rules += per_attack
             if len(per_attack) > 1:
                 rules.append(_worst_over_attacks(row_id, per_attack, criterion))
-    rules.sort(key=lambda r: (list(rows).index(r.row_id), r.attack_id == WORST_OVER_ATTACKS,
-                              (attacks + [WORST_OVER_ATTACKS]).index(r.attack_id)))
+    rules.sort(
+        key=lambda r: (
+            list(rows).index(r.row_id),
+            r.attack_id == WORST_OVER_ATTACKS,
+            (attacks + [WORST_OVER_ATTACKS]).index(r.attack_id),
+        )
+    )
     statuses = {r.status for r in rules}
     verdict: Verdict = next(v for v in ("ERROR", "FAIL", "INCONCLUSIVE", "PASS") if v in statuses or v == "PASS")
     return tuple(rules), verdict, worst
@@ -267,8 +381,11 @@ def judge(scenario: Scenario, cells: Sequence[CellRecord], surrogates: Sequence[
 def worst_case(cells: Sequence[CellRecord], epsilon_choice: Sequence[EpsilonChoice]) -> WorstCase | None:
     """The cell at an admissible epsilon with the lowest adversarial AUC (ties: lowest relative-AUC bound)."""
     admissible = {(c.attack_id, _eps_key(e)) for c in epsilon_choice for e in c.admissible_epsilons_pm1}
-    candidates = [c for c in cells if (c.attack_id, _eps_key(c.epsilon_pm1)) in admissible
-                  and math.isfinite(c.auc_adversarial.point)]
+    candidates = [
+        c
+        for c in cells
+        if (c.attack_id, _eps_key(c.epsilon_pm1)) in admissible and math.isfinite(c.auc_adversarial.point)
+    ]
     if not candidates:
         return None
     c = min(candidates, key=lambda c: (c.auc_adversarial.point, c.relative_auc.low))
@@ -286,14 +403,24 @@ def worst_case(cells: Sequence[CellRecord], epsilon_choice: Sequence[EpsilonChoi
     )
     if c.operating_point is not None:
         statement += " " + operating_point_sentence(c.operating_point)
-    return WorstCase(row_id=c.row_id, surrogate_id=c.surrogate_id, attack_id=c.attack_id, epsilon_pm1=c.epsilon_pm1,
-                     epsilon_grey_levels=c.epsilon_grey_levels, auc_clean=c.auc_clean,
-                     auc_adversarial=c.auc_adversarial, relative_auc=c.relative_auc, statement=statement)
+    return WorstCase(
+        row_id=c.row_id,
+        surrogate_id=c.surrogate_id,
+        attack_id=c.attack_id,
+        epsilon_pm1=c.epsilon_pm1,
+        epsilon_grey_levels=c.epsilon_grey_levels,
+        auc_clean=c.auc_clean,
+        auc_adversarial=c.auc_adversarial,
+        relative_auc=c.relative_auc,
+        statement=statement,
+    )
 
 
 def operating_point_sentence(op: OperatingPoint) -> str:
     """The clinical effect at the stated threshold, in one sentence."""
-    return (f"At the clinical threshold {op.threshold:.3g} ({op.threshold_rule}), sensitivity went from "
-            f"{op.sensitivity_clean:.2f} to {op.sensitivity_adversarial:.2f} and specificity from "
-            f"{op.specificity_clean:.2f} to {op.specificity_adversarial:.2f}: {op.true_positives_lost} true positives "
-            f"lost and {op.false_positives_created} false positives created.")
+    return (
+        f"At the clinical threshold {op.threshold:.3g} ({op.threshold_rule}), sensitivity went from "
+        f"{op.sensitivity_clean:.2f} to {op.sensitivity_adversarial:.2f} and specificity from "
+        f"{op.specificity_clean:.2f} to {op.specificity_adversarial:.2f}: {op.true_positives_lost} true positives "
+        f"lost and {op.false_positives_created} false positives created."
+    )

@@ -80,14 +80,19 @@ def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
         raise AuditInputError(f"images have dtype {images.dtype}; expected 8-bit (uint8) images")
     if images.shape[1:3] != (size, size):
         mode = "L" if images.shape[-1] == 1 else "RGB"
-        resized = [np.asarray(Image.fromarray(im.squeeze(-1) if mode == "L" else im, mode).resize(
-            (size, size), Image.BILINEAR)) for im in images]
+        resized = [
+            np.asarray(
+                Image.fromarray(im.squeeze(-1) if mode == "L" else im, mode).resize((size, size), Image.BILINEAR)
+            )
+            for im in images
+        ]
         images = np.stack(resized).reshape(len(images), size, size, -1)
     return (images.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0).astype(np.float32)
 
 
-def binarise(labels: np.ndarray, section: DataSection, where: str,
-             n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def binarise(
+    labels: np.ndarray, section: DataSection, where: str, n_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer source labels -> (targets, keep mask) for the scenario's task; `n_classes` from the card if known."""
     labels = np.asarray(labels)
     if labels.size and labels.min() < 0:
@@ -98,35 +103,48 @@ def binarise(labels: np.ndarray, section: DataSection, where: str,
         if labels.size and labels.max() > 1:
             raise AuditInputError(f"{where}: multilabel labels take values 0 and 1; found {int(labels.max())}")
         if n_classes is not None and labels.shape[1] != n_classes:
-            raise AuditInputError(f"{where}: {labels.shape[1]} label columns but the card declares {n_classes} "
-                                  "classes; give one 0/1 column per class")
+            raise AuditInputError(
+                f"{where}: {labels.shape[1]} label columns but the card declares {n_classes} "
+                "classes; give one 0/1 column per class"
+            )
         return labels.astype(np.int64), np.ones(len(labels), bool)
     flat = labels.reshape(len(labels), -1)[:, 0].astype(np.int64)
     if section.task == "multiclass":
         if n_classes is not None and flat.size and flat.max() >= n_classes:
-            raise AuditInputError(f"{where}: label {int(flat.max())} is outside the {n_classes} classes the card "
-                                  f"declares (0..{n_classes - 1}); fix the labels or card `class_names`")
+            raise AuditInputError(
+                f"{where}: label {int(flat.max())} is outside the {n_classes} classes the card "
+                f"declares (0..{n_classes - 1}); fix the labels or card `class_names`"
+            )
         return flat, np.ones(len(flat), bool)
     if section.positive_labels is None:
         values = set(np.unique(flat).tolist())
         if not values <= {0, 1}:
-            raise AuditInputError(f"{where}: labels take values {sorted(values)}; a binary task needs "
-                                  "`data.positive_labels` (e.g. [2, 3, 4]) in the scenario")
+            raise AuditInputError(
+                f"{where}: labels take values {sorted(values)}; a binary task needs "
+                "`data.positive_labels` (e.g. [2, 3, 4]) in the scenario"
+            )
         return flat, np.ones(len(flat), bool)
     pos = np.isin(flat, section.positive_labels)
-    keep = pos | np.isin(flat, section.negative_labels) if section.negative_labels is not None else np.ones(len(flat), bool)
+    keep = (
+        pos | np.isin(flat, section.negative_labels)
+        if section.negative_labels is not None
+        else np.ones(len(flat), bool)
+    )
     return pos.astype(np.int64), keep
 
 
-def task_images(part: SourcePart, section: DataSection, size: int, where: str, name: str,
-                n_classes: int | None) -> Images:
+def task_images(
+    part: SourcePart, section: DataSection, size: int, where: str, name: str, n_classes: int | None
+) -> Images:
     """One part of a source (development or test): apply the task's labels, drop filtered images, go canonical."""
     y, keep = binarise(part.labels, section, where, n_classes)
     if not keep.any():
-        raise AuditInputError(f"{where}: no {name} images left after keeping labels "
-                              f"{list(section.positive_labels or ())} (positive) and "
-                              f"{list(section.negative_labels or ())} (negative); check `data.positive_labels` and "
-                              "`data.negative_labels`")
+        raise AuditInputError(
+            f"{where}: no {name} images left after keeping labels "
+            f"{list(section.positive_labels or ())} (positive) and "
+            f"{list(section.negative_labels or ())} (negative); check `data.positive_labels` and "
+            "`data.negative_labels`"
+        )
     ids = part.patient_ids
     groups = ids[keep] if ids is not None else np.arange(int(keep.sum())).astype(str)
     return Images(to_canonical(part.images[keep], size), y[keep], groups)
@@ -159,8 +177,15 @@ def stratified_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def load_data(source: str | Path, section: DataSection, *, image_size: int, channels: int, seed: int,
-              class_names: tuple[str, ...] = ()) -> AuditData:
+def load_data(
+    source: str | Path,
+    section: DataSection,
+    *,
+    image_size: int,
+    channels: int,
+    seed: int,
+    class_names: tuple[str, ...] = (),
+) -> AuditData:
     """Load, convert to canonical space, check and split a data source; raise AuditInputError on any defect."""
     if str(source).startswith("medmnist:"):
         from medaudit.medmnist import fetch_medmnist
@@ -177,7 +202,9 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
     if suffix == ".npz":
         loaded = read_npz(path)
         h, w = loaded.test.images.shape[1:3]
-        resampling = "none" if (h, w) == (image_size, image_size) else f"{h}×{w} → {image_size}×{image_size} px, bilinear"
+        resampling = (
+            "none" if (h, w) == (image_size, image_size) else f"{h}×{w} → {image_size}×{image_size} px, bilinear"
+        )
     elif suffix == ".csv":
         loaded = read_csv(path, section, image_size, seed)
         resampling = f"each image file → {image_size}×{image_size} px, bilinear"
@@ -189,12 +216,16 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
     if data_c == 3 and channels == 1:
         raise AuditInputError(f"{path}: colour images, but the target takes 1 channel; convert the data to grey")
     if len(np.unique(dev.groups)) < 2:
-        raise AuditInputError(f"{path}: the development set (train + val) has {len(dev)} image(s) from one "
-                              "patient; the d1/d2 splits need at least two")
+        raise AuditInputError(
+            f"{path}: the development set (train + val) has {len(dev)} image(s) from one "
+            "patient; the d1/d2 splits need at least two"
+        )
     notes = list(loaded.notes)
     if test.y.ndim == 1 and section.task == "binary" and len(np.unique(test.y)) < 2:
-        raise AuditInputError(f"{path}: the test split has one class only; AUC is undefined; check "
-                              "`data.positive_labels` or use a test set with both classes")
+        raise AuditInputError(
+            f"{path}: the test split has one class only; AUC is undefined; check "
+            "`data.positive_labels` or use a test set with both classes"
+        )
     selection = "all"
     if section.test_limit is not None and section.test_limit < len(test):
         keep = stratified_subset(test.y, section.test_limit, seed)
@@ -207,10 +238,20 @@ def load_data(source: str | Path, section: DataSection, *, image_size: int, chan
         notes.append("no patient ids: splits are image-level, so one patient may sit in several splits")
     if section.task == "binary":
         class_names = class_names or ("negative", "positive")
-    return AuditData(development=dev, test=test, splits=make_splits(dev.groups, seed),
-                     patient_level=patient_level, source=str(source), source_sha256=loaded.sha256,
-                     task=section.task, class_names=tuple(class_names), test_selection=selection,
-                     resolved_path=str(path), resampling=resampling,
-                     split_rule=f"{loaded.split_rule}; development split into disjoint halves d1/d2 (d1/10 a tenth of "
-                                f"d1, d2/2 half of d2) at {'patient' if patient_level else 'image'} level, "
-                                f"seed {seed}", notes=tuple(notes))
+    return AuditData(
+        development=dev,
+        test=test,
+        splits=make_splits(dev.groups, seed),
+        patient_level=patient_level,
+        source=str(source),
+        source_sha256=loaded.sha256,
+        task=section.task,
+        class_names=tuple(class_names),
+        test_selection=selection,
+        resolved_path=str(path),
+        resampling=resampling,
+        split_rule=f"{loaded.split_rule}; development split into disjoint halves d1/d2 (d1/10 a tenth of "
+        f"d1, d2/2 half of d2) at {'patient' if patient_level else 'image'} level, "
+        f"seed {seed}",
+        notes=tuple(notes),
+    )

@@ -25,8 +25,9 @@ def describe_validation_error(err) -> str:
     union-branch names dropped from the path, e.g. "field `attacks.0.pgd.stepsize`: unknown key"."""
     errors = sorted(err.errors(), key=lambda e: -len(e["loc"]))
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"]
-                   if not (str(p)[:1].isupper() or "[" in str(p) or str(p).startswith("function-")))
+    loc = ".".join(
+        str(p) for p in first["loc"] if not (str(p)[:1].isupper() or "[" in str(p) or str(p).startswith("function-"))
+    )
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check spelling; `medaudit schema` lists the allowed keys)"

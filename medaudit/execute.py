@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,16 @@ import torch
 from medaudit.attacks import LogitEnsemble, control_noise, craft_adversarial
 from medaudit.cache import Cache
 from medaudit.data import Images
-from medaudit.metrics import (auc, bootstrap_paired_auc, decision_changes, mean_ssim, per_class_auc,
-                              sensitivity_at_threshold, specificity_at_threshold, threshold_at_specificity)
+from medaudit.metrics import (
+    auc,
+    bootstrap_paired_auc,
+    decision_changes,
+    mean_ssim,
+    per_class_auc,
+    sensitivity_at_threshold,
+    specificity_at_threshold,
+    threshold_at_specificity,
+)
 from medaudit.plan import CellJob, Plan, RunContext, SurrogateJob, live, n_logits
 from medaudit.results import CellRecord, IntervalRecord, OperatingPoint
 from medaudit.surrogates import SurrogateRecord, load_surrogate, predict_scores, train_surrogate
@@ -48,8 +56,14 @@ class CellOutcome:
 
 
 def interval_record(iv) -> IntervalRecord:
-    return IntervalRecord(point=iv.point, low=iv.low, high=iv.high, confidence=iv.confidence,
-                          resamples=iv.resamples, degenerate=iv.degenerate)
+    return IntervalRecord(
+        point=iv.point,
+        low=iv.low,
+        high=iv.high,
+        confidence=iv.confidence,
+        resamples=iv.resamples,
+        degenerate=iv.degenerate,
+    )
 
 
 def auc_labels(y: np.ndarray, task: str, k: int) -> np.ndarray:
@@ -71,8 +85,16 @@ def _classes(ctx: RunContext) -> int:
 
 def _bootstrap_auc(ctx: RunContext, y_auc: np.ndarray, scores: np.ndarray, groups: np.ndarray | None) -> IntervalRecord:
     b = ctx.scenario.bootstrap
-    paired = bootstrap_paired_auc(y_auc, scores, scores, scores, resamples=b.resamples, confidence=b.confidence,
-                                  seed=ctx.scenario.seed, groups=groups)
+    paired = bootstrap_paired_auc(
+        y_auc,
+        scores,
+        scores,
+        scores,
+        resamples=b.resamples,
+        confidence=b.confidence,
+        seed=ctx.scenario.seed,
+        groups=groups,
+    )
     return interval_record(paired.clean)
 
 
@@ -85,8 +107,13 @@ def run_surrogate_job(ctx: RunContext, job: SurrogateJob) -> SurrogateOutcome:
 
 def _trained(ctx: RunContext, job: SurrogateJob) -> SurrogateRecord:
     weights_dir = Path(ctx.scenario.weights_dir) if ctx.scenario.weights_dir else None
-    return train_surrogate(job.spec, live(ctx).data.split(job.spec.split), Cache(ctx.cache_dir).root / "surrogate",
-                           device=ctx.device, weights_dir=weights_dir)
+    return train_surrogate(
+        job.spec,
+        live(ctx).data.split(job.spec.split),
+        Cache(ctx.cache_dir).root / "surrogate",
+        device=ctx.device,
+        weights_dir=weights_dir,
+    )
 
 
 def _attacker(ctx: RunContext, members: tuple[SurrogateJob, ...]) -> list[torch.nn.Module]:
@@ -129,25 +156,51 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
         queries_before = target.queries
         adv_scores, ctrl_scores = target.scores(x_adv), target.scores(x_ctrl)
         queries = target.queries - queries_before
-        paired = bootstrap_paired_auc(y_auc, clean_scores, adv_scores, ctrl_scores, resamples=sc.bootstrap.resamples,
-                                      confidence=sc.bootstrap.confidence, seed=sc.seed, groups=groups)
+        paired = bootstrap_paired_auc(
+            y_auc,
+            clean_scores,
+            adv_scores,
+            ctrl_scores,
+            resamples=sc.bootstrap.resamples,
+            confidence=sc.bootstrap.confidence,
+            seed=sc.seed,
+            groups=groups,
+        )
         whitebox = auc(y_auc, predict_scores(model, x_adv, data.task, ctx.device))
-        sibling = [auc(y_auc, predict_scores(m, x_adv, data.task, ctx.device)) / c for m, c in zip(siblings, sibling_clean)]
-        records.append(CellRecord(
-            id=job.cell_id(eps), surrogate_id=job.attacker_id, member_ids=job.member_ids, row_id=job.row_id,
-            attack_id=job.id.split("/", 1)[1], attack=job.attack, epsilon_pm1=eps, epsilon_grey_levels=eps * 127.5,
-            auc_clean=interval_record(paired.clean), auc_adversarial=interval_record(paired.adversarial),
-            auc_control=interval_record(paired.control), relative_auc=interval_record(paired.relative),
-            relative_auc_control=interval_record(paired.relative_control),
-            adversarial_specific_drop=interval_record(paired.adversarial_specific_drop),
-            per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
-            per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
-            surrogate_auc_clean=surrogate_auc, surrogate_auc_whitebox=whitebox,
-            sibling_relative_auc=float(np.mean(sibling)) if sibling else None,
-            whitebox_flag=bool(paired.adversarial.point < whitebox - 0.05),
-            operating_point=operating_point(ctx, test.y, clean_scores, adv_scores, ctrl_scores) if data.task == "binary" else None,
-            mean_ssim=mean_ssim(test.x, x_adv), mean_ssim_control=mean_ssim(test.x, x_ctrl),
-            max_abs_delta_pm1=float(np.max(np.abs(x_adv - test.x))), target_queries=queries))
+        sibling = [
+            auc(y_auc, predict_scores(m, x_adv, data.task, ctx.device)) / c for m, c in zip(siblings, sibling_clean)
+        ]
+        records.append(
+            CellRecord(
+                id=job.cell_id(eps),
+                surrogate_id=job.attacker_id,
+                member_ids=job.member_ids,
+                row_id=job.row_id,
+                attack_id=job.id.split("/", 1)[1],
+                attack=job.attack,
+                epsilon_pm1=eps,
+                epsilon_grey_levels=eps * 127.5,
+                auc_clean=interval_record(paired.clean),
+                auc_adversarial=interval_record(paired.adversarial),
+                auc_control=interval_record(paired.control),
+                relative_auc=interval_record(paired.relative),
+                relative_auc_control=interval_record(paired.relative_control),
+                adversarial_specific_drop=interval_record(paired.adversarial_specific_drop),
+                per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
+                per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
+                surrogate_auc_clean=surrogate_auc,
+                surrogate_auc_whitebox=whitebox,
+                sibling_relative_auc=float(np.mean(sibling)) if sibling else None,
+                whitebox_flag=bool(paired.adversarial.point < whitebox - 0.05),
+                operating_point=operating_point(ctx, test.y, clean_scores, adv_scores, ctrl_scores)
+                if data.task == "binary"
+                else None,
+                mean_ssim=mean_ssim(test.x, x_adv),
+                mean_ssim_control=mean_ssim(test.x, x_ctrl),
+                max_abs_delta_pm1=float(np.max(np.abs(x_adv - test.x))),
+                target_queries=queries,
+            )
+        )
         arrays[f"{i}_adversarial_scores"] = adv_scores
         arrays[f"{i}_control_scores"] = ctrl_scores
         arrays[f"{i}_example_adversarial"] = x_adv[shown]
@@ -155,30 +208,40 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
     return CellOutcome(job.id, job.key, tuple(records), from_cache=False)
 
 
-def operating_point(ctx: RunContext, y: np.ndarray, clean: np.ndarray, adv: np.ndarray, ctrl: np.ndarray) -> OperatingPoint:
+def operating_point(
+    ctx: RunContext, y: np.ndarray, clean: np.ndarray, adv: np.ndarray, ctrl: np.ndarray
+) -> OperatingPoint:
     """Decisions at the clinical threshold: the scenario's fixed threshold, else the one giving its specificity."""
     gate = ctx.scenario.gate
     if gate.threshold is not None:
         threshold, rule = gate.threshold, f"fixed score threshold {gate.threshold:g} (scenario gate.threshold)"
     else:
         threshold = threshold_at_specificity(y, clean, gate.specificity)
-        rule = f"threshold giving specificity ≥ {gate.specificity:g} on the clean test images (scenario gate.specificity)"
+        rule = (
+            f"threshold giving specificity ≥ {gate.specificity:g} on the clean test images (scenario gate.specificity)"
+        )
     lost_adv, lost_ctrl = decision_changes(y, clean, adv, threshold), decision_changes(y, clean, ctrl, threshold)
     return OperatingPoint(
-        threshold=threshold, threshold_rule=rule,
+        threshold=threshold,
+        threshold_rule=rule,
         sensitivity_clean=sensitivity_at_threshold(y, clean, threshold),
         specificity_clean=specificity_at_threshold(y, clean, threshold),
         sensitivity_adversarial=sensitivity_at_threshold(y, adv, threshold),
         specificity_adversarial=specificity_at_threshold(y, adv, threshold),
         sensitivity_control=sensitivity_at_threshold(y, ctrl, threshold),
         specificity_control=specificity_at_threshold(y, ctrl, threshold),
-        true_positives_lost=lost_adv.true_positives_lost, false_positives_created=lost_adv.false_positives_created,
+        true_positives_lost=lost_adv.true_positives_lost,
+        false_positives_created=lost_adv.false_positives_created,
         true_positives_lost_control=lost_ctrl.true_positives_lost,
         false_positives_created_control=lost_ctrl.false_positives_created,
-        decision_flips=lost_adv.flips, decision_flips_control=lost_ctrl.flips)
+        decision_flips=lost_adv.flips,
+        decision_flips_control=lost_ctrl.flips,
+    )
 
 
-def _adversarial_images(ctx: RunContext, job: CellJob, models: list[torch.nn.Module], test: Images) -> dict[float, np.ndarray]:
+def _adversarial_images(
+    ctx: RunContext, job: CellJob, models: list[torch.nn.Module], test: Images
+) -> dict[float, np.ndarray]:
     """The job's adversarial images at every epsilon. They depend on the surrogates, attack, epsilons and
     test images but not on the target, so audits of several targets share them through the cache."""
     cache = Cache(ctx.cache_dir)
@@ -186,11 +249,22 @@ def _adversarial_images(ctx: RunContext, job: CellJob, models: list[torch.nn.Mod
         stored = cache.load_arrays("adversarial", job.adversarial_key)
         return {eps: stored[str(i)] for i, eps in enumerate(job.epsilons_pm1)}
     lv = live(ctx)
-    perturbed = craft_adversarial(job.attack, models, test.x, test.y, epsilons_pm1=job.epsilons_pm1,
-                                  n_logits=n_logits(lv.data.task, _classes(ctx)), multilabel=lv.data.task == "multilabel",
-                                  batch_size=ctx.batch_size, seed=ctx.scenario.seed, device=ctx.device)
+    perturbed = craft_adversarial(
+        job.attack,
+        models,
+        test.x,
+        test.y,
+        epsilons_pm1=job.epsilons_pm1,
+        n_logits=n_logits(lv.data.task, _classes(ctx)),
+        multilabel=lv.data.task == "multilabel",
+        batch_size=ctx.batch_size,
+        seed=ctx.scenario.seed,
+        device=ctx.device,
+    )
     images = {eps: perturbed[eps].x_adv for eps in job.epsilons_pm1}
-    cache.store("adversarial", job.adversarial_key, "{}", {str(i): images[eps] for i, eps in enumerate(job.epsilons_pm1)})
+    cache.store(
+        "adversarial", job.adversarial_key, "{}", {str(i): images[eps] for i, eps in enumerate(job.epsilons_pm1)}
+    )
     return images
 
 
@@ -266,19 +340,33 @@ class RayExecutor:
         ctx = plan.context
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False, **({} if self.address else {"num_cpus": max(ctx.torch_threads, 1)}))
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    **({} if self.address else {"num_cpus": max(ctx.torch_threads, 1)}),
+                )
             except ConnectionError as exc:
-                raise AuditInputError(f"--address {self.address}: no Ray cluster there ({exc}); start one with "
-                                      "`ray start --head` or drop --address for a local one") from None
+                raise AuditInputError(
+                    f"--address {self.address}: no Ray cluster there ({exc}); start one with "
+                    "`ray start --head` or drop --address for a local one"
+                ) from None
         gpu = ctx.device == "cuda"  # a GPU task needs one CPU to feed it; a CPU task gets the threads it will use
         options = {"num_cpus": 1 if gpu else ctx.torch_threads, "num_gpus": 1 if gpu else 0, "max_retries": 0}
         t0 = time.perf_counter()
-        surrogates = self._map(ray, run_surrogate_job, [(ctx, job) for job in plan.surrogates], options,
-                               "surrogates", progress)
+        surrogates = self._map(
+            ray, run_surrogate_job, [(ctx, job) for job in plan.surrogates], options, "surrogates", progress
+        )
         t1 = time.perf_counter()
-        cells = self._map(ray, run_cell_job, [(ctx, job, _members(plan, job), plan.clean_key) for job in plan.cells],
-                          options, "cells", progress)
+        cells = self._map(
+            ray,
+            run_cell_job,
+            [(ctx, job, _members(plan, job), plan.clean_key) for job in plan.cells],
+            options,
+            "cells",
+            progress,
+        )
         return Executed(tuple(surrogates), tuple(cells), t1 - t0, time.perf_counter() - t1)
 
 

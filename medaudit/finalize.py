@@ -18,8 +18,18 @@ from PIL import Image
 
 from medaudit.execute import auc_labels
 from medaudit.metrics import bootstrap_paired_difference
-from medaudit.results import (CellRecord, EpochRecord, EpsilonChoice, Example, IntervalRecord, PairedComparison,
-                              SeedSpread, SurrogateFitness, SurrogateResult, WhiteboxCheck)
+from medaudit.results import (
+    CellRecord,
+    EpochRecord,
+    EpsilonChoice,
+    Example,
+    IntervalRecord,
+    PairedComparison,
+    SeedSpread,
+    SurrogateFitness,
+    SurrogateResult,
+    WhiteboxCheck,
+)
 from medaudit.scenario import FitnessSection, Perceptibility, Scenario
 
 ArraysOf = Callable[[CellRecord], dict[str, np.ndarray]]  # a cell's per-image arrays: adversarial_scores, ...
@@ -32,65 +42,113 @@ def choose_epsilons(cells: Sequence[CellRecord], perceptibility: Perceptibility)
     choices = []
     for attack in dict.fromkeys(c.attack_id for c in cells):
         mine = [c for c in cells if c.attack_id == attack]
-        curve = tuple((eps, float(np.mean([c.mean_ssim for c in mine if c.epsilon_pm1 == eps])))
-                      for eps in sorted({c.epsilon_pm1 for c in mine}))
+        curve = tuple(
+            (eps, float(np.mean([c.mean_ssim for c in mine if c.epsilon_pm1 == eps])))
+            for eps in sorted({c.epsilon_pm1 for c in mine})
+        )
         admissible = tuple(eps for eps, ssim in curve if ssim >= bound)
         binds = len(admissible) < len(curve)
         if not admissible:
             chosen = None
-            reason = (f"no epsilon kept mean SSIM ≥ {bound:g} (SSIM {curve[0][1]:.3f} at the smallest, "
-                      f"{curve[0][0]:g}); extend `epsilons_pm1` downward")
+            reason = (
+                f"no epsilon kept mean SSIM ≥ {bound:g} (SSIM {curve[0][1]:.3f} at the smallest, "
+                f"{curve[0][0]:g}); extend `epsilons_pm1` downward"
+            )
         else:
             chosen = max(admissible)
             ssim = dict(curve)[chosen]
-            reason = (f"largest epsilon with mean SSIM ≥ {bound:g}: {chosen:g} (SSIM {ssim:.3f})" if binds else
-                      f"every epsilon in the grid kept mean SSIM ≥ {bound:g} (SSIM {ssim:.3f} at the largest, "
-                      f"{chosen:g}): the grid, not perceptibility, limited epsilon; extend `epsilons_pm1` upward "
-                      "to find where the bound binds")
-        choices.append(EpsilonChoice(attack_id=attack, curve=curve, bound=bound, admissible_epsilons_pm1=admissible,
-                                     chosen_epsilon_pm1=chosen, bound_binds=binds, reason=reason))
+            reason = (
+                f"largest epsilon with mean SSIM ≥ {bound:g}: {chosen:g} (SSIM {ssim:.3f})"
+                if binds
+                else f"every epsilon in the grid kept mean SSIM ≥ {bound:g} (SSIM {ssim:.3f} at the largest, "
+                f"{chosen:g}): the grid, not perceptibility, limited epsilon; extend `epsilons_pm1` upward "
+                "to find where the bound binds"
+            )
+        choices.append(
+            EpsilonChoice(
+                attack_id=attack,
+                curve=curve,
+                bound=bound,
+                admissible_epsilons_pm1=admissible,
+                chosen_epsilon_pm1=chosen,
+                bound_binds=binds,
+                reason=reason,
+            )
+        )
     return tuple(choices)
 
 
-def fitness(surrogate_id: str, test_auc: IntervalRecord, cells: Sequence[CellRecord],
-            choices: Sequence[EpsilonChoice], section: FitnessSection) -> SurrogateFitness:
+def fitness(
+    surrogate_id: str,
+    test_auc: IntervalRecord,
+    cells: Sequence[CellRecord],
+    choices: Sequence[EpsilonChoice],
+    section: FitnessSection,
+) -> SurrogateFitness:
     """Fit = the clean test AUC's lower bound reaches the floor, and every attack run white-box on the
     surrogate at its chosen epsilon brings the surrogate's own AUC to the bound or below."""
     reasons = []
     if not (math.isfinite(test_auc.low) and test_auc.low >= section.min_surrogate_auc):
-        reasons.append(f"clean test AUC {test_auc.point:.3f} (lower bound {test_auc.low:.3f}) below the floor "
-                       f"{section.min_surrogate_auc:g}: the surrogate did not learn the task")
+        reasons.append(
+            f"clean test AUC {test_auc.point:.3f} (lower bound {test_auc.low:.3f}) below the floor "
+            f"{section.min_surrogate_auc:g}: the surrogate did not learn the task"
+        )
     checks = []
     for choice in choices:
         if choice.chosen_epsilon_pm1 is None:
             continue
-        cell = next((c for c in cells if c.surrogate_id == surrogate_id and c.attack_id == choice.attack_id
-                     and math.isclose(c.epsilon_pm1, choice.chosen_epsilon_pm1, abs_tol=1e-12)), None)
+        cell = next(
+            (
+                c
+                for c in cells
+                if c.surrogate_id == surrogate_id
+                and c.attack_id == choice.attack_id
+                and math.isclose(c.epsilon_pm1, choice.chosen_epsilon_pm1, abs_tol=1e-12)
+            ),
+            None,
+        )
         if cell is None:
             continue
         breaks = cell.surrogate_auc_whitebox <= section.max_whitebox_auc
         sibling = cell.sibling_relative_auc
         moves = sibling is None or sibling <= section.max_sibling_relative_auc
-        checks.append(WhiteboxCheck(attack_id=choice.attack_id, epsilon_pm1=cell.epsilon_pm1,
-                                    auc_whitebox=cell.surrogate_auc_whitebox, bound=section.max_whitebox_auc,
-                                    sibling_relative_auc=sibling, sibling_bound=section.max_sibling_relative_auc,
-                                    passed=breaks and moves))
+        checks.append(
+            WhiteboxCheck(
+                attack_id=choice.attack_id,
+                epsilon_pm1=cell.epsilon_pm1,
+                auc_whitebox=cell.surrogate_auc_whitebox,
+                bound=section.max_whitebox_auc,
+                sibling_relative_auc=sibling,
+                sibling_bound=section.max_sibling_relative_auc,
+                passed=breaks and moves,
+            )
+        )
         if not breaks:
-            reasons.append(f"{choice.attack_id} white-box at ε {cell.epsilon_pm1:g} leaves the surrogate's own AUC at "
-                           f"{cell.surrogate_auc_whitebox:.3f} > {section.max_whitebox_auc:g}: the attack does not "
-                           "break its own model")
+            reasons.append(
+                f"{choice.attack_id} white-box at ε {cell.epsilon_pm1:g} leaves the surrogate's own AUC at "
+                f"{cell.surrogate_auc_whitebox:.3f} > {section.max_whitebox_auc:g}: the attack does not "
+                "break its own model"
+            )
         if not moves:
-            reasons.append(f"{choice.attack_id} at ε {cell.epsilon_pm1:g} leaves the row's other seeds at "
-                           f"{sibling:.3f} of their clean AUC > {section.max_sibling_relative_auc:g}: its perturbations "
-                           "do not transfer even to a copy of the surrogate trained with another seed")
-    return SurrogateFitness(fit=not reasons, test_auc_floor=section.min_surrogate_auc, whitebox=tuple(checks),
-                            reasons=tuple(reasons))
+            reasons.append(
+                f"{choice.attack_id} at ε {cell.epsilon_pm1:g} leaves the row's other seeds at "
+                f"{sibling:.3f} of their clean AUC > {section.max_sibling_relative_auc:g}: its perturbations "
+                "do not transfer even to a copy of the surrogate trained with another seed"
+            )
+    return SurrogateFitness(
+        fit=not reasons, test_auc_floor=section.min_surrogate_auc, whitebox=tuple(checks), reasons=tuple(reasons)
+    )
 
 
-def with_fitness(surrogates: Sequence[SurrogateResult], cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice],
-                 section: FitnessSection) -> tuple[SurrogateResult, ...]:
-    return tuple(s.model_copy(update={"fitness": fitness(s.id, s.test_auc, cells, choices, section)})
-                 for s in surrogates)
+def with_fitness(
+    surrogates: Sequence[SurrogateResult],
+    cells: Sequence[CellRecord],
+    choices: Sequence[EpsilonChoice],
+    section: FitnessSection,
+) -> tuple[SurrogateResult, ...]:
+    return tuple(
+        s.model_copy(update={"fitness": fitness(s.id, s.test_auc, cells, choices, section)}) for s in surrogates
+    )
 
 
 def seed_spread(cells: Sequence[CellRecord]) -> tuple[SeedSpread, ...]:
@@ -103,9 +161,18 @@ def seed_spread(cells: Sequence[CellRecord]) -> tuple[SeedSpread, ...]:
     for (row_id, attack_id, eps), group in groups.items():
         values = [c.relative_auc.point for c in group]
         worst = min(group, key=lambda c: c.relative_auc.point)
-        out.append(SeedSpread(row_id=row_id, attack_id=attack_id, epsilon_pm1=eps, n_surrogates=len(group),
-                              relative_auc_min=min(values), relative_auc_median=float(statistics.median(values)),
-                              relative_auc_max=max(values), most_harmful_surrogate_id=worst.surrogate_id))
+        out.append(
+            SeedSpread(
+                row_id=row_id,
+                attack_id=attack_id,
+                epsilon_pm1=eps,
+                n_surrogates=len(group),
+                relative_auc_min=min(values),
+                relative_auc_median=float(statistics.median(values)),
+                relative_auc_max=max(values),
+                most_harmful_surrogate_id=worst.surrogate_id,
+            )
+        )
     return tuple(out)
 
 
@@ -114,9 +181,17 @@ def most_harmful(cells: Sequence[CellRecord], row_id: str, attack_id: str, eps: 
     return min(mine, key=lambda c: c.relative_auc.point) if mine else None
 
 
-def comparisons(scenario: Scenario, cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice], y: np.ndarray,
-                clean_scores: np.ndarray, groups: np.ndarray | None, task: str, k: int,
-                arrays_of: ArraysOf) -> tuple[PairedComparison, ...]:
+def comparisons(
+    scenario: Scenario,
+    cells: Sequence[CellRecord],
+    choices: Sequence[EpsilonChoice],
+    y: np.ndarray,
+    clean_scores: np.ndarray,
+    groups: np.ndarray | None,
+    task: str,
+    k: int,
+    arrays_of: ArraysOf,
+) -> tuple[PairedComparison, ...]:
     """Each scenario pair (A, B), per attack at its chosen epsilon: paired bootstrap of A - B on the same
     images, each row represented by its surrogate most harmful to the target."""
     out = []
@@ -129,18 +204,39 @@ def comparisons(scenario: Scenario, cells: Sequence[CellRecord], choices: Sequen
             a, b = (most_harmful(cells, r, choice.attack_id, eps) for r in (row_a, row_b))
             if a is None or b is None:
                 continue
-            d = bootstrap_paired_difference(y_auc, clean_scores, arrays_of(a)["adversarial_scores"], clean_scores,
-                                            arrays_of(b)["adversarial_scores"], resamples=scenario.bootstrap.resamples,
-                                            confidence=scenario.bootstrap.confidence, seed=scenario.seed, groups=groups)
-            out.append(PairedComparison(row_a=row_a, row_b=row_b, attack_id=choice.attack_id, epsilon_pm1=eps,
-                                        difference_auc_adversarial=_iv(d.auc_adversarial),
-                                        difference_relative_auc=_iv(d.relative_auc)))
+            d = bootstrap_paired_difference(
+                y_auc,
+                clean_scores,
+                arrays_of(a)["adversarial_scores"],
+                clean_scores,
+                arrays_of(b)["adversarial_scores"],
+                resamples=scenario.bootstrap.resamples,
+                confidence=scenario.bootstrap.confidence,
+                seed=scenario.seed,
+                groups=groups,
+            )
+            out.append(
+                PairedComparison(
+                    row_a=row_a,
+                    row_b=row_b,
+                    attack_id=choice.attack_id,
+                    epsilon_pm1=eps,
+                    difference_auc_adversarial=_iv(d.auc_adversarial),
+                    difference_relative_auc=_iv(d.relative_auc),
+                )
+            )
     return tuple(out)
 
 
 def _iv(iv) -> IntervalRecord:
-    return IntervalRecord(point=iv.point, low=iv.low, high=iv.high, confidence=iv.confidence, resamples=iv.resamples,
-                          degenerate=iv.degenerate)
+    return IntervalRecord(
+        point=iv.point,
+        low=iv.low,
+        high=iv.high,
+        confidence=iv.confidence,
+        resamples=iv.resamples,
+        degenerate=iv.degenerate,
+    )
 
 
 def _png(x_pm1: np.ndarray) -> str:
@@ -151,8 +247,16 @@ def _png(x_pm1: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def examples(cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice], *, labels: np.ndarray,
-             clean_scores: np.ndarray, shown: np.ndarray, originals: np.ndarray, arrays_of: ArraysOf) -> tuple[Example, ...]:
+def examples(
+    cells: Sequence[CellRecord],
+    choices: Sequence[EpsilonChoice],
+    *,
+    labels: np.ndarray,
+    clean_scores: np.ndarray,
+    shown: np.ndarray,
+    originals: np.ndarray,
+    arrays_of: ArraysOf,
+) -> tuple[Example, ...]:
     """Original, adversarial and amplified perturbation at each attack's chosen epsilon (first attacker)."""
     out = []
     for choice in choices:
@@ -164,17 +268,26 @@ def examples(cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice], *, l
         for j, index in enumerate(shown):
             original, adversarial = originals[j], arrays["example_adversarial"][j]
             label = labels[index]
-            out.append(Example(
-                row_id=cell.row_id, attack_id=cell.attack_id, epsilon_pm1=cell.epsilon_pm1,
-                label=tuple(int(v) for v in label) if np.ndim(label) else int(label), original_png=_png(original),
-                adversarial_png=_png(adversarial),
-                perturbation_png=_png(np.clip((adversarial - original) * amplification, -1, 1)),
-                amplification=amplification, score_clean=float(np.ravel(clean_scores[index])[0]),
-                score_adversarial=float(np.ravel(arrays["adversarial_scores"][index])[0])))
+            out.append(
+                Example(
+                    row_id=cell.row_id,
+                    attack_id=cell.attack_id,
+                    epsilon_pm1=cell.epsilon_pm1,
+                    label=tuple(int(v) for v in label) if np.ndim(label) else int(label),
+                    original_png=_png(original),
+                    adversarial_png=_png(adversarial),
+                    perturbation_png=_png(np.clip((adversarial - original) * amplification, -1, 1)),
+                    amplification=amplification,
+                    score_clean=float(np.ravel(clean_scores[index])[0]),
+                    score_adversarial=float(np.ravel(arrays["adversarial_scores"][index])[0]),
+                )
+            )
     return tuple(out)
 
 
 def learning_curve(record) -> tuple[EpochRecord, ...]:
     """A trained surrogate's per-epoch curve as result records."""
-    return tuple(EpochRecord(epoch=e.epoch, train_loss=e.train_loss, val_auc=e.val_auc, learning_rate=e.learning_rate)
-                 for e in record.curve)
+    return tuple(
+        EpochRecord(epoch=e.epoch, train_loss=e.train_loss, val_auc=e.val_auc, learning_rate=e.learning_rate)
+        for e in record.curve
+    )

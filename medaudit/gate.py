@@ -35,25 +35,41 @@ def junit_xml(results: AuditResults) -> bytes:
     rules, verdict, counts = results.gate, results.verdict, count_outcomes(results.gate)
     prov = results.provenance
     suites = ET.Element("testsuites", name="medaudit")
-    suite = ET.SubElement(suites, "testsuite", name=f"medaudit gate: {results.scenario.name}",
-                          tests=str(len(rules)), skipped="0", timestamp=prov.finished_at or prov.started_at,
-                          failures=str(counts["FAIL"] + counts["INCONCLUSIVE"]),
-                          errors=str(counts["ERROR"]))
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"medaudit gate: {results.scenario.name}",
+        tests=str(len(rules)),
+        skipped="0",
+        timestamp=prov.finished_at or prov.started_at,
+        failures=str(counts["FAIL"] + counts["INCONCLUSIVE"]),
+        errors=str(counts["ERROR"]),
+    )
     props = ET.SubElement(suite, "properties")
-    for name, value in (("verdict", verdict), *((f"count_{o.lower()}", counts[o]) for o in OUTCOMES),
-                        ("target_path", results.target.path), ("target_sha256", results.target.sha256),
-                        ("scenario_name", results.scenario.name),
-                        ("scenario_file_sha256", prov.scenario_file_sha256),
-                        ("scenario_canonical_sha256", prov.scenario_canonical_sha256),
-                        ("medaudit_version", prov.medaudit_version), ("code_commit", prov.code_commit),
-                        ("results_schema_version", results.schema_version)):
+    for name, value in (
+        ("verdict", verdict),
+        *((f"count_{o.lower()}", counts[o]) for o in OUTCOMES),
+        ("target_path", results.target.path),
+        ("target_sha256", results.target.sha256),
+        ("scenario_name", results.scenario.name),
+        ("scenario_file_sha256", prov.scenario_file_sha256),
+        ("scenario_canonical_sha256", prov.scenario_canonical_sha256),
+        ("medaudit_version", prov.medaudit_version),
+        ("code_commit", prov.code_commit),
+        ("results_schema_version", results.schema_version),
+    ):
         ET.SubElement(props, "property", name=name, value=str(value))
     for r in rules:
         case = ET.SubElement(suite, "testcase", name=r.id, classname=r.row_id, time="0")
         case_props = ET.SubElement(case, "properties")
-        for name, value in (("criterion_id", r.criterion_id), ("threat_id", r.threat_id), ("control_id", r.control_id),
-                            ("outcome", r.status), ("surrogate_id", r.surrogate_id or "-"),
-                            ("epsilon_pm1", "-" if r.epsilon_pm1 is None else f"{r.epsilon_pm1:g}")):
+        for name, value in (
+            ("criterion_id", r.criterion_id),
+            ("threat_id", r.threat_id),
+            ("control_id", r.control_id),
+            ("outcome", r.status),
+            ("surrogate_id", r.surrogate_id or "-"),
+            ("epsilon_pm1", "-" if r.epsilon_pm1 is None else f"{r.epsilon_pm1:g}"),
+        ):
             ET.SubElement(case_props, "property", name=name, value=str(value))
         detail = f"{r.criterion_id}: {r.rule}\nresult: {fmt_interval(r.value)}\n{r.status}: {r.message}"
         if r.status in ("FAIL", "INCONCLUSIVE"):
@@ -72,36 +88,51 @@ def write_junit(results: AuditResults, path: str | Path) -> None:
 
 def _md(text: object) -> str:
     """User text made safe for a Markdown table cell (no HTML, no column breaks)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+    return (
+        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+    )
 
 
 def markdown_summary(results: AuditResults) -> str:
     """A short, link-free summary for a pull-request comment: verdict, counts, every rule with its ids."""
     rules, verdict, worst = results.gate, results.verdict, results.worst_case
     counts = count_outcomes(rules)
-    lines = [f"### medaudit verdict: {verdict} {MARKS.get(verdict, '')}".rstrip(), "",
-             f"Scenario **{_md(results.scenario.name)}** · target `{_md(Path(results.target.path).name)}` · "
-             f"sha256 `{results.target.sha256[:16]}`", ""]
+    lines = [
+        f"### medaudit verdict: {verdict} {MARKS.get(verdict, '')}".rstrip(),
+        "",
+        f"Scenario **{_md(results.scenario.name)}** · target `{_md(Path(results.target.path).name)}` · "
+        f"sha256 `{results.target.sha256[:16]}`",
+        "",
+    ]
     if results.target.card.intended_use is None:
         lines += ["**! Intended use not supplied** with the target: the findings cannot be weighed against it.", ""]
     if not rules:
         lines += [f"No gate rules recorded: the run was not judged (verdict {verdict}).", ""]
     else:
-        lines += [f"{counts_text(results)} (junit.xml: {len(rules)} tests, "
-                  f"{counts['FAIL'] + counts['INCONCLUSIVE']} failures = fail + inconclusive, "
-                  f"{counts['ERROR']} errors)",
-                  "", "| | rule id | criterion | threat | worst ε ([-1, 1]) | surrogate judged | result (95% interval) "
-                  "| control |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"{counts_text(results)} (junit.xml: {len(rules)} tests, "
+            f"{counts['FAIL'] + counts['INCONCLUSIVE']} failures = fail + inconclusive, "
+            f"{counts['ERROR']} errors)",
+            "",
+            "| | rule id | criterion | threat | worst ε ([-1, 1]) | surrogate judged | result (95% interval) "
+            "| control |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in rules:
             eps = "—" if r.epsilon_pm1 is None else f"{r.epsilon_pm1:g}"
             result = f"ERROR: {r.message}" if r.status == "ERROR" else fmt_interval(r.value) if r.value else r.message
-            lines.append(f"| {MARKS[r.status]} | `{_md(r.id)}` | {r.criterion_id} | {_md(r.threat_id)} | {eps} | "
-                         f"{_md(r.surrogate_id or '—')} | {_md(result)} | {r.control_id} |")
+            lines.append(
+                f"| {MARKS[r.status]} | `{_md(r.id)}` | {r.criterion_id} | {_md(r.threat_id)} | {eps} | "
+                f"{_md(r.surrogate_id or '—')} | {_md(result)} | {r.control_id} |"
+            )
         lines.append("")
     for choice in results.epsilon_choice:
         if choice.admissible_epsilons_pm1 and not choice.bound_binds:
-            lines += [f"{_md(choice.attack_id)}: every ε in the grid met the perceptibility bound, so the grid, not "
-                      "perceptibility, limited ε; extend `epsilons_pm1` upward.", ""]
+            lines += [
+                f"{_md(choice.attack_id)}: every ε in the grid met the perceptibility bound, so the grid, not "
+                "perceptibility, limited ε; extend `epsilons_pm1` upward.",
+                "",
+            ]
     if worst is not None:
         lines += [f"**Worst case:** {_md(worst.statement)}", ""]
     return "\n".join(lines)

@@ -45,8 +45,7 @@ def _labels_scores(y_true, scores, *, name: str = "scores") -> tuple[np.ndarray,
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim not in (1, 2) or y.shape != s.shape or y.shape[0] == 0:
         raise AuditInputError(
-            f"y_true has shape {y.shape} and {name} has shape {s.shape}; "
-            "both must be (N,) or (N, K) with N >= 1"
+            f"y_true has shape {y.shape} and {name} has shape {s.shape}; both must be (N,) or (N, K) with N >= 1"
         )
     if not np.isin(y, (0, 1)).all():
         raise AuditInputError("y_true: labels must be 0/1 indicators; encode classes as 0/1")
@@ -76,9 +75,7 @@ def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(defined.mean()) if defined.size else float("nan")
 
 
-def resample_counts(
-    n_images: int, *, resamples: int, seed: int, groups: np.ndarray | None = None
-) -> np.ndarray:
+def resample_counts(n_images: int, *, resamples: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Bootstrap resamples as multiplicities, int (resamples, n_images): how often each image is
     drawn. With `groups` (one id per image) whole groups are drawn, so a group's images share one
     multiplicity (cluster bootstrap over patients)."""
@@ -88,9 +85,7 @@ def resample_counts(
     else:
         groups = np.asarray(groups)
         if groups.shape != (n_images,):
-            raise AuditInputError(
-                f"groups has shape {groups.shape}; it needs one patient id per image ({n_images},)"
-            )
+            raise AuditInputError(f"groups has shape {groups.shape}; it needs one patient id per image ({n_images},)")
         _, inverse = np.unique(groups, return_inverse=True)
         n_units = int(inverse.max()) + 1
     drawn = rng.integers(0, n_units, size=(resamples, n_units))
@@ -129,9 +124,7 @@ def bootstrap_aucs(y_true: np.ndarray, scores: np.ndarray, counts: np.ndarray) -
         raise AuditInputError(f"counts has shape {counts.shape}; expected (B, {y.shape[0]})")
     if y.ndim == 1:
         return _resampled_column_aucs(y, s, counts)
-    per_class = np.stack(
-        [_resampled_column_aucs(y[:, k], s[:, k], counts) for k in range(y.shape[1])], axis=1
-    )
+    per_class = np.stack([_resampled_column_aucs(y[:, k], s[:, k], counts) for k in range(y.shape[1])], axis=1)
     defined = np.isfinite(per_class)
     n_defined = defined.sum(axis=1)
     total = np.where(defined, per_class, 0.0).sum(axis=1)
@@ -169,8 +162,7 @@ def bootstrap_paired_auc(
     interval from the same seeded resamples of images (or of patients when `groups` is given)."""
     if resamples < 1 or not 0.0 < confidence < 1.0:
         raise AuditInputError(
-            f"resamples={resamples}, confidence={confidence}: "
-            "need resamples >= 1 and 0 < confidence < 1"
+            f"resamples={resamples}, confidence={confidence}: need resamples >= 1 and 0 < confidence < 1"
         )
     y, s_clean = _labels_scores(y_true, clean, name="clean")
     _, s_adv = _labels_scores(y, adversarial, name="adversarial")
@@ -178,8 +170,7 @@ def bootstrap_paired_auc(
     point_c, point_a, point_n = (np.float64(auc(y, s)) for s in (s_clean, s_adv, s_ctrl))
     if not np.isfinite(point_c):
         raise AuditInputError(
-            "y_true: test labels contain one class only; AUC is undefined; "
-            "use a test set with both classes"
+            "y_true: test labels contain one class only; AUC is undefined; use a test set with both classes"
         )
     counts = resample_counts(y.shape[0], resamples=resamples, seed=seed, groups=groups)
     c, a, n = (bootstrap_aucs(y, s, counts) for s in (s_clean, s_adv, s_ctrl))
@@ -214,9 +205,7 @@ def flips(y_pred_clean: np.ndarray, y_pred_adv: np.ndarray) -> dict[str, int]:
     }
 
 
-def threshold_at_specificity(
-    y_true: np.ndarray, scores_clean: np.ndarray, specificity: float
-) -> float:
+def threshold_at_specificity(y_true: np.ndarray, scores_clean: np.ndarray, specificity: float) -> float:
     """Smallest threshold (decision = score >= threshold) whose specificity on the clean negatives
     is >= `specificity` in [0, 1]. Candidates are the distinct clean scores, as the points of the
     ROC curve, and +inf (no image positive) when no observed score reaches the target."""
@@ -244,9 +233,7 @@ def sensitivity_at_threshold(y_true: np.ndarray, scores: np.ndarray, threshold: 
     return float((positives >= threshold).mean()) if positives.size else float("nan")
 
 
-def ssim_per_image(
-    originals: np.ndarray, perturbed: np.ndarray, *, data_range: float = 2.0
-) -> np.ndarray:
+def ssim_per_image(originals: np.ndarray, perturbed: np.ndarray, *, data_range: float = 2.0) -> np.ndarray:
     """SSIM (Wang et al. 2004) per image, values in [-1, 1], of (N, C, H, W) images in [-1, 1];
     window 7 px or the largest odd size that fits, colour channels averaged. Computed on the
     images shifted to [0, data_range], i.e. the usual SSIM of [0, 1] intensities."""
@@ -255,8 +242,7 @@ def ssim_per_image(
     p = np.asarray(perturbed, dtype=np.float64) + data_range / 2.0
     if x.ndim != 4 or x.shape != p.shape or min(x.shape[2:]) < 3:
         raise AuditInputError(
-            f"originals {x.shape} and perturbed {p.shape}: "
-            "need equal (N, C, H, W) shapes with H, W >= 3"
+            f"originals {x.shape} and perturbed {p.shape}: need equal (N, C, H, W) shapes with H, W >= 3"
         )
     side = min(x.shape[2:])
     win_size = min(7, side if side % 2 else side - 1)
@@ -301,9 +287,11 @@ def decision_changes(y_true: np.ndarray, clean: np.ndarray, perturbed: np.ndarra
     if y.ndim != 1:
         raise AuditInputError(f"decision_changes: needs binary (N,) labels; got {y.shape}")
     before, after, positive = s_clean >= threshold, s_pert >= threshold, y == 1
-    return DecisionChanges(true_positives_lost=int((positive & before & ~after).sum()),
-                           false_positives_created=int((~positive & ~before & after).sum()),
-                           flips=int((before != after).sum()))
+    return DecisionChanges(
+        true_positives_lost=int((positive & before & ~after).sum()),
+        false_positives_created=int((~positive & ~before & after).sum()),
+        flips=int((before != after).sum()),
+    )
 
 
 @dataclass(frozen=True)
@@ -331,8 +319,10 @@ def bootstrap_paired_difference(
     AUC A/clean_A - B/clean_B, each with a percentile interval over one set of resamples (of images,
     or of patients when `groups` is given), so the shared images' variance cancels."""
     y, ca = _labels_scores(y_true, clean_a, name="clean_a")
-    arrays = [ca] + [_labels_scores(y, s, name=n)[1] for s, n in
-                     ((adversarial_a, "adversarial_a"), (clean_b, "clean_b"), (adversarial_b, "adversarial_b"))]
+    arrays = [ca] + [
+        _labels_scores(y, s, name=n)[1]
+        for s, n in ((adversarial_a, "adversarial_a"), (clean_b, "clean_b"), (adversarial_b, "adversarial_b"))
+    ]
     points = [np.float64(auc(y, s)) for s in arrays]
     counts = resample_counts(y.shape[0], resamples=resamples, seed=seed, groups=groups)
     c_a, a_a, c_b, a_b = (bootstrap_aucs(y, s, counts) for s in arrays)

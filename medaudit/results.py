@@ -108,7 +108,9 @@ class WhiteboxCheck(Record):
     epsilon_pm1: float
     auc_whitebox: float  # surrogate AUC on its own adversarial images
     bound: float  # the check passes when auc_whitebox <= bound
-    sibling_relative_auc: float | None  # the row's other seeds' AUC on these images / their clean AUC (None: no sibling)
+    sibling_relative_auc: (
+        float | None
+    )  # the row's other seeds' AUC on these images / their clean AUC (None: no sibling)
     sibling_bound: float  # ... must be at most this: an attack that moves no copy of its own model transfers nothing
     passed: bool
 
@@ -385,8 +387,10 @@ def read_results(path: str | Path) -> AuditResults:
         raise AuditInputError(f"{path}: not valid JSON ({exc})") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
-        raise AuditInputError(f"{path}: results schema version {version!r}; this medaudit reads {SCHEMA_VERSION}; "
-                              "re-run the audit with this version")
+        raise AuditInputError(
+            f"{path}: results schema version {version!r}; this medaudit reads {SCHEMA_VERSION}; "
+            "re-run the audit with this version"
+        )
     try:
         return AuditResults.model_validate(raw)
     except ValidationError as err:

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from medaudit import zoo
+from medaudit.cache import content_key
 from medaudit.data import Images
 from medaudit.errors import AuditInputError
-from medaudit.cache import content_key
 from medaudit.files import atomic_write
 from medaudit.metrics import auc
 from medaudit.scenario import TrainingSection
@@ -109,8 +109,14 @@ class SurrogateRecord:
     @classmethod
     def from_json(cls, data: dict, *, weights_path: str, from_cache: bool) -> "SurrogateRecord":
         """The record `train_surrogate` wrote as JSON, its weights at `weights_path`."""
-        return cls(**{**data, "curve": tuple(EpochRecord(**e) for e in data["curve"]),
-                      "weights_path": weights_path, "from_cache": from_cache})
+        return cls(
+            **{
+                **data,
+                "curve": tuple(EpochRecord(**e) for e in data["curve"]),
+                "weights_path": weights_path,
+                "from_cache": from_cache,
+            }
+        )
 
 
 def default_device() -> str:
@@ -123,8 +129,15 @@ def validation_split(groups: np.ndarray, fraction: float, split_seed: int) -> tu
     It depends on the patients and the data seed only, so every model trained on a split, whatever its
     own seed, validates on the same images, and a patient keeps its side in any split that holds it."""
     unique = np.unique(groups)
-    keys = np.array([int.from_bytes(hashlib.blake2b(str(g).encode(), digest_size=8, key=str(split_seed).encode())
-                                    .digest(), "little") for g in unique], dtype=np.uint64)
+    keys = np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(str(g).encode(), digest_size=8, key=str(split_seed).encode()).digest(), "little"
+            )
+            for g in unique
+        ],
+        dtype=np.uint64,
+    )
     n_val = min(len(unique) - 1, max(1, int(round(len(unique) * fraction))))
     val = np.isin(groups, unique[np.argsort(keys, kind="stable")[:n_val]])
     return np.flatnonzero(~val), np.flatnonzero(val)
@@ -162,7 +175,9 @@ def predict_scores(model: torch.nn.Module, x: np.ndarray, task: str, device: str
     out = []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[start:start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+            xb = (
+                torch.from_numpy(x[start : start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+            )
             logits = model(xb).float()
             probs = torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, 1)
             out.append(probs.cpu().numpy().astype(np.float64))
@@ -171,13 +186,20 @@ def predict_scores(model: torch.nn.Module, x: np.ndarray, task: str, device: str
 
 
 def build_surrogate(spec: SurrogateSpec, weights_dir: Path | None = None) -> torch.nn.Module:
-    return zoo.build(spec.arch, init=spec.init, num_outputs=spec.n_logits, in_channels=spec.in_channels,
-                     image_size=spec.image_size, weights_dir=weights_dir)
+    return zoo.build(
+        spec.arch,
+        init=spec.init,
+        num_outputs=spec.n_logits,
+        in_channels=spec.in_channels,
+        image_size=spec.image_size,
+        weights_dir=weights_dir,
+    )
 
 
 def load_surrogate(record: SurrogateRecord, spec: SurrogateSpec, device: str) -> torch.nn.Module:
-    model = zoo.build(spec.arch, init="random", num_outputs=spec.n_logits, in_channels=spec.in_channels,
-                      image_size=spec.image_size)
+    model = zoo.build(
+        spec.arch, init="random", num_outputs=spec.n_logits, in_channels=spec.in_channels, image_size=spec.image_size
+    )
     model.load_state_dict(torch.load(record.weights_path, map_location="cpu", weights_only=True))
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
@@ -191,16 +213,24 @@ def next_learning_rate(lr: float, stale_epochs: int, cfg: TrainingSection) -> fl
     return lr
 
 
-def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, weights_dir: Path | None = None,
-                    device: str | None = None, progress=None) -> SurrogateRecord:
+def train_surrogate(
+    spec: SurrogateSpec,
+    images: Images,
+    cache_dir: Path,
+    *,
+    weights_dir: Path | None = None,
+    device: str | None = None,
+    progress=None,
+) -> SurrogateRecord:
     """Train (or load from `cache_dir`) the surrogate `spec` describes on `images` (its split)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     record_path = cache_dir / f"{spec.key}.json"
     weights_path = cache_dir / f"{spec.key}.pt"
     if record_path.is_file() and weights_path.is_file():  # paths are relative to the cache: it can move
-        return SurrogateRecord.from_json(json.loads(record_path.read_text()), weights_path=str(weights_path),
-                                         from_cache=True)
+        return SurrogateRecord.from_json(
+            json.loads(record_path.read_text()), weights_path=str(weights_path), from_cache=True
+        )
     device = device or default_device()
     cfg = TrainingSection(**spec.training)
     torch.manual_seed(spec.seed)
@@ -241,8 +271,15 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
             optimiser.step()
             losses.append(float(loss.detach()))
         val_auc = _safe_auc(y_val, predict_scores(model, x_val, spec.task, device), spec.task)
-        curve.append(EpochRecord(epoch=epoch, train_loss=float(np.mean(losses)), val_auc=val_auc, learning_rate=lr,
-                                 seconds=time.perf_counter() - epoch_started))
+        curve.append(
+            EpochRecord(
+                epoch=epoch,
+                train_loss=float(np.mean(losses)),
+                val_auc=val_auc,
+                learning_rate=lr,
+                seconds=time.perf_counter() - epoch_started,
+            )
+        )
         if progress:
             progress.update(task_id, advance=1, description=f"train {spec.id} val AUC {val_auc:.3f}")
         if val_auc > best_auc + cfg.min_delta_auc or best_state is None:
@@ -257,12 +294,25 @@ def train_surrogate(spec: SurrogateSpec, images: Images, cache_dir: Path, *, wei
     if progress:
         progress.update(task_id, completed=cfg.epochs)
     atomic_write(weights_path, lambda f: torch.save(best_state, f))
-    record = SurrogateRecord(id=spec.id, arch=spec.arch, init=spec.init, split=spec.split, seed=spec.seed,
-                             weights_path=str(weights_path), val_auc=best_auc, epochs_run=len(curve),
-                             best_epoch=best_epoch, stop_reason=stop_reason, curve=tuple(curve), n_train=len(x_tr),
-                             n_val=len(x_val), val_groups_sha256=_groups_sha256(images.groups[val_idx]),
-                             train_seconds=time.perf_counter() - started, device=device,
-                             from_cache=False)
+    record = SurrogateRecord(
+        id=spec.id,
+        arch=spec.arch,
+        init=spec.init,
+        split=spec.split,
+        seed=spec.seed,
+        weights_path=str(weights_path),
+        val_auc=best_auc,
+        epochs_run=len(curve),
+        best_epoch=best_epoch,
+        stop_reason=stop_reason,
+        curve=tuple(curve),
+        n_train=len(x_tr),
+        n_val=len(x_val),
+        val_groups_sha256=_groups_sha256(images.groups[val_idx]),
+        train_seconds=time.perf_counter() - started,
+        device=device,
+        from_cache=False,
+    )
     atomic_write(record_path, json.dumps(asdict(record), indent=1))
     return record
 
@@ -276,6 +326,8 @@ def _safe_auc(y: np.ndarray, scores: np.ndarray, task: str) -> float:
     y_eval = np.eye(scores.shape[1], dtype=np.int64)[y] if task == "multiclass" else y
     value = auc(y_eval, scores)
     if math.isnan(value):
-        raise AuditInputError(f"surrogate validation images ({len(y)}) hold one class only; raise "
-                              "`training.val_fraction` or use a larger development split")
+        raise AuditInputError(
+            f"surrogate validation images ({len(y)}) hold one class only; raise "
+            "`training.val_fraction` or use a larger development split"
+        )
     return value

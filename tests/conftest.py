@@ -27,8 +27,10 @@ def data_file(name: str) -> Path:
     path = DATA_DIR / name
     if path.is_file():
         return path
-    reason = (f"real-data test: {path} not found; to run it set {DATA_ENV}=DIR (a folder holding {name}) "
-              "or put shared/data beside the checkout")
+    reason = (
+        f"real-data test: {path} not found; to run it set {DATA_ENV}=DIR (a folder holding {name}) "
+        "or put shared/data beside the checkout"
+    )
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1 turns this skip into a failure)")
     pytest.skip(reason)
@@ -51,8 +53,9 @@ def synthetic_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -
     return images, labels
 
 
-def write_synthetic_npz(path: Path, *, size: int = 16, channels: int = 1, counts=(48, 16, 32),
-                        patient_ids: bool = False, seed: int = 0) -> Path:
+def write_synthetic_npz(
+    path: Path, *, size: int = 16, channels: int = 1, counts=(48, 16, 32), patient_ids: bool = False, seed: int = 0
+) -> Path:
     """A MedMNIST-style .npz of generated images: train/val/test with `counts` images, labels (N, 1)."""
     arrays = {}
     for offset, (split, n) in enumerate(zip(("train", "val", "test"), counts)):
@@ -79,14 +82,29 @@ class TinyNet(torch.nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-def export(module: torch.nn.Module, path: Path, dummy: torch.Tensor, *, card: dict | None = None,
-           dynamic: bool = True, output_names=("scores",)) -> Path:
+def export(
+    module: torch.nn.Module,
+    path: Path,
+    dummy: torch.Tensor,
+    *,
+    card: dict | None = None,
+    dynamic: bool = True,
+    output_names=("scores",),
+) -> Path:
     """torch.onnx.export a module (legacy exporter), optionally with a medaudit card in the metadata."""
     import onnx
 
     dynamic_axes = {"image": {0: "batch"}, **{n: {0: "batch"} for n in output_names}} if dynamic else None
-    torch.onnx.export(module.eval(), (dummy,), str(path), input_names=["image"], output_names=list(output_names),
-                      dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        module.eval(),
+        (dummy,),
+        str(path),
+        input_names=["image"],
+        output_names=list(output_names),
+        dynamic_axes=dynamic_axes,
+        opset_version=17,
+        dynamo=False,
+    )
     if card is not None:
         proto = onnx.load(str(path))
         entry = proto.metadata_props.add()
@@ -95,8 +113,13 @@ def export(module: torch.nn.Module, path: Path, dummy: torch.Tensor, *, card: di
     return path
 
 
-TINY_CARD = {"architecture": "tiny_cnn", "value_range": [-1, 1], "task": "binary", "class_names": ["n", "p"],
-             "output_kind": "logits"}
+TINY_CARD = {
+    "architecture": "tiny_cnn",
+    "value_range": [-1, 1],
+    "task": "binary",
+    "class_names": ["n", "p"],
+    "output_kind": "logits",
+}
 
 
 def tiny_target(path: Path, seed: int = 0) -> Path:

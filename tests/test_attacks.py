@@ -11,9 +11,23 @@ import pytest
 import torch
 
 from medaudit import zoo
-from medaudit.attacks import (ChannelsLast, GradientSmoothing, InputDiversity, LogitEnsemble, art_classifier,
-                              attack_id, attacked_model, control_noise, craft_adversarial, deliver_uint8, diverse_input,
-                              fold_batchnorm, gaussian_kernel, make_art_attack, run_attack)
+from medaudit.attacks import (
+    ChannelsLast,
+    GradientSmoothing,
+    InputDiversity,
+    LogitEnsemble,
+    art_classifier,
+    attack_id,
+    attacked_model,
+    control_noise,
+    craft_adversarial,
+    deliver_uint8,
+    diverse_input,
+    fold_batchnorm,
+    gaussian_kernel,
+    make_art_attack,
+    run_attack,
+)
 from medaudit.errors import AuditInputError
 from medaudit.metrics import auc
 from medaudit.scenario import FGSM, MIFGSM, PGD, AttackSpec, load_scenario
@@ -32,8 +46,11 @@ def _every_attack() -> list:
         fast = {k: v for k, v in FAST.items() if k in cls.model_fields}
         attacks.append(cls(name=name, **fast))
         if "diversity_prob" in cls.model_fields:
-            attacks += [cls(name=name, diversity_prob=0.5, **fast), cls(name=name, ti_kernel=3, **fast),
-                        cls(name=name, diversity_prob=0.5, ti_kernel=3, **fast)]
+            attacks += [
+                cls(name=name, diversity_prob=0.5, **fast),
+                cls(name=name, ti_kernel=3, **fast),
+                cls(name=name, diversity_prob=0.5, ti_kernel=3, **fast),
+            ]
     return attacks
 
 
@@ -73,8 +90,9 @@ def _scores(model, x):
 
 
 def _craft(attack, models, x, y, eps=(EPS,), seed=0):
-    return craft_adversarial(attack, models, x, y, epsilons_pm1=eps, n_logits=2, multilabel=False, batch_size=32,
-                             seed=seed, device="cpu")
+    return craft_adversarial(
+        attack, models, x, y, epsilons_pm1=eps, n_logits=2, multilabel=False, batch_size=32, seed=seed, device="cpu"
+    )
 
 
 # ---------------------------------------------------------------- ids
@@ -194,14 +212,16 @@ def test_an_ensemble_of_two_differs_from_each_and_lowers_both_models_auc(trained
 @pytest.mark.parametrize("attack", [ATTACKS[0], ATTACKS[1], ATTACKS[-1]], ids=attack_id)
 def test_an_ensemble_of_one_model_twice_is_the_plain_attack_bit_for_bit(trained, attack):
     model, _, x, y = trained
-    np.testing.assert_array_equal(_craft(attack, [model, model], x, y)[EPS].x_adv,
-                                  _craft(attack, [model], x, y)[EPS].x_adv)
+    np.testing.assert_array_equal(
+        _craft(attack, [model, model], x, y)[EPS].x_adv, _craft(attack, [model], x, y)[EPS].x_adv
+    )
 
 
 def test_a_single_surrogate_is_plain_art_on_the_channels_last_model(trained):
     model, _, x, y = trained
-    classifier = art_classifier(ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16),
-                                multilabel=False, device="cpu")
+    classifier = art_classifier(
+        ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16), multilabel=False, device="cpu"
+    )
     attack = PGD(name="pgd", iterations=3)
     plain = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False, batch_size=32)
     np.testing.assert_array_equal(_craft(attack, [model], x, y, eps=(0.02,))[0.02].x_adv, plain.x_adv)
@@ -217,8 +237,10 @@ def test_ti_kernel_1_is_the_plain_attack(trained):
     model, _, x, y = trained
     for spec in (PGD, MIFGSM):
         name = typing.get_args(spec.model_fields["name"].annotation)[0]
-        np.testing.assert_array_equal(_craft(spec(name=name, iterations=3, ti_kernel=1), [model], x, y)[EPS].x_adv,
-                                      _craft(spec(name=name, iterations=3), [model], x, y)[EPS].x_adv)
+        np.testing.assert_array_equal(
+            _craft(spec(name=name, iterations=3, ti_kernel=1), [model], x, y)[EPS].x_adv,
+            _craft(spec(name=name, iterations=3), [model], x, y)[EPS].x_adv,
+        )
 
 
 def test_fgsm_takes_one_gradient_for_every_epsilon(trained):
@@ -237,13 +259,15 @@ def test_each_epsilon_is_the_same_whichever_others_are_asked_for(trained):
     together = _craft(attack, [model], x[:32], y[:32], eps=(0.01, 0.03), seed=1)
     alone = _craft(attack, [model], x[:32], y[:32], eps=(0.03,), seed=1)
     np.testing.assert_array_equal(together[0.03].x_adv, alone[0.03].x_adv)
-    assert not np.array_equal(_craft(attack, [model], x[:32], y[:32], eps=(0.03,), seed=2)[0.03].x_adv,
-                              alone[0.03].x_adv)  # the seed matters: random start and DI draw from it
+    assert not np.array_equal(
+        _craft(attack, [model], x[:32], y[:32], eps=(0.03,), seed=2)[0.03].x_adv, alone[0.03].x_adv
+    )  # the seed matters: random start and DI draw from it
 
 
 def test_surrogates_are_frozen_copies_in_channels_last_and_pgd_runs_in_arts_torch_loop(trained):
     from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_pytorch import (
-        ProjectedGradientDescentPyTorch)
+        ProjectedGradientDescentPyTorch,
+    )
 
     model, _, _, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -294,11 +318,24 @@ def test_multilabel_surrogate_attack_with_bce(trained):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
     labels = np.stack([y, 1 - y, y], axis=1)
-    out = craft_adversarial(PGD(name="pgd", iterations=3), [model], x, labels, epsilons_pm1=[0.02], n_logits=3,
-                            multilabel=True, batch_size=32, seed=0, device="cpu")[0.02]
+    out = craft_adversarial(
+        PGD(name="pgd", iterations=3),
+        [model],
+        x,
+        labels,
+        epsilons_pm1=[0.02],
+        n_logits=3,
+        multilabel=True,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+    )[0.02]
     assert 0 < out.max_abs_delta <= 0.02 + 1e-6
     with torch.no_grad():  # the attack raises the multi-label loss of every image's true label vector
-        loss = [torch.nn.functional.binary_cross_entropy_with_logits(model(torch.from_numpy(v)),
-                                                                     torch.from_numpy(labels).float()).item()
-                for v in (x, out.x_adv)]
+        loss = [
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                model(torch.from_numpy(v)), torch.from_numpy(labels).float()
+            ).item()
+            for v in (x, out.x_adv)
+        ]
     assert loss[1] > loss[0]

@@ -14,8 +14,12 @@ runner = CliRunner()
 
 
 def _target(tmp_path, card=None):
-    return export(TinyNet(), tmp_path / "m.onnx", torch.zeros(2, 1, 16, 16),
-                  card=card if card is not None else {"value_range": [-1, 1], "task": "binary"})
+    return export(
+        TinyNet(),
+        tmp_path / "m.onnx",
+        torch.zeros(2, 1, 16, 16),
+        card=card if card is not None else {"value_range": [-1, 1], "task": "binary"},
+    )
 
 
 def _rows(output: str) -> dict[str, str]:
@@ -57,9 +61,11 @@ def test_inspect_shows_what_it_read_then_names_each_missing_line(tmp_path):
     assert rows["output_kind"] == "sigmoid | graph (final op)" and rows["input_size"] == "(16, 16) | graph"
     assert rows["task"] == "MISSING | add `task: binary`"
     assert rows["value_range"].startswith("MISSING | add `value_range: [0, 1]")
-    assert result.stderr.strip() == (f"medaudit: error: {path}: 2 card field(s) needed and missing; add `task: binary`; "
-                                     "`value_range: [0, 1]` to scenario `target.card`, sig.onnx.card.yaml, or ONNX "
-                                     "metadata `medaudit.card`")
+    assert result.stderr.strip() == (
+        f"medaudit: error: {path}: 2 card field(s) needed and missing; add `task: binary`; "
+        "`value_range: [0, 1]` to scenario `target.card`, sig.onnx.card.yaml, or ONNX "
+        "metadata `medaudit.card`"
+    )
     (tmp_path / "sig.onnx.card.yaml").write_text("task: binary\nvalue_range: [0, 1]\n")
     complete = runner.invoke(app, ["inspect", str(path)])
     assert complete.exit_code == 0, complete.output
@@ -67,11 +73,14 @@ def test_inspect_shows_what_it_read_then_names_each_missing_line(tmp_path):
     assert rows["positive_index"] == "— | not used: one output column"  # no column 1
 
 
-@pytest.mark.parametrize("kind, said", [
-    ("state_dict-zip", "a zip written by torch.save (a pickled state_dict or model, no TorchScript code)"),
-    ("raw-pickle", "a raw Python pickle"),
-    ("empty", "the model file is empty (0 bytes)"),
-])
+@pytest.mark.parametrize(
+    "kind, said",
+    [
+        ("state_dict-zip", "a zip written by torch.save (a pickled state_dict or model, no TorchScript code)"),
+        ("raw-pickle", "a raw Python pickle"),
+        ("empty", "the model file is empty (0 bytes)"),
+    ],
+)
 def test_inspect_says_what_a_non_model_file_is(tmp_path, kind, said):
     path = tmp_path / "weights.pt"
     if kind == "empty":
@@ -104,10 +113,24 @@ def test_run_without_data_or_with_unresolvable_surrogate(tmp_path, synthetic_npz
     path = _target(tmp_path)
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\nsurrogates: [{arch: same}]\n")
-    no_data = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--out", str(tmp_path / "o")])
+    no_data = runner.invoke(
+        app, ["run", "--target", str(path), "--scenario", str(scenario), "--out", str(tmp_path / "o")]
+    )
     assert no_data.exit_code == 2 and "no data: give --data PATH" in no_data.output
-    same = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--data", str(synthetic_npz),
-                               "--out", str(tmp_path / "o")])
+    same = runner.invoke(
+        app,
+        [
+            "run",
+            "--target",
+            str(path),
+            "--scenario",
+            str(scenario),
+            "--data",
+            str(synthetic_npz),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert same.exit_code == 2 and "`arch: same` needs the target card's `architecture`" in same.output
     assert not (tmp_path / "o").exists()  # nothing half-written
 
@@ -117,15 +140,20 @@ def test_run_missing_target_file_is_a_one_line_usage_error(tmp_path):
     scenario.write_text("name: s\n")
     result = runner.invoke(app, ["run", "--target", str(tmp_path / "nope.onnx"), "--scenario", str(scenario)])
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr == (f"medaudit: error: Invalid value for '--target': file '{tmp_path / 'nope.onnx'}' does not "
-                             "exist. (see `root run --help`)\n")
+    assert result.stderr == (
+        f"medaudit: error: Invalid value for '--target': file '{tmp_path / 'nope.onnx'}' does not "
+        "exist. (see `root run --help`)\n"
+    )
 
 
-@pytest.mark.parametrize("args, said", [
-    (["run", "--bogus"], "No such option: --bogus"),
-    (["nonsense"], "No such command 'nonsense'"),
-    (["run", "--batch-size", "0", "--target", "x", "--scenario", "y"], "Invalid value for '--batch-size'"),
-])
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["nonsense"], "No such command 'nonsense'"),
+        (["run", "--batch-size", "0", "--target", "x", "--scenario", "y"], "Invalid value for '--batch-size'"),
+    ],
+)
 def test_usage_errors_are_one_line(args, said):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and result.stdout == ""
@@ -160,8 +188,20 @@ def test_run_refuses_missing_imagenet_weights_before_writing(tmp_path, synthetic
     path = _target(tmp_path)
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\nsurrogates: [{arch: resnet18, init: imagenet}]\nweights_dir: %s\n" % tmp_path)
-    result = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--data",
-                                 str(synthetic_npz), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--target",
+            str(path),
+            "--scenario",
+            str(scenario),
+            "--data",
+            str(synthetic_npz),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2 and "resnet18-f37072fd.pth not found in weights_dir" in result.output
     assert not (tmp_path / "o").exists()
 
@@ -170,8 +210,20 @@ def test_run_refuses_data_size_that_contradicts_the_model(tmp_path, synthetic_np
     path = _target(tmp_path)
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\ndata: {image_size: 32}\n")
-    result = runner.invoke(app, ["run", "--target", str(path), "--scenario", str(scenario), "--data",
-                                 str(synthetic_npz), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--target",
+            str(path),
+            "--scenario",
+            str(scenario),
+            "--data",
+            str(synthetic_npz),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2 and "card `input_size` is (32, 32) (scenario) but the model input" in result.output
 
 

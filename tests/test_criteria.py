@@ -19,8 +19,9 @@ NOISE = {"min_control_relative_auc": 0.9}
 EPS3 = (0.01, 0.02, 0.03)
 
 
-def _cell(sid: str, eps: float, *, attack: str = "fgsm", rel=None, drop=None, noise=None, adv: float = 0.6,
-          row: str = ROW) -> CellRecord:
+def _cell(
+    sid: str, eps: float, *, attack: str = "fgsm", rel=None, drop=None, noise=None, adv: float = 0.6, row: str = ROW
+) -> CellRecord:
     return make_cell(row, sid, attack, eps, adv, relative=rel, drop=drop, control_relative=noise)
 
 
@@ -46,11 +47,16 @@ def test_registry_criteria_are_gate_fields_and_cell_intervals():
 
 def test_the_worst_admissible_epsilon_decides_and_is_named():
     # 0.01 passes, 0.02 fails, 0.03 straddles; 0.04 is worse still but not admissible (SSIM)
-    cells = [_cell("s0", 0.01, rel=iv(0.85, 0.82, 0.88)), _cell("s0", 0.02, rel=iv(0.70, 0.65, 0.75)),
-             _cell("s0", 0.03, rel=iv(0.80, 0.76, 0.84)), _cell("s0", 0.04, rel=iv(0.30, 0.25, 0.35))]
+    cells = [
+        _cell("s0", 0.01, rel=iv(0.85, 0.82, 0.88)),
+        _cell("s0", 0.02, rel=iv(0.70, 0.65, 0.75)),
+        _cell("s0", 0.03, rel=iv(0.80, 0.76, 0.84)),
+        _cell("s0", 0.04, rel=iv(0.30, 0.25, 0.35)),
+    ]
     rules, verdict, _ = _run(cells, REL)
     assert [(r.id, r.status, r.epsilon_pm1, r.surrogate_id) for r in rules] == [
-        (f"{ROW}/fgsm/min-relative-auc", "FAIL", 0.02, "s0")]
+        (f"{ROW}/fgsm/min-relative-auc", "FAIL", 0.02, "s0")
+    ]
     assert rules[0].value.low == 0.65 and rules[0].criterion_id == "C-REL-AUC"
     assert rules[0].threat_id == f"T-{ROW}" and rules[0].control_id == "CTL-IMAGE-INTEGRITY"
     assert "ε 0.02 (2.55 grey levels)" in rules[0].message and "0.01, 0.02, 0.03" in rules[0].message
@@ -58,17 +64,24 @@ def test_the_worst_admissible_epsilon_decides_and_is_named():
 
 
 def test_inconclusive_at_a_small_epsilon_outranks_a_pass_at_the_largest():
-    cells = [_cell("s0", 0.01, drop=iv(0.08, 0.04, 0.12)), _cell("s0", 0.02, drop=iv(0.05, 0.02, 0.08)),
-             _cell("s0", 0.03, drop=iv(0.06, 0.03, 0.09))]
+    cells = [
+        _cell("s0", 0.01, drop=iv(0.08, 0.04, 0.12)),
+        _cell("s0", 0.02, drop=iv(0.05, 0.02, 0.08)),
+        _cell("s0", 0.03, drop=iv(0.06, 0.03, 0.09)),
+    ]
     rules, verdict, _ = _run(cells, DROP)
     assert (rules[0].status, rules[0].epsilon_pm1, rules[0].value.high) == ("INCONCLUSIVE", 0.01, 0.12)
     assert verdict == "INCONCLUSIVE"
 
 
-@pytest.mark.parametrize("gate, field, intervals, eps", [
-    (REL, "rel", (iv(0.80, 0.78, 0.82), iv(0.79, 0.76, 0.82), iv(0.81, 0.77, 0.85)), 0.02),  # lowest lower bound
-    (DROP, "drop", (iv(0.10, 0.08, 0.12), iv(0.11, 0.07, 0.14), iv(0.10, 0.09, 0.13)), 0.02),  # highest upper bound
-], ids=["at-least", "at-most"])
+@pytest.mark.parametrize(
+    "gate, field, intervals, eps",
+    [
+        (REL, "rel", (iv(0.80, 0.78, 0.82), iv(0.79, 0.76, 0.82), iv(0.81, 0.77, 0.85)), 0.02),  # lowest lower bound
+        (DROP, "drop", (iv(0.10, 0.08, 0.12), iv(0.11, 0.07, 0.14), iv(0.10, 0.09, 0.13)), 0.02),  # highest upper bound
+    ],
+    ids=["at-least", "at-most"],
+)
 def test_ties_go_to_the_most_harmful_bound(gate, field, intervals, eps):
     cells = [_cell("s0", e, **{field: i}) for e, i in zip(EPS3, intervals)]
     rules, _, _ = _run(cells, gate)
@@ -79,8 +92,11 @@ def test_the_seed_most_harmful_to_the_target_is_judged_and_named():
     cells = [_cell(s, e, rel=iv(0.9, 0.85, 0.95)) for s in ("s0", "s1") for e in EPS3]
     cells[4] = _cell("s1", 0.02, rel=iv(0.80, 0.78, 0.82))  # one seed straddles at one epsilon
     ensemble = [_cell("ens", e, rel=iv(0.86, 0.81, 0.91)) for e in EPS3]
-    surrogates = [make_surrogate(ROW, "s0", 0), make_surrogate(ROW, "s1", 1),
-                  make_surrogate(ROW, "ens", -1, member_ids=("s0", "s1"))]
+    surrogates = [
+        make_surrogate(ROW, "s0", 0),
+        make_surrogate(ROW, "s1", 1),
+        make_surrogate(ROW, "ens", -1, member_ids=("s0", "s1")),
+    ]
     rules, verdict, _ = _run(cells + ensemble, REL, surrogates=surrogates)
     assert [(r.status, r.surrogate_id, r.epsilon_pm1) for r in rules] == [("INCONCLUSIVE", "s1", 0.02)]
     assert "most harmful of 3 fit surrogate(s)" in rules[0].message
@@ -105,10 +121,14 @@ def test_a_failure_measured_with_an_unfit_surrogate_is_still_a_failure():
     assert "unfit surrogate (at chance): still a FAIL" in rules[0].message
 
 
-@pytest.mark.parametrize("unfit_interval, status", [
-    (iv(0.80, 0.76, 0.84), "PASS"),  # the unfit seed's inconclusive result is no evidence: the fit seed passes
-    (iv(0.60, 0.55, 0.65), "FAIL"),  # but its failure is
-], ids=["unfit-inconclusive-ignored", "unfit-fail-counts"])
+@pytest.mark.parametrize(
+    "unfit_interval, status",
+    [
+        (iv(0.80, 0.76, 0.84), "PASS"),  # the unfit seed's inconclusive result is no evidence: the fit seed passes
+        (iv(0.60, 0.55, 0.65), "FAIL"),  # but its failure is
+    ],
+    ids=["unfit-inconclusive-ignored", "unfit-fail-counts"],
+)
 def test_with_some_fit_seeds_the_fit_ones_are_judged(unfit_interval, status):
     cells = [_cell("s0", e, rel=iv(0.9, 0.85, 0.95)) for e in EPS3] + [_cell("s1", e, rel=unfit_interval) for e in EPS3]
     surrogates = [make_surrogate(ROW, "s0", 0), make_surrogate(ROW, "s1", 1, fit=False, reasons=("budget",))]
@@ -118,22 +138,29 @@ def test_with_some_fit_seeds_the_fit_ones_are_judged(unfit_interval, status):
 
 
 def test_noise_fragility_is_its_own_criterion():
-    cells = [_cell("s0", e, rel=iv(0.95, 0.92, 0.98), noise=iv(n, n - 0.01, n + 0.01))
-             for e, n in zip(EPS3, (0.97, 0.93, 0.86))]
+    cells = [
+        _cell("s0", e, rel=iv(0.95, 0.92, 0.98), noise=iv(n, n - 0.01, n + 0.01))
+        for e, n in zip(EPS3, (0.97, 0.93, 0.86))
+    ]
     rules, verdict, _ = _run(cells, {**REL, **NOISE})
     assert [(r.id, r.criterion_id, r.status, r.epsilon_pm1) for r in rules] == [
         (f"{ROW}/fgsm/min-relative-auc", "C-REL-AUC", "PASS", 0.01),
-        (f"{ROW}/fgsm/min-control-relative-auc", "C-NOISE", "FAIL", 0.03)]
+        (f"{ROW}/fgsm/min-control-relative-auc", "C-NOISE", "FAIL", 0.03),
+    ]
     assert rules[1].control_id == "CTL-NOISE-ROBUST" and "noise" in rules[1].rule
     assert verdict == "FAIL"
 
 
 def test_worst_over_attacks_per_row_and_criterion():
-    cells = ([_cell("s0", e, rel=iv(0.9, 0.86, 0.94)) for e in EPS3]
-             + [_cell("s0", e, attack="pgd", rel=iv(0.84, 0.79, 0.89)) for e in EPS3])
+    cells = [_cell("s0", e, rel=iv(0.9, 0.86, 0.94)) for e in EPS3] + [
+        _cell("s0", e, attack="pgd", rel=iv(0.84, 0.79, 0.89)) for e in EPS3
+    ]
     rules, verdict, _ = _run(cells, REL)
-    assert [r.id for r in rules] == [f"{ROW}/fgsm/min-relative-auc", f"{ROW}/pgd/min-relative-auc",
-                                     f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc"]
+    assert [r.id for r in rules] == [
+        f"{ROW}/fgsm/min-relative-auc",
+        f"{ROW}/pgd/min-relative-auc",
+        f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
+    ]
     worst = rules[-1]
     assert (worst.status, worst.attack_id, worst.value.low) == ("INCONCLUSIVE", WORST_OVER_ATTACKS, 0.79)
     assert worst.message.startswith("worst attack pgd;") and verdict == "INCONCLUSIVE"
@@ -143,7 +170,8 @@ def test_no_criteria_gives_one_inconclusive_rule_saying_so():
     cells = [_cell("s0", e) for e in EPS3]
     rules, verdict, worst = _run(cells, {"threshold": 0.5})
     assert [(r.id, r.criterion_id, r.status, r.message) for r in rules] == [
-        ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)]
+        ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)
+    ]
     assert verdict == "INCONCLUSIVE" and worst is not None
 
 
@@ -151,9 +179,12 @@ def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():
     cells = [_cell("s0", e, rel=iv(0.95)) for e in EPS3] + [_cell("s0", e, attack="pgd", rel=iv(0.95)) for e in EPS3]
     rules, verdict, _ = _run(cells, {**REL, **DROP}, admissible={"fgsm": EPS3, "pgd": ()})
     errors = [r for r in rules if r.status == "ERROR"]
-    assert {r.id for r in errors} == {f"{ROW}/pgd/min-relative-auc", f"{ROW}/pgd/max-adversarial-specific-drop",
-                                      f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
-                                      f"{ROW}/{WORST_OVER_ATTACKS}/max-adversarial-specific-drop"}
+    assert {r.id for r in errors} == {
+        f"{ROW}/pgd/min-relative-auc",
+        f"{ROW}/pgd/max-adversarial-specific-drop",
+        f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
+        f"{ROW}/{WORST_OVER_ATTACKS}/max-adversarial-specific-drop",
+    }
     assert all("extend `epsilons_pm1` downward" in r.message for r in errors)
     assert verdict == "ERROR"
 
@@ -166,9 +197,14 @@ def test_missing_cell_and_undefined_interval_are_errors():
     assert verdict == "ERROR" and "undefined" in rules[0].message  # an undefined interval outranks a failure
 
 
-@pytest.mark.parametrize("statuses, verdict", [
-    (("PASS", "PASS"), "PASS"), (("PASS", "INCONCLUSIVE"), "INCONCLUSIVE"), (("INCONCLUSIVE", "FAIL"), "FAIL"),
-])
+@pytest.mark.parametrize(
+    "statuses, verdict",
+    [
+        (("PASS", "PASS"), "PASS"),
+        (("PASS", "INCONCLUSIVE"), "INCONCLUSIVE"),
+        (("INCONCLUSIVE", "FAIL"), "FAIL"),
+    ],
+)
 def test_verdict_precedence(statuses, verdict):
     interval = {"PASS": iv(0.9, 0.85, 0.95), "FAIL": iv(0.6, 0.55, 0.65), "INCONCLUSIVE": iv(0.8, 0.75, 0.85)}
     rows = {f"same-imagenet-d{k + 1}": s for k, s in enumerate(statuses)}
@@ -186,8 +222,12 @@ def test_judging_needs_each_surrogates_fitness():
 
 
 def test_worst_case_is_the_lowest_adversarial_auc_at_an_admissible_epsilon():
-    cells = [_cell("s0", 0.01, adv=0.7), _cell("s0", 0.02, adv=0.55), _cell("s0", 0.03, adv=0.58),
-             _cell("s0", 0.04, adv=0.3)]  # 0.04 is lower but beyond the perceptibility bound
+    cells = [
+        _cell("s0", 0.01, adv=0.7),
+        _cell("s0", 0.02, adv=0.55),
+        _cell("s0", 0.03, adv=0.58),
+        _cell("s0", 0.04, adv=0.3),
+    ]  # 0.04 is lower but beyond the perceptibility bound
     worst = worst_case(cells, [make_choice("fgsm", EPS3)])
     assert (worst.attack_id, worst.epsilon_pm1, worst.auc_adversarial.point) == ("fgsm", 0.02, 0.55)
     assert "ε = 0.02 in [-1, 1] units (2.55 grey levels of 255)" in worst.statement

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from medaudit.data import load_data, make_splits, to_canonical
-from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
+from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split
 from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 
@@ -94,8 +94,14 @@ def _write_folder(tmp_path, *, dicom: bool, split_column: bool = True, n_dev: in
             write_dicom(tmp_path / name, im)
         else:
             Image.fromarray(im).save(tmp_path / name)
-        rows.append({"path": name, "label": int(label), "patient": f"p{i // 2}",
-                     **({"split": "test" if i >= n_dev else "train"} if split_column else {})})
+        rows.append(
+            {
+                "path": name,
+                "label": int(label),
+                "patient": f"p{i // 2}",
+                **({"split": "test" if i >= n_dev else "train"} if split_column else {}),
+            }
+        )
     csv_path = tmp_path / "data.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -137,8 +143,9 @@ def test_made_test_split_by_hand():
     assert len(set(groups[held]) & set("efghij")) == 2  # round(6 * 0.25) = round(1.5) = 2 (banker's)
     assert not set(groups[held]) & set(groups[~held])  # whole patients
     np.testing.assert_array_equal(make_test_split(groups, strata, seed=0, fraction=0.25), held)
-    assert not np.array_equal(make_test_split(groups, strata, seed=1, fraction=0.25), held) or \
-        not np.array_equal(make_test_split(groups, strata, seed=2, fraction=0.25), held)
+    assert not np.array_equal(make_test_split(groups, strata, seed=1, fraction=0.25), held) or not np.array_equal(
+        make_test_split(groups, strata, seed=2, fraction=0.25), held
+    )
     lone = make_test_split(np.array(["x", "y"]), np.array(["0", "1"]), seed=0, fraction=0.25)
     assert not lone.any()  # a stratum of one patient stays in development
 
@@ -149,6 +156,10 @@ def test_csv_without_split_column_gets_a_stated_patient_level_split(tmp_path):
     assert data.patient_level and len(data.test) == 8 and len(data.development) == 32  # 20 patients, 4 held out
     assert not set(data.development.groups) & set(data.test.groups)
     assert data.split_rule.startswith("no `split` column in data.csv: medaudit held out 20% of each label's patients")
-    assert "seed 0" in data.split_rule and "by patient column `patient`" in data.split_rule and any(data.split_rule.startswith(note) for note in data.notes)
+    assert (
+        "seed 0" in data.split_rule
+        and "by patient column `patient`" in data.split_rule
+        and any(data.split_rule.startswith(note) for note in data.notes)
+    )
     again = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
     assert again.split_ids_sha256 == data.split_ids_sha256

@@ -48,10 +48,28 @@ def audit(tmp_path_factory, pneumonia_path):
     scenario_path = root / "scenario.yaml"
     scenario_path.write_text(SCENARIO)
     cache = root / "cache"
-    target = build_target(load_scenario(scenario_path), pneumonia_path, arch="tiny_cnn", init="random",
-                          out_path=root / "target.onnx", cache_dir=cache, class_names=("normal", "pneumonia"))
-    args = ["run", "--target", str(target), "--scenario", str(scenario_path), "--data", str(pneumonia_path),
-            "--out", str(root / "out"), "--cache", str(cache)]
+    target = build_target(
+        load_scenario(scenario_path),
+        pneumonia_path,
+        arch="tiny_cnn",
+        init="random",
+        out_path=root / "target.onnx",
+        cache_dir=cache,
+        class_names=("normal", "pneumonia"),
+    )
+    args = [
+        "run",
+        "--target",
+        str(target),
+        "--scenario",
+        str(scenario_path),
+        "--data",
+        str(pneumonia_path),
+        "--out",
+        str(root / "out"),
+        "--cache",
+        str(cache),
+    ]
     first = CliRunner().invoke(app, args)
     # later tests re-run into out/ (--resume rewrites results.json): the first run's results are kept aside
     shutil.copy(root / "out" / "results.json", root / FIRST_RESULTS)
@@ -82,7 +100,9 @@ def test_cells_measure_a_real_attack(audit):
     for cell in results["cells"]:
         assert cell["max_abs_delta_pm1"] <= cell["epsilon_pm1"] + 1e-6
         assert cell["auc_clean"]["low"] <= cell["auc_clean"]["point"] <= cell["auc_clean"]["high"]
-        assert cell["surrogate_auc_whitebox"] < cell["surrogate_auc_clean"]["point"]  # the attack works on its own model
+        assert (
+            cell["surrogate_auc_whitebox"] < cell["surrogate_auc_clean"]["point"]
+        )  # the attack works on its own model
     strong = by_eps[("fgsm", 0.04)]
     assert strong["auc_adversarial"]["point"] < strong["auc_clean"]["point"]
     assert strong["mean_ssim"] < by_eps[("fgsm", 0.01)]["mean_ssim"]
@@ -93,8 +113,9 @@ def test_cells_measure_a_real_attack(audit):
 def test_pdf_names_target_hash_and_verdict(audit):
     root, _, _ = audit
     results = json.loads((root / FIRST_RESULTS).read_text())
-    text = subprocess.run(["pdftotext", str(root / "out" / "report.pdf"), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", str(root / "out" / "report.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
     assert results["target"]["sha256"][:16] in text and results["verdict"] in text
     html = (root / "out" / "report.html").read_text()
     assert "<b>escaped</b>" not in html and "&lt;b&gt;escaped&lt;/b&gt;" in html
@@ -107,8 +128,12 @@ def test_second_run_reuses_cache_and_resume_recomputes_nothing(audit):
     assert again.exit_code == first.exit_code, again.output
     after = json.loads((root / "out" / "results.json").read_text())
     assert all(s["from_cache"] for s in after["surrogates"])
-    assert after["execution"] == {"surrogates_trained": 0, "surrogates_cached": 1, "cell_jobs_computed": 0,
-                                  "cell_jobs_cached": 2}  # nothing recomputed
+    assert after["execution"] == {
+        "surrogates_trained": 0,
+        "surrogates_cached": 1,
+        "cell_jobs_computed": 0,
+        "cell_jobs_cached": 2,
+    }  # nothing recomputed
     assert after["cells"] == before["cells"]
 
 
@@ -136,8 +161,13 @@ def test_cache_still_hits_after_it_is_moved(audit):
     shutil.move(root / "cache", moved)  # the old path is gone while this runs, and put back after for other tests
     try:
         args = [a if a != str(root / "cache") else str(moved) for a in args]
-        again = CliRunner().invoke(app, args[:args.index("--out") + 1] + [str(root / "out-moved")] +
-                                   args[args.index("--out") + 2:] + ["--no-report"])
+        again = CliRunner().invoke(
+            app,
+            args[: args.index("--out") + 1]
+            + [str(root / "out-moved")]
+            + args[args.index("--out") + 2 :]
+            + ["--no-report"],
+        )
     finally:
         shutil.move(moved, root / "cache")
     assert again.exit_code == first.exit_code, again.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from medaudit.engine import RunOptions, run_audit
 from medaudit.errors import AuditInputError
 from medaudit.execute import EXECUTORS
@@ -44,10 +45,18 @@ def inputs(tmp_path_factory):
 
 def _run(inputs, name: str, executor: str = "local", resume: bool = False, progress=None, cache: str | None = None):
     root, path, model = inputs
-    options = RunOptions(out_dir=root / f"out-{name}", cache_dir=root / f"cache-{cache or name}", executor=executor,
-                         resume=resume)
-    return run_audit(load_scenario(path), scenario_path=path, target_path=model, data_source=None, options=options,
-                     log=lambda m: None, progress=progress)
+    options = RunOptions(
+        out_dir=root / f"out-{name}", cache_dir=root / f"cache-{cache or name}", executor=executor, resume=resume
+    )
+    return run_audit(
+        load_scenario(path),
+        scenario_path=path,
+        target_path=model,
+        data_source=None,
+        options=options,
+        log=lambda m: None,
+        progress=progress,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +97,12 @@ def test_an_interrupted_run_resumes_and_recomputes_nothing_it_finished(inputs):
     assert read_results(root / "out-resume" / "results.json").status == "running"
     resumed = _run(inputs, "resume", resume=True)
     assert resumed.status == "complete"
-    assert resumed.execution.model_dump() == {"surrogates_trained": 0, "surrogates_cached": 2,
-                                              "cell_jobs_computed": 4, "cell_jobs_cached": 2}
+    assert resumed.execution.model_dump() == {
+        "surrogates_trained": 0,
+        "surrogates_cached": 2,
+        "cell_jobs_computed": 4,
+        "cell_jobs_cached": 2,
+    }
     again = _run(inputs, "resume", resume=True)
     assert (again.execution.cell_jobs_computed, again.execution.surrogates_trained) == (0, 0)
     assert [c.model_dump_json() for c in again.cells] == [c.model_dump_json() for c in resumed.cells]
@@ -101,10 +114,18 @@ def test_resume_refuses_a_changed_scenario(inputs, local_run):
     changed.write_text(path.read_text().replace("resamples: 100", "resamples: 150"))
     options = RunOptions(out_dir=root / "out-local", cache_dir=root / "cache-local", resume=True)
     with pytest.raises(AuditInputError) as err:
-        run_audit(load_scenario(changed), scenario_path=changed, target_path=model, data_source=None, options=options,
-                  log=lambda m: None)
-    assert str(err.value) == (f"{root / 'out-local' / 'results.json'}: cannot resume: the scenario changed since that "
-                              "run; use another --out or drop --resume to start over")
+        run_audit(
+            load_scenario(changed),
+            scenario_path=changed,
+            target_path=model,
+            data_source=None,
+            options=options,
+            log=lambda m: None,
+        )
+    assert str(err.value) == (
+        f"{root / 'out-local' / 'results.json'}: cannot resume: the scenario changed since that "
+        "run; use another --out or drop --resume to start over"
+    )
 
 
 def test_results_json_round_trips(inputs, local_run):

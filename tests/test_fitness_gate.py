@@ -38,11 +38,24 @@ def audit(tmp_path_factory):
         path = root / f"{name}.yaml"
         path.write_text(SCENARIO.format(data=data, lr=lr))
         scenario = load_scenario(path)
-        target = build_target(scenario.model_copy(update={"training": scenario.training.model_copy(
-            update={"learning_rate": 1e-3})}), data, arch="tiny_cnn", init="random", out_path=root / "target.onnx",
-            cache_dir=root / "cache", class_names=("n", "p"), log=lambda m: None)
-        return run_audit(scenario, scenario_path=path, target_path=target, data_source=None,
-                         options=RunOptions(out_dir=root / name, cache_dir=root / "cache"), log=lambda m: None)
+        target = build_target(
+            scenario.model_copy(update={"training": scenario.training.model_copy(update={"learning_rate": 1e-3})}),
+            data,
+            arch="tiny_cnn",
+            init="random",
+            out_path=root / "target.onnx",
+            cache_dir=root / "cache",
+            class_names=("n", "p"),
+            log=lambda m: None,
+        )
+        return run_audit(
+            scenario,
+            scenario_path=path,
+            target_path=target,
+            data_source=None,
+            options=RunOptions(out_dir=root / name, cache_dir=root / "cache"),
+            log=lambda m: None,
+        )
 
     return run
 

@@ -11,11 +11,10 @@ import yaml
 from medaudit.criteria import NO_CRITERIA, judge
 from medaudit.gate import counts_text, exit_code, junit_xml, markdown_summary, write_junit, write_markdown
 from medaudit.results import count_outcomes
-from tests.fixtures_results import (SCENARIO_FILE_SHA256, TARGET_SHA256, make_choice, make_results)
+from tests.fixtures_results import SCENARIO_FILE_SHA256, TARGET_SHA256, make_choice, make_results
 
 
-@pytest.mark.parametrize("verdict, code", [("PASS", 0), ("FAIL", 1), ("INCONCLUSIVE", 1), ("ERROR", 2),
-                                           ("PENDING", 2)])
+@pytest.mark.parametrize("verdict, code", [("PASS", 0), ("FAIL", 1), ("INCONCLUSIVE", 1), ("ERROR", 2), ("PENDING", 2)])
 def test_exit_codes(verdict, code):
     assert exit_code(verdict) == code
 
@@ -44,13 +43,21 @@ def test_junit_has_one_testcase_per_rule_with_its_risk_ids(tmp_path):
     for case, rule in zip(cases, results.gate):
         props = {p.get("name"): p.get("value") for p in case.find("properties")}
         assert (props["criterion_id"], props["threat_id"], props["control_id"], props["outcome"]) == (
-            rule.criterion_id, rule.threat_id, rule.control_id, rule.status)
+            rule.criterion_id,
+            rule.threat_id,
+            rule.control_id,
+            rule.status,
+        )
     types = [f.get("type") for f in suite.iter("failure")]
     assert types.count("FAIL") == 10 and types.count("INCONCLUSIVE") == 5
     assert int(suite.get("failures")) == 15 and int(suite.get("errors")) == 0 and int(suite.get("tests")) == 18
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert (props["count_pass"], props["count_fail"], props["count_inconclusive"], props["count_error"]) == (
-        "3", "10", "5", "0")
+        "3",
+        "10",
+        "5",
+        "0",
+    )
     assert props["target_sha256"] == TARGET_SHA256 and props["scenario_file_sha256"] == SCENARIO_FILE_SHA256
     assert props["scenario_canonical_sha256"] == results.scenario.content_hash() and props["verdict"] == "FAIL"
 
@@ -70,8 +77,9 @@ def test_junit_counts_errors():
     results = make_results()
     choices = (results.epsilon_choice[0], make_choice("pgd-step0.01-it20", ()))
     rules, verdict, worst = judge(results.scenario, results.cells, results.surrogates, choices)
-    errored = results.model_copy(update={"epsilon_choice": choices, "gate": rules, "verdict": verdict,
-                                         "worst_case": worst})
+    errored = results.model_copy(
+        update={"epsilon_choice": choices, "gate": rules, "verdict": verdict, "worst_case": worst}
+    )
     suite = ET.fromstring(junit_xml(errored)).find("testsuite")
     n_errors = sum(r.status == "ERROR" for r in rules)
     assert n_errors == 2 * 3 * 2  # rows x criteria x (pgd, worst over attacks)

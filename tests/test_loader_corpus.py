@@ -54,8 +54,9 @@ def _npz(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def _folder(tmp_path: Path, *, kind: str = "png", n: int = 12, rows: list[dict] | None = None,
-            header: str | None = None) -> Path:
+def _folder(
+    tmp_path: Path, *, kind: str = "png", n: int = 12, rows: list[dict] | None = None, header: str | None = None
+) -> Path:
     """A valid CSV of `n` generated images (png, jpg or dcm) with label, patient and split columns."""
     images, labels = synthetic_images(n, 16)
     written = []
@@ -65,8 +66,14 @@ def _folder(tmp_path: Path, *, kind: str = "png", n: int = 12, rows: list[dict] 
             write_dicom(tmp_path / name, im)
         else:
             Image.fromarray(im).save(tmp_path / name)
-        written.append({"path": name, "label": str(int(label)), "patient": f"p{i // 2}",
-                        "split": "test" if i >= n * 2 // 3 else "train"})
+        written.append(
+            {
+                "path": name,
+                "label": str(int(label)),
+                "patient": f"p{i // 2}",
+                "split": "test" if i >= n * 2 // 3 else "train",
+            }
+        )
     path = tmp_path / "data.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(written[0]))
@@ -100,38 +107,55 @@ def _closed_port() -> int:
 # ---------------------------------------------------------------- the corpus: name -> builder(tmp_path, monkeypatch)
 def npz_lengths(tmp, mp):
     p = _npz(tmp, train_labels=np.zeros((40, 1), np.uint8))
-    return Case(str(p), f"{p}: train_images holds 48 images but train_labels holds 40 labels; the arrays must be the "
-                        "same length")
+    return Case(
+        str(p),
+        f"{p}: train_images holds 48 images but train_labels holds 40 labels; the arrays must be the same length",
+    )
 
 
 def npz_sizes(tmp, mp):
     p = _npz(tmp, test_images=synthetic_images(32, 20)[0])
-    return Case(str(p), f"{p}: splits differ in image size or channels (train 16x16x1, val 16x16x1, test 20x20x1, "
-                        "as HxWxchannels); all splits must share one size and channel count")
+    return Case(
+        str(p),
+        f"{p}: splits differ in image size or channels (train 16x16x1, val 16x16x1, test 20x20x1, "
+        "as HxWxchannels); all splits must share one size and channel count",
+    )
 
 
 def npz_channels(tmp, mp):
     p = _npz(tmp, val_images=synthetic_images(16, 16, channels=3)[0])
-    return Case(str(p), f"{p}: splits differ in image size or channels (train 16x16x1, val 16x16x3, test 16x16x1, "
-                        "as HxWxchannels); all splits must share one size and channel count")
+    return Case(
+        str(p),
+        f"{p}: splits differ in image size or channels (train 16x16x1, val 16x16x3, test 16x16x1, "
+        "as HxWxchannels); all splits must share one size and channel count",
+    )
 
 
 def npz_missing_split(tmp, mp):
     p = _npz(tmp, test_images=None, test_labels=None)
-    return Case(str(p), f"{p}: MedMNIST-style .npz needs arrays test_images, test_labels; found train_images, "
-                        "train_labels, val_images, val_labels")
+    return Case(
+        str(p),
+        f"{p}: MedMNIST-style .npz needs arrays test_images, test_labels; found train_images, "
+        "train_labels, val_images, val_labels",
+    )
 
 
 def npz_half_split(tmp, mp):
     p = _npz(tmp, val_labels=None)
-    return Case(str(p), f"{p}: MedMNIST-style .npz needs arrays val_labels; found train_images, train_labels, "
-                        "val_images, test_images, test_labels")
+    return Case(
+        str(p),
+        f"{p}: MedMNIST-style .npz needs arrays val_labels; found train_images, train_labels, "
+        "val_images, test_images, test_labels",
+    )
 
 
 def npz_extra_split(tmp, mp):
     p = _npz(tmp, extra_images=synthetic_images(4, 16)[0])
-    return Case(str(p), f"{p}: unexpected array(s) extra_images; a MedMNIST-style .npz holds "
-                        "{train,val,test}_images and _labels (optional: _patient_ids, _filenames)")
+    return Case(
+        str(p),
+        f"{p}: unexpected array(s) extra_images; a MedMNIST-style .npz holds "
+        "{train,val,test}_images and _labels (optional: _patient_ids, _filenames)",
+    )
 
 
 def npz_truncated(tmp, mp):
@@ -164,8 +188,9 @@ def npz_single_array(tmp, mp):
 
 def npz_16_bit(tmp, mp):
     p = _npz(tmp, train_images=synthetic_images(48, 16)[0].astype(np.uint16) * 256)
-    return Case(str(p), f"{p}: train_images are uint16; medaudit reads 8-bit images (uint8, 0-255): rescale them to "
-                        "uint8")
+    return Case(
+        str(p), f"{p}: train_images are uint16; medaudit reads 8-bit images (uint8, 0-255): rescale them to uint8"
+    )
 
 
 def npz_nan_pixels(tmp, mp):
@@ -191,8 +216,11 @@ def npz_label_outside_classes(tmp, mp):
     labels = synthetic_images(32, 16)[1][:, None].copy()
     labels[0] = 2
     p = _npz(tmp, test_labels=labels)
-    return Case(str(p), f"{p}: labels take values [0, 1, 2]; a binary task needs `data.positive_labels` (e.g. "
-                        "[2, 3, 4]) in the scenario")
+    return Case(
+        str(p),
+        f"{p}: labels take values [0, 1, 2]; a binary task needs `data.positive_labels` (e.g. "
+        "[2, 3, 4]) in the scenario",
+    )
 
 
 def npz_negative_label(tmp, mp):
@@ -204,15 +232,21 @@ def npz_multiclass_beyond_card(tmp, mp):
     labels = synthetic_images(48, 16)[1][:, None].copy()
     labels[5] = 4
     p = _npz(tmp, train_labels=labels)
-    return Case(str(p), f"{p}: label 4 is outside the 2 classes the card declares (0..1); fix the labels or card "
-                        "`class_names`", DataSection(task="multiclass"))
+    return Case(
+        str(p),
+        f"{p}: label 4 is outside the 2 classes the card declares (0..1); fix the labels or card `class_names`",
+        DataSection(task="multiclass"),
+    )
 
 
 def npz_empty_after_filter(tmp, mp):
     p = _npz(tmp)
-    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels [5] (positive) and "
-                        "[6] (negative); check `data.positive_labels` and `data.negative_labels`",
-                DataSection(positive_labels=(5,), negative_labels=(6,)))
+    return Case(
+        str(p),
+        f"{p}: no development (train + val) images left after keeping labels [5] (positive) and "
+        "[6] (negative); check `data.positive_labels` and `data.negative_labels`",
+        DataSection(positive_labels=(5,), negative_labels=(6,)),
+    )
 
 
 def npz_empty_split(tmp, mp):
@@ -222,14 +256,19 @@ def npz_empty_split(tmp, mp):
 
 def npz_pickled_ids(tmp, mp):
     p = _npz(tmp, train_patient_ids=np.array([object()] * 48, dtype=object))
-    return Case(str(p), f"{p}: array 'train_patient_ids' holds Python objects, which need pickle; medaudit never "
-                        "unpickles: save it as a numeric or unicode string array")
+    return Case(
+        str(p),
+        f"{p}: array 'train_patient_ids' holds Python objects, which need pickle; medaudit never "
+        "unpickles: save it as a numeric or unicode string array",
+    )
 
 
 def npz_ids_in_one_split(tmp, mp):
     p = _npz(tmp, train_patient_ids=np.array([f"p{i}" for i in range(48)]))
-    return Case(str(p), f"{p}: train carry patient ids but val, test do not; add val_patient_ids, test_patient_ids "
-                        "or drop them all")
+    return Case(
+        str(p),
+        f"{p}: train carry patient ids but val, test do not; add val_patient_ids, test_patient_ids or drop them all",
+    )
 
 
 def npz_ids_length(tmp, mp):
@@ -238,14 +277,14 @@ def npz_ids_length(tmp, mp):
         arrays = {k: npz[k] for k in npz.files}
     arrays["val_patient_ids"] = arrays["val_patient_ids"][:10]
     np.savez(p, **arrays)
-    return Case(str(p), f"{p}: val_images holds 16 images but val_patient_ids holds 10 ids; the arrays must be the "
-                        "same length")
+    return Case(
+        str(p), f"{p}: val_images holds 16 images but val_patient_ids holds 10 ids; the arrays must be the same length"
+    )
 
 
 def npz_four_channels(tmp, mp):
     p = _npz(tmp, train_images=np.zeros((48, 16, 16, 4), np.uint8))
-    return Case(str(p), f"{p}: train_images have shape (48, 16, 16, 4); expected (N, H, W) grey or (N, H, W, 3) "
-                        "colour")
+    return Case(str(p), f"{p}: train_images have shape (48, 16, 16, 4); expected (N, H, W) grey or (N, H, W, 3) colour")
 
 
 def csv_not_utf8(tmp, mp):
@@ -285,8 +324,11 @@ def csv_16_bit_png(tmp, mp):
     p = _folder(tmp)
     image = tmp / "img1.png"
     Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(image)
-    return Case(str(p), f"{image}: image mode 'I;16' (not 8 bits per channel); medaudit reads 8-bit grey or colour "
-                        "PNG/JPEG: convert it, or give 16-bit images as DICOM")
+    return Case(
+        str(p),
+        f"{image}: image mode 'I;16' (not 8 bits per channel); medaudit reads 8-bit grey or colour "
+        "PNG/JPEG: convert it, or give 16-bit images as DICOM",
+    )
 
 
 def csv_missing_image(tmp, mp):
@@ -299,8 +341,11 @@ def csv_label_outside_classes(tmp, mp):
     rows = _rows(tmp)
     rows[0]["label"] = "3"
     p = _write_rows(tmp / "data.csv", rows)
-    return Case(str(p), f"{p}: labels take values [0, 1, 3]; a binary task needs `data.positive_labels` (e.g. "
-                        "[2, 3, 4]) in the scenario")
+    return Case(
+        str(p),
+        f"{p}: labels take values [0, 1, 3]; a binary task needs `data.positive_labels` (e.g. "
+        "[2, 3, 4]) in the scenario",
+    )
 
 
 def csv_label_nan(tmp, mp):
@@ -321,8 +366,11 @@ def csv_unknown_split(tmp, mp):
     rows = _rows(tmp)
     rows[0]["split"] = "tset"
     p = _write_rows(tmp / "data.csv", rows)
-    return Case(str(p), f"{p}: line 2 has split 'tset'; use train, val or test (or drop the `split` column and "
-                        "medaudit splits by patient)")
+    return Case(
+        str(p),
+        f"{p}: line 2 has split 'tset'; use train, val or test (or drop the `split` column and "
+        "medaudit splits by patient)",
+    )
 
 
 def csv_missing_split(tmp, mp):
@@ -336,8 +384,9 @@ def csv_ragged_row(tmp, mp):
     lines = p.read_text().splitlines()
     lines[2] += ",extra"
     p.write_text("\n".join(lines) + "\n")
-    return Case(str(p), f"{p}: line 3 has a different number of fields than the header (4: path, label, patient, "
-                        "split)")
+    return Case(
+        str(p), f"{p}: line 3 has a different number of fields than the header (4: path, label, patient, split)"
+    )
 
 
 def csv_mixed_channels(tmp, mp):
@@ -348,9 +397,12 @@ def csv_mixed_channels(tmp, mp):
 
 def csv_empty_after_filter(tmp, mp):
     p = _folder(tmp)
-    return Case(str(p), f"{p}: no development (train + val) images left after keeping labels [7] (positive) and "
-                        "[8] (negative); check `data.positive_labels` and `data.negative_labels`",
-                DataSection(positive_labels=(7,), negative_labels=(8,)))
+    return Case(
+        str(p),
+        f"{p}: no development (train + val) images left after keeping labels [7] (positive) and "
+        "[8] (negative); check `data.positive_labels` and `data.negative_labels`",
+        DataSection(positive_labels=(7,), negative_labels=(8,)),
+    )
 
 
 def csv_header_only(tmp, mp):
@@ -363,15 +415,20 @@ def csv_empty_patient(tmp, mp):
     rows = _rows(tmp)
     rows[4]["patient"] = " "
     p = _write_rows(tmp / "data.csv", rows)
-    return Case(str(p), f"{p}: line 6 has an empty patient id in column `patient`", DataSection(patient_column="patient"))
+    return Case(
+        str(p), f"{p}: line 6 has an empty patient id in column `patient`", DataSection(patient_column="patient")
+    )
 
 
 def dicom_truncated_pixels(tmp, mp):
     p = _folder(tmp, kind="dcm")
     image = tmp / "img2.dcm"
     image.write_bytes(image.read_bytes()[:-100])
-    return Case(str(p), f"{image}: DICOM pixel data cannot be decoded ({ANY}); the file may be truncated or "
-                        "compressed in a way pydicom cannot read")
+    return Case(
+        str(p),
+        f"{image}: DICOM pixel data cannot be decoded ({ANY}); the file may be truncated or "
+        "compressed in a way pydicom cannot read",
+    )
 
 
 def dicom_not_dicom(tmp, mp):
@@ -390,15 +447,21 @@ def dicom_zero_bytes(tmp, mp):
 def dicom_bit_depth(tmp, mp):
     p = _folder(tmp, kind="dcm")
     image = write_dicom(tmp / "img1.dcm", synthetic_images(1, 16)[0][0], BitsStored=20, HighBit=19)
-    return Case(str(p), f"{image}: DICOM bit depth BitsAllocated 16, BitsStored 20; medaudit reads 8, 16 or 32 bits "
-                        "allocated with 1 <= BitsStored <= BitsAllocated")
+    return Case(
+        str(p),
+        f"{image}: DICOM bit depth BitsAllocated 16, BitsStored 20; medaudit reads 8, 16 or 32 bits "
+        "allocated with 1 <= BitsStored <= BitsAllocated",
+    )
 
 
 def dicom_photometric(tmp, mp):
     p = _folder(tmp, kind="dcm")
     image = write_dicom(tmp / "img1.dcm", synthetic_images(1, 16)[0][0], PhotometricInterpretation="PALETTE COLOR")
-    return Case(str(p), f"{image}: DICOM photometric interpretation 'PALETTE COLOR'; medaudit reads MONOCHROME1, "
-                        "MONOCHROME2, RGB: convert the image")
+    return Case(
+        str(p),
+        f"{image}: DICOM photometric interpretation 'PALETTE COLOR'; medaudit reads MONOCHROME1, "
+        "MONOCHROME2, RGB: convert the image",
+    )
 
 
 def dicom_no_pixels(tmp, mp):
@@ -413,15 +476,21 @@ def dicom_no_pixels(tmp, mp):
 
 
 def medmnist_unknown(tmp, mp):
-    return Case("medmnist:pneumonimnist", "medmnist:pneumonimnist: unknown MedMNIST set 'pneumonimnist'; valid: "
-                f"{', '.join(medmnist.MEDMNIST_MD5)}; did you mean 'pneumoniamnist'?")
+    return Case(
+        "medmnist:pneumonimnist",
+        "medmnist:pneumonimnist: unknown MedMNIST set 'pneumonimnist'; valid: "
+        f"{', '.join(medmnist.MEDMNIST_MD5)}; did you mean 'pneumoniamnist'?",
+    )
 
 
 def medmnist_unreachable(tmp, mp):
     url = f"http://127.0.0.1:{_closed_port()}"
     mp.setenv("MEDAUDIT_MEDMNIST_URL", url)
-    return Case("medmnist:breastmnist", f"{url}/breastmnist.npz?download=1: cannot connect ({ANY}); download "
-                f"{url}/breastmnist.npz?download=1 by hand and pass the .npz path with --data")
+    return Case(
+        "medmnist:breastmnist",
+        f"{url}/breastmnist.npz?download=1: cannot connect ({ANY}); download "
+        f"{url}/breastmnist.npz?download=1 by hand and pass the .npz path with --data",
+    )
 
 
 def medmnist_broken_official(tmp, mp):
@@ -433,21 +502,66 @@ def medmnist_broken_official(tmp, mp):
     cached.write_bytes(p.read_bytes())
     mp.setenv("MEDAUDIT_CACHE", str(cache))
     mp.setitem(medmnist.MEDMNIST_MD5["breastmnist"], 28, medmnist.md5_file(cached))
-    return Case("medmnist:breastmnist", f"{cached}: test_images holds 32 images but test_labels holds 30 labels; the "
-                                        "arrays must be the same length")
+    return Case(
+        "medmnist:breastmnist",
+        f"{cached}: test_images holds 32 images but test_labels holds 30 labels; the arrays must be the same length",
+    )
 
 
-CORPUS: dict[str, Callable] = {f.__name__: f for f in (
-    npz_lengths, npz_sizes, npz_channels, npz_missing_split, npz_half_split, npz_extra_split, npz_truncated,
-    npz_corrupt_pixels, npz_zero_bytes, npz_single_array, npz_16_bit, npz_nan_pixels, npz_nan_labels,
-    npz_fractional_labels, npz_label_outside_classes, npz_negative_label, npz_multiclass_beyond_card,
-    npz_empty_after_filter, npz_empty_split, npz_pickled_ids, npz_ids_in_one_split, npz_ids_length, npz_four_channels,
-    csv_not_utf8, csv_zero_byte_image, csv_truncated_png, csv_truncated_png_after_weasyprint, csv_corrupt_jpeg, csv_16_bit_png, csv_missing_image,
-    csv_label_outside_classes, csv_label_nan, csv_label_word, csv_unknown_split, csv_missing_split, csv_ragged_row,
-    csv_mixed_channels, csv_empty_after_filter, csv_header_only, csv_empty_patient,
-    dicom_truncated_pixels, dicom_not_dicom, dicom_zero_bytes, dicom_bit_depth, dicom_photometric, dicom_no_pixels,
-    medmnist_unknown, medmnist_unreachable, medmnist_broken_official,
-)}
+CORPUS: dict[str, Callable] = {
+    f.__name__: f
+    for f in (
+        npz_lengths,
+        npz_sizes,
+        npz_channels,
+        npz_missing_split,
+        npz_half_split,
+        npz_extra_split,
+        npz_truncated,
+        npz_corrupt_pixels,
+        npz_zero_bytes,
+        npz_single_array,
+        npz_16_bit,
+        npz_nan_pixels,
+        npz_nan_labels,
+        npz_fractional_labels,
+        npz_label_outside_classes,
+        npz_negative_label,
+        npz_multiclass_beyond_card,
+        npz_empty_after_filter,
+        npz_empty_split,
+        npz_pickled_ids,
+        npz_ids_in_one_split,
+        npz_ids_length,
+        npz_four_channels,
+        csv_not_utf8,
+        csv_zero_byte_image,
+        csv_truncated_png,
+        csv_truncated_png_after_weasyprint,
+        csv_corrupt_jpeg,
+        csv_16_bit_png,
+        csv_missing_image,
+        csv_label_outside_classes,
+        csv_label_nan,
+        csv_label_word,
+        csv_unknown_split,
+        csv_missing_split,
+        csv_ragged_row,
+        csv_mixed_channels,
+        csv_empty_after_filter,
+        csv_header_only,
+        csv_empty_patient,
+        dicom_truncated_pixels,
+        dicom_not_dicom,
+        dicom_zero_bytes,
+        dicom_bit_depth,
+        dicom_photometric,
+        dicom_no_pixels,
+        medmnist_unknown,
+        medmnist_unreachable,
+        medmnist_broken_official,
+    )
+}
 
 
 def _matches(message: str, expected: str) -> bool:
@@ -476,8 +590,15 @@ def test_loader_refuses_with_one_exact_line(name, tmp_path, monkeypatch):
 def targets(tmp_path_factory) -> dict[int, Path]:
     """Tiny ONNX targets (16 px, grey and colour) with complete cards."""
     root = tmp_path_factory.mktemp("targets")
-    return {c: export(TinyNet(channels=c), root / f"t{c}.onnx", torch.zeros(2, c, 16, 16),
-                      card={"value_range": [-1, 1], "task": "binary", "class_names": ["a", "b"]}) for c in (1, 3)}
+    return {
+        c: export(
+            TinyNet(channels=c),
+            root / f"t{c}.onnx",
+            torch.zeros(2, c, 16, 16),
+            card={"value_range": [-1, 1], "task": "binary", "class_names": ["a", "b"]},
+        )
+        for c in (1, 3)
+    }
 
 
 def _scenario(path: Path, section: DataSection) -> Path:
@@ -491,13 +612,27 @@ def test_cli_run_exits_2_with_one_line_and_writes_nothing(name, tmp_path, monkey
     case = CORPUS[name](tmp_path, monkeypatch)
     scenario = _scenario(tmp_path / "scenario.yaml", case.section)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", "--target", str(targets[case.channels]), "--scenario", str(scenario),
-                                      "--data", case.source, "--out", str(out), "--cache", str(tmp_path / "c")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--target",
+            str(targets[case.channels]),
+            "--scenario",
+            str(scenario),
+            "--data",
+            case.source,
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.stdout == "" and "Traceback" not in result.output
     said = result.stderr.strip()  # `run`'s progress display (not a tty here) leaves a blank line before it
     assert said.startswith("medaudit: error: ") and len(said.splitlines()) == 1
-    assert _matches(said[len("medaudit: error: "):], case.message), result.stderr
+    assert _matches(said[len("medaudit: error: ") :], case.message), result.stderr
     assert not out.exists()
 
 
@@ -537,7 +672,9 @@ def test_damaged_files_exit_0_or_2_never_a_traceback(kind, tmp_path, targets):
         victim.write_bytes(damaged)
         result = CliRunner().invoke(app, ["inspect", str(targets[1]), "--data", str(source)])
         assert result.exit_code in (0, 2), f"{kind} {label}: exit {result.exit_code}\n{result.output}"
-        assert result.exception is None or isinstance(result.exception, SystemExit), f"{kind} {label}: {result.exception!r}"
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            f"{kind} {label}: {result.exception!r}"
+        )
         assert "Traceback" not in result.output
         if result.exit_code == 2:
             assert result.stderr.startswith("medaudit: error: ") and len(result.stderr.splitlines()) == 1, result.stderr

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from typer.testing import CliRunner
 
 from medaudit import medmnist
@@ -57,7 +56,7 @@ def mirror(tmp_path):
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[:served.truncate_to])
+            self.wfile.write(body[: served.truncate_to])
             self.close_connection = True
 
         def log_message(self, *args):
@@ -140,9 +139,12 @@ def test_size_without_official_file_is_refused(mirror, tmp_path):
 def test_wrong_content_is_refused_and_nothing_saved(mirror, tmp_path):  # the real official MD5 table
     (mirror.root / "retinamnist.npz").write_bytes(b"not the official file" * 1000)
     cache = tmp_path / "cache"
-    with pytest.raises(AuditInputError, match=rf"downloaded {mirror.url}/retinamnist\.npz\?download=1 has MD5 "
-                                              rf"[0-9a-f]{{32}}, expected {RETINA_MD5}; the file is corrupt "
-                                              r"or not the official one; nothing was saved"):
+    with pytest.raises(
+        AuditInputError,
+        match=rf"downloaded {mirror.url}/retinamnist\.npz\?download=1 has MD5 "
+        rf"[0-9a-f]{{32}}, expected {RETINA_MD5}; the file is corrupt "
+        r"or not the official one; nothing was saved",
+    ):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
 
@@ -162,17 +164,23 @@ def test_broken_off_download_leaves_nothing(mirror, tmp_path, stand_in):
     payload = _serve(mirror, stand_in)
     mirror.truncate_to = 10_000
     cache = tmp_path / "cache"
-    with pytest.raises(AuditInputError, match=rf"retinamnist\.npz\?download=1: download broke off after 10000 of "
-                                              rf"{len(payload)} bytes; nothing was saved; try again or download .* "
-                                              r"--data$"):
+    with pytest.raises(
+        AuditInputError,
+        match=rf"retinamnist\.npz\?download=1: download broke off after 10000 of "
+        rf"{len(payload)} bytes; nothing was saved; try again or download .* "
+        r"--data$",
+    ):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
 
 
 def test_http_404_names_url_and_manual_route(mirror, tmp_path):
     cache = tmp_path / "cache"
-    with pytest.raises(AuditInputError, match=rf"^{mirror.url}/retinamnist\.npz\?download=1: HTTP 404 .*; download "
-                                              r".* by hand and pass the \.npz path with --data$"):
+    with pytest.raises(
+        AuditInputError,
+        match=rf"^{mirror.url}/retinamnist\.npz\?download=1: HTTP 404 .*; download "
+        r".* by hand and pass the \.npz path with --data$",
+    ):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
 
@@ -185,8 +193,11 @@ def test_unreachable_host_names_url_and_manual_route(tmp_path):
 
 
 def test_unknown_name_lists_valid_names(mirror, tmp_path):
-    with pytest.raises(AuditInputError, match=r"unknown MedMNIST set 'pneumonimnist'; valid: pathmnist, .*"
-                                              r"pneumoniamnist, .*; did you mean 'pneumoniamnist'\?"):
+    with pytest.raises(
+        AuditInputError,
+        match=r"unknown MedMNIST set 'pneumonimnist'; valid: pathmnist, .*"
+        r"pneumoniamnist, .*; did you mean 'pneumoniamnist'\?",
+    ):
         fetch_medmnist("pneumonimnist", cache_dir=tmp_path / "cache", base_url=mirror.url)
     assert mirror.requests == []
     assert not (tmp_path / "cache").exists()
@@ -224,8 +235,11 @@ def test_tampered_demo_data_is_refused(tmp_path, stand_in):
     folder.mkdir()
     (folder / "retinamnist.npz").write_bytes(bytes(tampered))
     expected = medmnist.MEDMNIST_MD5["retinamnist"][28]
-    with pytest.raises(AuditInputError, match=rf"data/retinamnist\.npz: demo data has MD5 [0-9a-f]{{32}}, expected "
-                                              rf"the official {expected}; the demo needs the official MedMNIST"):
+    with pytest.raises(
+        AuditInputError,
+        match=rf"data/retinamnist\.npz: demo data has MD5 [0-9a-f]{{32}}, expected "
+        rf"the official {expected}; the demo needs the official MedMNIST",
+    ):
         demo_data_path(folder, tmp_path / "cache")
 
 
@@ -234,9 +248,11 @@ def test_demo_with_a_folder_lacking_the_file_exits_2_and_writes_nothing(tmp_path
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
-    assert result.stderr == (f"medaudit: error: {tmp_path / 'empty' / 'retinamnist.npz'}: demo data not found; put the "
-                             f"official retinamnist.npz (MedMNIST, MD5 {RETINA_MD5}) in that folder, or drop --data and "
-                             "MEDAUDIT_DATA to download it\n")
+    assert result.stderr == (
+        f"medaudit: error: {tmp_path / 'empty' / 'retinamnist.npz'}: demo data not found; put the "
+        f"official retinamnist.npz (MedMNIST, MD5 {RETINA_MD5}) in that folder, or drop --data and "
+        "MEDAUDIT_DATA to download it\n"
+    )
 
 
 def test_default_url_is_the_official_zenodo_record(tmp_path, monkeypatch):

@@ -85,9 +85,7 @@ def test_auc_bad_input_raises(y, s):
 def test_bootstrap_aucs_equal_sklearn_on_same_resamples(n):
     y, s = _scored(n, seed=n)
     index_matrix = np.random.default_rng(0).integers(0, n, size=(200, n))
-    expected = np.array(
-        [roc_auc_score(y[i], s[i]) if 0 < y[i].sum() < n else np.nan for i in index_matrix]
-    )
+    expected = np.array([roc_auc_score(y[i], s[i]) if 0 < y[i].sum() < n else np.nan for i in index_matrix])
     got = bootstrap_aucs(y, s, _counts(index_matrix, n))
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -144,8 +142,14 @@ def test_paired_intervals_contain_points_and_are_seeded():
     adversarial, control = s - 1.5 * y, s + rng.normal(0, 0.3, s.size)
     result = bootstrap_paired_auc(y, s, adversarial, control, resamples=400, seed=3)
     assert result.clean.point == pytest.approx(roc_auc_score(y, s), abs=1e-15)
-    for iv in (result.clean, result.adversarial, result.control, result.relative,
-               result.relative_control, result.adversarial_specific_drop):
+    for iv in (
+        result.clean,
+        result.adversarial,
+        result.control,
+        result.relative,
+        result.relative_control,
+        result.adversarial_specific_drop,
+    ):
         assert iv.low <= iv.point <= iv.high and iv.low < iv.high
         assert (iv.resamples, iv.degenerate, iv.confidence) == (400, 0, 0.95)
     assert result.relative.high < 1.0 and result.adversarial_specific_drop.low > 0.0
@@ -231,9 +235,7 @@ def test_threshold_edge_cases():
 # --- SSIM --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "shape", [(2, 1, 28, 28), (2, 3, 28, 28), (3, 1, 8, 8), (2, 3, 5, 6), (1, 1, 3, 3)]
-)
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (2, 3, 28, 28), (3, 1, 8, 8), (2, 3, 5, 6), (1, 1, 3, 3)])
 def test_ssim_identical_is_one_and_noise_lowers_it(shape):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, shape).astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
 from medaudit import zoo
 from medaudit.cache import content_key
 from medaudit.errors import AuditInputError
@@ -18,11 +19,18 @@ def card(arch: str | None) -> TargetCard:
     return TargetCard(architecture=arch)
 
 
-@pytest.mark.parametrize("init, target_arch, expected", [
-    ("random", "efficientnet_lite0", "resnet18"), ("random", "mobilenet_v2", "resnet18"),
-    ("random", "resnet18", "densenet121"), ("random", "tiny_cnn", "resnet18"),
-    ("imagenet", "efficientnet_lite0", "mobilenet_v2"), ("imagenet", "mobilenet_v2", "efficientnet_lite0"),
-    ("imagenet", "resnet18", "mobilenet_v2")])
+@pytest.mark.parametrize(
+    "init, target_arch, expected",
+    [
+        ("random", "efficientnet_lite0", "resnet18"),
+        ("random", "mobilenet_v2", "resnet18"),
+        ("random", "resnet18", "densenet121"),
+        ("random", "tiny_cnn", "resnet18"),
+        ("imagenet", "efficientnet_lite0", "mobilenet_v2"),
+        ("imagenet", "mobilenet_v2", "efficientnet_lite0"),
+        ("imagenet", "resnet18", "mobilenet_v2"),
+    ],
+)
 def test_arch_different_is_another_family(init, target_arch, expected):
     got = resolve_arch(SurrogateRow(arch="different", init=init), card(target_arch), "m.onnx")
     assert got == expected
@@ -37,8 +45,10 @@ def test_arch_same_is_the_targets_and_names_resolve():
 def test_arch_same_or_different_without_card_architecture_says_what_to_add():
     with pytest.raises(AuditInputError) as err:
         resolve_arch(SurrogateRow(arch="different"), card(None), "m.onnx")
-    assert str(err.value) == ("m.onnx: surrogate `arch: different` needs the target card's `architecture` "
-                              f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card")
+    assert str(err.value) == (
+        "m.onnx: surrogate `arch: different` needs the target card's `architecture` "
+        f"(one of {', '.join(zoo.ARCHITECTURES)}); add `architecture: NAME` to the card"
+    )
 
 
 def test_unknown_arch_names_the_nearest():
@@ -69,15 +79,26 @@ def setup(tmp_path_factory):
 def _plan(setup, **scenario):
     root, data, model = setup
     sc = Scenario.model_validate({"name": "p", "data": {"source": str(data)}, **scenario})
-    ctx = RunContext(scenario=sc, target_path=str(model), data_source=str(data), device="cpu", batch_size=32,
-                     cache_dir=str(root / "cache"), torch_threads=1)
+    ctx = RunContext(
+        scenario=sc,
+        target_path=str(model),
+        data_source=str(data),
+        device="cpu",
+        batch_size=32,
+        cache_dir=str(root / "cache"),
+        torch_threads=1,
+    )
     lv = live(ctx)
     return make_plan(ctx, lv.target, lv.data, lv.test_sha256)
 
 
 def test_plan_jobs_ids_and_keys(setup):
-    plan = _plan(setup, surrogates={"arch": ["same"], "data": ["d2"], "seed": [0, 1]},
-                 attacks=[{"name": "fgsm"}, {"name": "pgd"}], epsilons_pm1=[0.01, 0.02])
+    plan = _plan(
+        setup,
+        surrogates={"arch": ["same"], "data": ["d2"], "seed": [0, 1]},
+        attacks=[{"name": "fgsm"}, {"name": "pgd"}],
+        epsilons_pm1=[0.01, 0.02],
+    )
     assert [s.row_id for s in plan.surrogates] == ["same-random-d2"] * 2
     assert len({s.key for s in plan.surrogates}) == 2
     assert [c.id.split("/", 1)[1] for c in plan.cells] == ["fgsm", "pgd-step0.01-it20"] * 2
@@ -103,12 +124,21 @@ def test_surrogate_keys_change_with_training_settings(setup):
 
 
 def test_ensembles_of_seeds_and_of_named_rows(setup):
-    plan = _plan(setup, surrogates=[{"arch": "tiny_cnn", "data": "d2", "seed": 0}, {"arch": "tiny_cnn", "data": "d2", "seed": 1},
-                                    {"arch": "tiny_cnn", "data": "d1", "seed": 0}],
-                 ensembles=["seeds", ["tiny_cnn-random-d2", "tiny_cnn-random-d1"]], attacks=[{"name": "fgsm"}])
+    plan = _plan(
+        setup,
+        surrogates=[
+            {"arch": "tiny_cnn", "data": "d2", "seed": 0},
+            {"arch": "tiny_cnn", "data": "d2", "seed": 1},
+            {"arch": "tiny_cnn", "data": "d1", "seed": 0},
+        ],
+        ensembles=["seeds", ["tiny_cnn-random-d2", "tiny_cnn-random-d1"]],
+        attacks=[{"name": "fgsm"}],
+    )
     ensembles = [c for c in plan.cells if len(c.member_ids) > 1]
-    assert [(c.row_id, len(c.member_ids)) for c in ensembles] == [("tiny_cnn-random-d2", 2),
-                                                                  ("tiny_cnn-random-d2+tiny_cnn-random-d1", 3)]
+    assert [(c.row_id, len(c.member_ids)) for c in ensembles] == [
+        ("tiny_cnn-random-d2", 2),
+        ("tiny_cnn-random-d2+tiny_cnn-random-d1", 3),
+    ]
     assert all(c.attacker_id.startswith("ens-") for c in ensembles)
 
 

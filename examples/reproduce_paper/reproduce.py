@@ -24,10 +24,13 @@ from medaudit.scenario import load_scenario
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 MODALITIES = {
-    "pneumonia": {"file": "pneumoniamnist.npz", "positive": None, "negative": None,
-                  "classes": ("normal", "pneumonia")},
-    "retina": {"file": "retinamnist.npz", "positive": (2, 3, 4), "negative": None,
-               "classes": ("no referable DR", "referable DR")},
+    "pneumonia": {"file": "pneumoniamnist.npz", "positive": None, "negative": None, "classes": ("normal", "pneumonia")},
+    "retina": {
+        "file": "retinamnist.npz",
+        "positive": (2, 3, 4),
+        "negative": None,
+        "classes": ("no referable DR", "referable DR"),
+    },
     "derma": {"file": "dermamnist_jpeg.npz", "positive": (4,), "negative": (5,), "classes": ("nevus", "melanoma")},
 }
 ARCHS = ("efficientnet_lite0", "mobilenet_v2")
@@ -46,9 +49,14 @@ EXPERIMENTS = {  # scenario -> targets it is run against: (arch, init, trained_o
 def scenario_for(name: str, modality: str):
     cfg = MODALITIES[modality]
     scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / f"{name}.yaml")))
-    data = scenario.data.model_copy(update={"positive_labels": cfg["positive"], "negative_labels": cfg["negative"],
-                                            "image_size": SETTINGS["image_size"],
-                                            "test_limit": SETTINGS["test_limit"]})
+    data = scenario.data.model_copy(
+        update={
+            "positive_labels": cfg["positive"],
+            "negative_labels": cfg["negative"],
+            "image_size": SETTINGS["image_size"],
+            "test_limit": SETTINGS["test_limit"],
+        }
+    )
     training = scenario.training.model_copy(update={"epochs": EPOCHS[modality], "patience": SETTINGS["patience"]})
     return scenario.model_copy(update={"name": f"{name}-{modality}", "data": data, "training": training})
 
@@ -72,24 +80,50 @@ def main() -> None:
         for arch, init, split in EXPERIMENTS[name]:
             tag = f"{arch}-{init}-{split.replace('/', 'over')}"
             t = time.perf_counter()
-            target_scenario = scenario.model_copy(update={"target": scenario.target.model_copy(update={"trained_on": split})})
-            target = build_target(target_scenario, data_path, arch=arch, init=init,
-                                  out_path=args.work / args.modality / f"{tag}.onnx", cache_dir=args.cache,
-                                  name=f"{args.modality} target {tag}", class_names=cfg["classes"])
+            target_scenario = scenario.model_copy(
+                update={"target": scenario.target.model_copy(update={"trained_on": split})}
+            )
+            target = build_target(
+                target_scenario,
+                data_path,
+                arch=arch,
+                init=init,
+                out_path=args.work / args.modality / f"{tag}.onnx",
+                cache_dir=args.cache,
+                name=f"{args.modality} target {tag}",
+                class_names=cfg["classes"],
+            )
             run_dir = args.work / args.modality / f"{name}__{tag}"
             scenario_path = run_dir / "scenario.json"
             run_dir.mkdir(parents=True, exist_ok=True)
             scenario_path.write_text(scenario.model_dump_json(indent=1))
-            options = RunOptions(out_dir=run_dir, cache_dir=args.cache, device=device,
-                                 command=f"python examples/reproduce_paper/reproduce.py {args.modality}")
-            results = run_audit(target_scenario, scenario_path=scenario_path, target_path=target,
-                                data_source=str(data_path), options=options)
+            options = RunOptions(
+                out_dir=run_dir,
+                cache_dir=args.cache,
+                device=device,
+                command=f"python examples/reproduce_paper/reproduce.py {args.modality}",
+            )
+            results = run_audit(
+                target_scenario,
+                scenario_path=scenario_path,
+                target_path=target,
+                data_source=str(data_path),
+                options=options,
+            )
             shutil.copy(run_dir / "results.json", out / f"{name}__{tag}.json")
             timings[f"{name}__{tag}"] = time.perf_counter() - t
-            print(f"{name} vs {tag}: clean AUC {results.target.clean_auc:.3f}, "
-                  f"{len(results.cells)} cells, {timings[f'{name}__{tag}']:.0f} s", flush=True)
-    summary = {"modality": args.modality, "device": device, "settings": {**SETTINGS, "epochs": EPOCHS[args.modality]},
-               "total_seconds": time.perf_counter() - started, "runs_seconds": timings}
+            print(
+                f"{name} vs {tag}: clean AUC {results.target.clean_auc:.3f}, "
+                f"{len(results.cells)} cells, {timings[f'{name}__{tag}']:.0f} s",
+                flush=True,
+            )
+    summary = {
+        "modality": args.modality,
+        "device": device,
+        "settings": {**SETTINGS, "epochs": EPOCHS[args.modality]},
+        "total_seconds": time.perf_counter() - started,
+        "runs_seconds": timings,
+    }
     (out / "run_info.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

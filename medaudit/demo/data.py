@@ -27,10 +27,14 @@ def demo_data_path(data_dir: Path | None, cache_dir: Path) -> Path:
     data_dir = Path(data_dir)
     path = data_dir / DEMO_FILE if data_dir.is_dir() else data_dir
     if not path.is_file():
-        raise AuditInputError(f"{path}: demo data not found; put the official {DEMO_FILE} (MedMNIST, MD5 {expected}) "
-                              f"in that folder, or drop --data and {DATA_ENV} to download it")
+        raise AuditInputError(
+            f"{path}: demo data not found; put the official {DEMO_FILE} (MedMNIST, MD5 {expected}) "
+            f"in that folder, or drop --data and {DATA_ENV} to download it"
+        )
     got = md5_file(path)
     if got != expected:
-        raise AuditInputError(f"{path}: demo data has MD5 {got}, expected the official {expected}; the demo needs "
-                              f"the official MedMNIST {DEMO_FILE}, whole and unchanged")
+        raise AuditInputError(
+            f"{path}: demo data has MD5 {got}, expected the official {expected}; the demo needs "
+            f"the official MedMNIST {DEMO_FILE}, whole and unchanged"
+        )
     return path

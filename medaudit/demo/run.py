@@ -31,22 +31,50 @@ class _UnitRange(torch.nn.Module):
         return self.model(x * 2 - 1)
 
 
-def build_target(scenario: Scenario, data_path: Path, *, arch: str, init: str, out_path: Path, cache_dir: Path,
-                 name: str | None = None, class_names: tuple[str, str] = ("negative", "positive"), log=print) -> Path:
+def build_target(
+    scenario: Scenario,
+    data_path: Path,
+    *,
+    arch: str,
+    init: str,
+    out_path: Path,
+    cache_dir: Path,
+    name: str | None = None,
+    class_names: tuple[str, str] = ("negative", "positive"),
+    log=print,
+) -> Path:
     """Train a target on the scenario's `target.trained_on` split and export it as an ONNX file with card."""
     size = scenario.data.image_size
     data = load_data(data_path, scenario.data, image_size=size, channels=3, seed=scenario.seed)
     channels = int(data.development.x.shape[1])
-    spec = SurrogateSpec(arch=arch, init=init, split=scenario.target.trained_on, seed=1000 + scenario.seed,
-                         training=scenario.training.model_dump(mode="json"), task=data.task, n_logits=2,
-                         in_channels=channels, image_size=size,
-                         data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}", code_version=code_version())
+    spec = SurrogateSpec(
+        arch=arch,
+        init=init,
+        split=scenario.target.trained_on,
+        seed=1000 + scenario.seed,
+        training=scenario.training.model_dump(mode="json"),
+        task=data.task,
+        n_logits=2,
+        in_channels=channels,
+        image_size=size,
+        data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}",
+        code_version=code_version(),
+    )
     record = train_surrogate(spec, data.split(spec.split), cache_dir / "target", device="cpu")
-    log(f"target {arch}/{init} on {spec.split}: {'cached' if record.from_cache else 'trained'}, "
-        f"validation AUC {record.val_auc:.3f}")
+    log(
+        f"target {arch}/{init} on {spec.split}: {'cached' if record.from_cache else 'trained'}, "
+        f"validation AUC {record.val_auc:.3f}"
+    )
     model = load_surrogate(record, spec, "cpu")
-    card = {"name": name or f"{arch} ({init}) trained on {spec.split}", "architecture": arch, "init": init,
-            "value_range": [0, 1], "task": "binary", "class_names": list(class_names), "positive_index": 1}
+    card = {
+        "name": name or f"{arch} ({init}) trained on {spec.split}",
+        "architecture": arch,
+        "init": init,
+        "value_range": [0, 1],
+        "task": "binary",
+        "class_names": list(class_names),
+        "positive_index": 1,
+    }
     return export_onnx(_UnitRange(model), out_path, card=card, channels=channels, image_size=size)
 
 
@@ -61,11 +89,25 @@ def run_demo(out_dir: Path, cache_dir: Path, data_dir: Path | None = None, log=p
     scenario = load_scenario(scenario_path)
     data_path = demo_data_path(data_dir, cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target_path = build_target(scenario, data_path, arch="efficientnet_lite0", init="imagenet",
-                               out_path=out_dir / "demo_target.onnx", cache_dir=cache_dir,
-                               name="demo fundus classifier (EfficientNet-Lite0, ImageNet init, d1)",
-                               class_names=("no referable DR", "referable DR"), log=log)
+    target_path = build_target(
+        scenario,
+        data_path,
+        arch="efficientnet_lite0",
+        init="imagenet",
+        out_path=out_dir / "demo_target.onnx",
+        cache_dir=cache_dir,
+        name="demo fundus classifier (EfficientNet-Lite0, ImageNet init, d1)",
+        class_names=("no referable DR", "referable DR"),
+        log=log,
+    )
     options = RunOptions(out_dir=out_dir, cache_dir=cache_dir, command="medaudit demo")
-    results = run_audit(scenario, scenario_path=scenario_path, target_path=target_path, data_source=str(data_path),
-                        options=options, log=log, progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"))
+    results = run_audit(
+        scenario,
+        scenario_path=scenario_path,
+        target_path=target_path,
+        data_source=str(data_path),
+        options=options,
+        log=log,
+        progress=lambda phase, done, total: log(f"{phase}: {done}/{total}"),
+    )
     return finish(results, out_dir, out_dir / "results.json")

@@ -16,9 +16,9 @@ import jinja2
 from markupsafe import Markup
 
 from medaudit.files import atomic_write, sha256_file
-from medaudit.results import AuditResults, IntervalRecord, threshold_text
 from medaudit.report.context import build_context
 from medaudit.report.units import native_epsilon
+from medaudit.results import AuditResults, IntervalRecord, threshold_text
 
 __all__ = ["render_html", "write_report"]
 
@@ -36,12 +36,15 @@ def _ci(value: IntervalRecord | float | None, digits: int = 3, scale: float = 1.
     if value is None:
         return Markup("—")
     if not isinstance(value, IntervalRecord):
-        return Markup('<span class="pt">{}</span>').format(_num(value * scale if math.isfinite(value) else value, digits))
+        return Markup('<span class="pt">{}</span>').format(
+            _num(value * scale if math.isfinite(value) else value, digits)
+        )
     point = _num(value.point * scale, digits)
     if not (math.isfinite(value.low) and math.isfinite(value.high)):
         return Markup('<span class="pt">{}</span> <span class="ci">(interval undefined)</span>').format(point)
     return Markup('<span class="pt">{}</span> <span class="ci">({}, {})</span>').format(
-        point, _num(value.low * scale, digits), _num(value.high * scale, digits))
+        point, _num(value.low * scale, digits), _num(value.high * scale, digits)
+    )
 
 
 def _pct(value: IntervalRecord | float | None) -> Markup:
@@ -58,8 +61,13 @@ def _grey(e: float | None) -> str:
 
 def _environment() -> jinja2.Environment:
     templates = files("medaudit.templates")
-    env = jinja2.Environment(loader=jinja2.FunctionLoader(lambda name: templates.joinpath(name).read_text("utf-8")),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: templates.joinpath(name).read_text("utf-8")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(ci=_ci, pct=_pct, num=_num, eps=_eps, grey=_grey, thr=threshold_text)
     return env
 
@@ -74,7 +82,9 @@ def render_html(results: AuditResults, *, results_sha256: str | None = None) -> 
     return env.get_template("report.html.j2").render(**context)
 
 
-def write_report(results: AuditResults, out_dir: str | Path, *, results_path: str | Path | None = None) -> tuple[Path, Path]:
+def write_report(
+    results: AuditResults, out_dir: str | Path, *, results_path: str | Path | None = None
+) -> tuple[Path, Path]:
     """Write `report.html` and `report.pdf` into out_dir; both are rendered before either file is replaced."""
     from weasyprint import HTML
 
@@ -87,4 +97,3 @@ def write_report(results: AuditResults, out_dir: str | Path, *, results_path: st
     atomic_write(html_path, html)
     atomic_write(pdf_path, pdf)
     return html_path, pdf_path
-

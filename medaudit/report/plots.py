@@ -15,13 +15,23 @@ from collections import defaultdict
 import matplotlib
 from matplotlib.figure import Figure
 
-from medaudit.results import AuditResults, CellRecord
 from medaudit.report.tables import admissible
+from medaudit.results import AuditResults, CellRecord
 
 WIDTH_IN = 6.9  # the A4 text column
-_RC = {"font.size": 7.5, "axes.titlesize": 8, "axes.labelsize": 7.5, "legend.fontsize": 6.5, "xtick.labelsize": 7,
-       "ytick.labelsize": 7, "svg.fonttype": "path", "svg.hashsalt": "medaudit", "axes.spines.top": False,
-       "axes.spines.right": False, "font.family": "DejaVu Sans"}
+_RC = {
+    "font.size": 7.5,
+    "axes.titlesize": 8,
+    "axes.labelsize": 7.5,
+    "legend.fontsize": 6.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "svg.fonttype": "path",
+    "svg.hashsalt": "medaudit",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.family": "DejaVu Sans",
+}
 _COLOURS = matplotlib.colormaps["tab10"].colors
 
 
@@ -47,8 +57,10 @@ def _grouped(results: AuditResults) -> dict[tuple[str, str], dict[float, list[Ce
 
 def _errorbar(ax, xs, intervals, **kw):
     ys = [i.point for i in intervals]
-    err = [[max(0.0, i.point - i.low) if math.isfinite(i.low) else 0.0 for i in intervals],
-           [max(0.0, i.high - i.point) if math.isfinite(i.high) else 0.0 for i in intervals]]
+    err = [
+        [max(0.0, i.point - i.low) if math.isfinite(i.low) else 0.0 for i in intervals],
+        [max(0.0, i.high - i.point) if math.isfinite(i.high) else 0.0 for i in intervals],
+    ]
     ax.errorbar(xs, ys, yerr=err, capsize=2, linewidth=1.1, markersize=3, **kw)
 
 
@@ -77,8 +89,17 @@ def auc_vs_epsilon(results: AuditResults) -> str | None:
                 ctl = [sum(c.auc_control.point for c in by_eps[e]) / len(by_eps[e]) for e in eps]
                 colour = _COLOURS[r % len(_COLOURS)]
                 _errorbar(ax, eps, adv, color=colour, marker="o", label=f"{row}: adversarial (most harmful surrogate)")
-                ax.plot(eps, ctl, color=colour, marker="s", markersize=3, linestyle="--", alpha=0.75, linewidth=1.1,
-                        label=f"{row}: control noise (mean)")
+                ax.plot(
+                    eps,
+                    ctl,
+                    color=colour,
+                    marker="s",
+                    markersize=3,
+                    linestyle="--",
+                    alpha=0.75,
+                    linewidth=1.1,
+                    label=f"{row}: control noise (mean)",
+                )
                 values += [v for i in adv for v in (i.point, i.low) if math.isfinite(v)] + ctl
             clean = [c.auc_clean.point for c in results.cells if c.attack_id == attack]
             if clean:
@@ -89,8 +110,13 @@ def auc_vs_epsilon(results: AuditResults) -> str | None:
             beyond = [e for e in ticks if limit is None or e > limit]
             if beyond:
                 left = limit if limit is not None else min(ticks)
-                ax.axvspan(left + (min(beyond) - left) / 2 if limit is not None else left, max(ticks) * 1.05,
-                           color="0.9", zorder=0, label="beyond the perceptibility bound")
+                ax.axvspan(
+                    left + (min(beyond) - left) / 2 if limit is not None else left,
+                    max(ticks) * 1.05,
+                    color="0.9",
+                    zorder=0,
+                    label="beyond the perceptibility bound",
+                )
             ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
             ax.set_title(attack)
             ax.set_xlabel("ε (L∞, [-1, 1] units)")
@@ -123,8 +149,14 @@ def ssim_vs_epsilon(results: AuditResults) -> str | None:
             ax.plot(xs, ys, color=colour, linewidth=1.1, label=choice.attack_id)
             ok = [(e, v) for e, v in choice.curve if e in choice.admissible_epsilons_pm1]
             if ok:
-                ax.plot(*zip(*ok), marker="o", markersize=4, color=colour, linestyle="none",
-                        label=f"{choice.attack_id}: admissible ε")
+                ax.plot(
+                    *zip(*ok),
+                    marker="o",
+                    markersize=4,
+                    color=colour,
+                    linestyle="none",
+                    label=f"{choice.attack_id}: admissible ε",
+                )
             out = [(e, v) for e, v in choice.curve if e not in choice.admissible_epsilons_pm1]
             if out:
                 ax.plot(*zip(*out), marker="o", markersize=4, markerfacecolor="white", color=colour, linestyle="none")
@@ -153,22 +185,37 @@ def learning_curves(results: AuditResults) -> str | None:
         for k, s in enumerate(trained):
             ax = axes[k // ncols][k % ncols]
             epochs = [e.epoch for e in s.learning_curve]
-            ax.plot(epochs, [e.val_auc for e in s.learning_curve], color=_COLOURS[0], linewidth=1.1,
-                    label="validation AUC")
+            ax.plot(
+                epochs, [e.val_auc for e in s.learning_curve], color=_COLOURS[0], linewidth=1.1, label="validation AUC"
+            )
             ax.axvline(s.best_epoch, color="0.5", linestyle=":", linewidth=0.8, label="best epoch")
             loss = ax.twinx()
-            loss.plot(epochs, [e.train_loss for e in s.learning_curve], color=_COLOURS[1], linestyle="--",
-                      linewidth=1.0, label="training loss")
+            loss.plot(
+                epochs,
+                [e.train_loss for e in s.learning_curve],
+                color=_COLOURS[1],
+                linestyle="--",
+                linewidth=1.0,
+                label="training loss",
+            )
             loss.tick_params(labelsize=6)
             budget = s.stop_reason == "budget"
-            ax.set_title(f"{s.row_id} seed {s.seed}\nstopped: {s.stop_reason}" + (" (!)" if budget else ""),
-                         fontsize=6.5, color="firebrick" if budget else "black")
+            ax.set_title(
+                f"{s.row_id} seed {s.seed}\nstopped: {s.stop_reason}" + (" (!)" if budget else ""),
+                fontsize=6.5,
+                color="firebrick" if budget else "black",
+            )
             ax.set_ylim(0.4, 1.0)
             ax.set_xlabel("epoch", fontsize=6.5)
             ax.grid(alpha=0.25, linewidth=0.5)
         for k in range(len(trained), nrows * ncols):
             axes[k // ncols][k % ncols].set_axis_off()
         h1, l1 = axes[0][0].get_legend_handles_labels()
-        fig.legend(h1 + [loss.get_lines()[0]], l1 + ["training loss (right axis)"], loc="outside lower center",
-                   ncol=3, frameon=False)
+        fig.legend(
+            h1 + [loss.get_lines()[0]],
+            l1 + ["training loss (right axis)"],
+            loc="outside lower center",
+            ncol=3,
+            frameon=False,
+        )
         return _svg(fig)

@@ -54,35 +54,62 @@ def repeated_rule(rules: tuple[GateRule, ...] | list[GateRule], rule: GateRule) 
     """The per-attack rule a row's worst-over-attacks rule repeats (same row, criterion, surrogate, ε, interval)."""
     if rule.attack_id != WORST_OVER_ATTACKS:
         return rule
-    return next((r for r in rules if r.attack_id != WORST_OVER_ATTACKS and
-                 (r.row_id, r.criterion_id, r.surrogate_id, r.epsilon_pm1, r.value, r.status) ==
-                 (rule.row_id, rule.criterion_id, rule.surrogate_id, rule.epsilon_pm1, rule.value, rule.status)), rule)
+    return next(
+        (
+            r
+            for r in rules
+            if r.attack_id != WORST_OVER_ATTACKS
+            and (r.row_id, r.criterion_id, r.surrogate_id, r.epsilon_pm1, r.value, r.status)
+            == (rule.row_id, rule.criterion_id, rule.surrogate_id, rule.epsilon_pm1, rule.value, rule.status)
+        ),
+        rule,
+    )
 
 
 def seed_spread_rows(results: AuditResults) -> list[dict]:
     """Per row: relative AUC over its seeds at each admissible ε (min / median / max), ensembles beside them."""
     by_id = {s.id: s for s in results.surrogates}
     allowed = admissible(results)
-    judged = {(r.row_id, r.attack_id, _key(r.epsilon_pm1), r.surrogate_id) for r in results.gate
-              if r.criterion_id == "C-REL-AUC" and r.epsilon_pm1 is not None}
-    ensembles = [c for c in results.cells if c.surrogate_id in by_id and by_id[c.surrogate_id].member_ids
-                 and is_admissible(c, allowed)]
+    judged = {
+        (r.row_id, r.attack_id, _key(r.epsilon_pm1), r.surrogate_id)
+        for r in results.gate
+        if r.criterion_id == "C-REL-AUC" and r.epsilon_pm1 is not None
+    }
+    ensembles = [
+        c
+        for c in results.cells
+        if c.surrogate_id in by_id and by_id[c.surrogate_id].member_ids and is_admissible(c, allowed)
+    ]
     out = []
     for row_id in row_order(results):
         lines = []
         for sp in results.seed_spread:
             if sp.row_id != row_id or _key(sp.epsilon_pm1) not in {_key(e) for e in allowed.get(sp.attack_id, ())}:
                 continue
-            ens = [c for c in ensembles if c.row_id == row_id and c.attack_id == sp.attack_id
-                   and _key(c.epsilon_pm1) == _key(sp.epsilon_pm1)]
+            ens = [
+                c
+                for c in ensembles
+                if c.row_id == row_id and c.attack_id == sp.attack_id and _key(c.epsilon_pm1) == _key(sp.epsilon_pm1)
+            ]
             harmful = by_id.get(sp.most_harmful_surrogate_id)
-            judged_here = [sid for (r, a, e, sid) in judged if (r, a, e) == (row_id, sp.attack_id, _key(sp.epsilon_pm1))]
-            lines.append({"attack": sp.attack_id, "eps": sp.epsilon_pm1, "n": sp.n_surrogates,
-                          "min": sp.relative_auc_min, "median": sp.relative_auc_median, "max": sp.relative_auc_max,
-                          "most_harmful": surrogate_label(harmful, sp.most_harmful_surrogate_id),
-                          "ensembles": [(surrogate_label(by_id[c.surrogate_id], c.surrogate_id), c.relative_auc)
-                                        for c in ens],
-                          "judged": [surrogate_label(by_id.get(s), s) for s in judged_here]})
+            judged_here = [
+                sid for (r, a, e, sid) in judged if (r, a, e) == (row_id, sp.attack_id, _key(sp.epsilon_pm1))
+            ]
+            lines.append(
+                {
+                    "attack": sp.attack_id,
+                    "eps": sp.epsilon_pm1,
+                    "n": sp.n_surrogates,
+                    "min": sp.relative_auc_min,
+                    "median": sp.relative_auc_median,
+                    "max": sp.relative_auc_max,
+                    "most_harmful": surrogate_label(harmful, sp.most_harmful_surrogate_id),
+                    "ensembles": [
+                        (surrogate_label(by_id[c.surrogate_id], c.surrogate_id), c.relative_auc) for c in ens
+                    ],
+                    "judged": [surrogate_label(by_id.get(s), s) for s in judged_here],
+                }
+            )
         out.append({"row_id": row_id, "lines": lines})
     return [g for g in out if g["lines"]]
 
@@ -104,11 +131,20 @@ def operating_rows(results: AuditResults) -> list[dict]:
     for cell, why in cells.values():
         if cell.operating_point is None:
             continue
-        rows.append({"row": cell.row_id, "attack": cell.attack_id, "eps": cell.epsilon_pm1,
-                     "surrogate": surrogate_label(by_id.get(cell.surrogate_id), cell.surrogate_id),
-                     "why": ", ".join(dict.fromkeys(why)), "op": cell.operating_point})
+        rows.append(
+            {
+                "row": cell.row_id,
+                "attack": cell.attack_id,
+                "eps": cell.epsilon_pm1,
+                "surrogate": surrogate_label(by_id.get(cell.surrogate_id), cell.surrogate_id),
+                "why": ", ".join(dict.fromkeys(why)),
+                "op": cell.operating_point,
+            }
+        )
     order = row_order(results)
-    return sorted(rows, key=lambda r: (order.index(r["row"]) if r["row"] in order else len(order), r["attack"], r["eps"]))
+    return sorted(
+        rows, key=lambda r: (order.index(r["row"]) if r["row"] in order else len(order), r["attack"], r["eps"])
+    )
 
 
 def noise_rows(results: AuditResults) -> list[dict]:
@@ -122,13 +158,28 @@ def noise_rows(results: AuditResults) -> list[dict]:
             rule = rules.get((row_id, attack_id))
             cell = judged_cell(results, rule) if rule is not None else None
             if cell is None:
-                candidates = [c for c in results.cells if c.row_id == row_id and c.attack_id == attack_id
-                              and is_admissible(c, allowed) and math.isfinite(c.relative_auc_control.point)]
+                candidates = [
+                    c
+                    for c in results.cells
+                    if c.row_id == row_id
+                    and c.attack_id == attack_id
+                    and is_admissible(c, allowed)
+                    and math.isfinite(c.relative_auc_control.point)
+                ]
                 cell = min(candidates, key=lambda c: c.relative_auc_control.point, default=None)
             if cell is None:
                 continue
-            out.append({"row": row_id, "attack": attack_id, "eps": cell.epsilon_pm1, "value": cell.relative_auc_control,
-                        "control_auc": cell.auc_control, "rule": rule, "op": cell.operating_point})
+            out.append(
+                {
+                    "row": row_id,
+                    "attack": attack_id,
+                    "eps": cell.epsilon_pm1,
+                    "value": cell.relative_auc_control,
+                    "control_auc": cell.auc_control,
+                    "rule": rule,
+                    "op": cell.operating_point,
+                }
+            )
     return out
 
 
@@ -138,9 +189,15 @@ def fitness_rows(results: AuditResults) -> list[dict]:
     rows = []
     for s in sorted(results.surrogates, key=lambda s: (order.index(s.row_id), bool(s.member_ids), s.seed)):
         f = s.fitness
-        rows.append({"s": s, "label": surrogate_label(s, s.id), "fitness": f,
-                     "floor_met": None if f is None else s.test_auc.low >= f.test_auc_floor,
-                     "budget": s.stop_reason == "budget"})
+        rows.append(
+            {
+                "s": s,
+                "label": surrogate_label(s, s.id),
+                "fitness": f,
+                "floor_met": None if f is None else s.test_auc.low >= f.test_auc_floor,
+                "budget": s.stop_reason == "budget",
+            }
+        )
     return rows
 
 
@@ -162,9 +219,14 @@ def per_class_rows(results: AuditResults) -> list[dict]:
         if c is None or c.id in seen or len(c.per_class_auc_clean) < 2:
             continue
         seen.add(c.id)
-        classes = [{"name": names[k] if k < len(names) else f"class {k}", "clean": clean,
-                    "adv": c.per_class_auc_adversarial[k] if k < len(c.per_class_auc_adversarial) else math.nan}
-                   for k, clean in enumerate(c.per_class_auc_clean)]
+        classes = [
+            {
+                "name": names[k] if k < len(names) else f"class {k}",
+                "clean": clean,
+                "adv": c.per_class_auc_adversarial[k] if k < len(c.per_class_auc_adversarial) else math.nan,
+            }
+            for k, clean in enumerate(c.per_class_auc_clean)
+        ]
         out.append({"row": c.row_id, "attack": c.attack_id, "eps": c.epsilon_pm1, "classes": classes})
     return out
 
@@ -175,7 +237,20 @@ def annex_rows(results: AuditResults) -> list[dict]:
     surrogate_order = {s.id: k for k, s in enumerate(r["s"] for r in fitness_rows(results))}
     attacks = {a: k for k, a in enumerate(admissible(results))}
     allowed = admissible(results)
-    cells = sorted(results.cells, key=lambda c: (surrogate_order.get(c.surrogate_id, len(surrogate_order)),
-                                                 attacks.get(c.attack_id, len(attacks)), c.epsilon_pm1))
-    return [{"c": c, "surrogate": surrogate_label(by_id.get(c.surrogate_id), c.surrogate_id),
-             "admissible": is_admissible(c, allowed), "check": whitebox_check(c)} for c in cells]
+    cells = sorted(
+        results.cells,
+        key=lambda c: (
+            surrogate_order.get(c.surrogate_id, len(surrogate_order)),
+            attacks.get(c.attack_id, len(attacks)),
+            c.epsilon_pm1,
+        ),
+    )
+    return [
+        {
+            "c": c,
+            "surrogate": surrogate_label(by_id.get(c.surrogate_id), c.surrogate_id),
+            "admissible": is_admissible(c, allowed),
+            "check": whitebox_check(c),
+        }
+        for c in cells
+    ]
