@@ -20,15 +20,20 @@ def test_paper_experiments_ship_as_package_data():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_scenarios_are_valid(name):
+def test_shipped_scenarios_are_valid_with_three_seeds_and_a_strong_attack(name):
     scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / name)))
     assert scenario.capabilities.queries_to_target == 0 and scenario.surrogate_rows()
+    seeds: dict[str, set[int]] = {}
+    for row in scenario.surrogate_rows():
+        seeds.setdefault(row.row_id, set()).add(row.seed)
+    assert all(len(s) >= 3 for s in seeds.values()), seeds
+    assert any(getattr(a, "diversity_prob", 0) > 0 and getattr(a, "ti_kernel", 0) > 0 for a in scenario.attacks)
 
 
-def test_data_disparity_grid_expands_to_six_rows():
+def test_data_disparity_grid_expands_to_six_rows_of_three_seeds():
     scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml")))
     rows = scenario.surrogate_rows()
-    assert [(r.arch, r.data) for r in rows] == [
+    assert list(dict.fromkeys((r.arch, r.data) for r in rows)) == [
         ("same", "d1"),
         ("same", "d2"),
         ("same", "d2/2"),
@@ -36,6 +41,7 @@ def test_data_disparity_grid_expands_to_six_rows():
         ("different", "d2"),
         ("different", "d2/2"),
     ]
+    assert [r.seed for r in rows[:3]] == [0, 1, 2] and len(rows) == 18 and scenario.ensembles == ("seeds",)
     pgd = next(a for a in scenario.attacks if isinstance(a, PGD))
     assert (pgd.step_pm1, pgd.iterations) == (0.01, 20)
 
