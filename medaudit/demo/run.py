@@ -18,6 +18,11 @@ from medaudit.scenario import Scenario, load_scenario
 from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, train_surrogate
 
 DEMO_SCENARIO = "demo_retina.yaml"
+# what the demo's (fictional) manufacturer states; the report quotes it on the verdict card
+DEMO_INTENDED_USE = (
+    "Demonstration only, not a medical device: flags colour fundus photographs showing referable diabetic "
+    "retinopathy (grade 2 or worse) for review by an ophthalmologist; adults in diabetic screening."
+)
 
 
 class _UnitRange(torch.nn.Module):
@@ -41,6 +46,7 @@ def build_target(
     cache_dir: Path,
     name: str | None = None,
     class_names: tuple[str, str] = ("negative", "positive"),
+    intended_use: str | None = None,
     log=print,
 ) -> Path:
     """Train a target on the scenario's `target.trained_on` split and export it as an ONNX file with card."""
@@ -59,6 +65,7 @@ def build_target(
         image_size=size,
         data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}",
         code_version=code_version(),
+        split_seed=scenario.seed,
     )
     record = train_surrogate(spec, data.split(spec.split), cache_dir / "target", device="cpu")
     log(
@@ -74,6 +81,7 @@ def build_target(
         "task": "binary",
         "class_names": list(class_names),
         "positive_index": 1,
+        **({"intended_use": intended_use} if intended_use else {}),
     }
     return export_onnx(_UnitRange(model), out_path, card=card, channels=channels, image_size=size)
 
@@ -98,6 +106,7 @@ def run_demo(out_dir: Path, cache_dir: Path, data_dir: Path | None = None, log=p
         cache_dir=cache_dir,
         name="demo fundus classifier (EfficientNet-Lite0, ImageNet init, d1)",
         class_names=("no referable DR", "referable DR"),
+        intended_use=DEMO_INTENDED_USE,
         log=log,
     )
     options = RunOptions(out_dir=out_dir, cache_dir=cache_dir, command="medaudit demo")
