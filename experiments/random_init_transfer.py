@@ -53,8 +53,8 @@ def pneumo32(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
     return data.development, data.splits, data.test, f"{data.source_sha256}:{data.split_ids_sha256}"
 
 
-def kermany64(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
-    """train+val of the 128 px file as the development set, split d1/d2 by patient; resized to 64 px."""
+def kermany(data_dir: Path, n_test: int, size: int) -> tuple[Images, dict, Images, str]:
+    """train+val of the 128 px file as the development set, split d1/d2 by patient; resized to `size` px."""
     path = data_dir / "chestxray_kermany_128.npz"
     with np.load(path) as npz:
         dev_x = np.concatenate([npz["train_images"], npz["val_images"]])
@@ -63,8 +63,8 @@ def kermany64(data_dir: Path, n_test: int) -> tuple[Images, dict, Images, str]:
         test_x, test_y = npz["test_images"], npz["test_labels"].reshape(-1).astype(np.int64)
         test_g = npz["test_patient_ids"]
     keep = stratified_subset(test_y, n_test, DATA_SEED)
-    dev = Images(to_canonical(dev_x, 64), dev_y, dev_g)
-    test = Images(to_canonical(test_x[keep], 64), test_y[keep], test_g[keep])
+    dev = Images(to_canonical(dev_x, size), dev_y, dev_g)
+    test = Images(to_canonical(test_x[keep], size), test_y[keep], test_g[keep])
     splits = make_splits(dev_g, DATA_SEED)  # patient-level: d1 and d2 share no patient
     assert not set(dev_g[splits["d1"]]) & set(dev_g[splits["d2"]])
     return dev, splits, test, f"{path.name}:{path.stat().st_size}:patient-split-seed{DATA_SEED}"
@@ -137,12 +137,23 @@ def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int,
 
 
 def run_stage(
-    stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], log, save, max_per_half: int | None
+    stage: str,
+    data_dir: Path,
+    cache: Path,
+    n_test: int,
+    families: tuple[str, ...],
+    log,
+    save,
+    max_per_half: int | None,
+    bn_modes: tuple[str, ...] = ("eval", "recal"),
 ) -> dict:
     """Train each family's target and surrogate in turn; after each family, fill in every cell whose surrogate
     and target are both trained (a cut-short run still reports), calling `save(out)`."""
     dataset, kind = stage.split("-")
-    dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    if dataset == "pneumo32":
+        dev, splits, test, digest = pneumo32(data_dir, n_test)
+    else:  # kermany64, kermany128: the patient-level file at that size
+        dev, splits, test, digest = kermany(data_dir, n_test, int(dataset.removeprefix("kermany")))
     splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
     digest = f"{digest}:cap{max_per_half}"  # the cache key names the images the models learn from
     size = int(dev.x.shape[-1])
@@ -191,7 +202,7 @@ def run_stage(
                 f"val {record.val_auc:.3f}, test {entry['test_auc_bn_eval']:.3f} / recal "
                 f"{entry['test_auc_bn_recal']:.3f}, {time.perf_counter() - t0:.0f}s"
             )
-        for bn in ("eval", "recal"):
+        for bn in bn_modes:
             surrogate = models[(arch, "surrogate")][bn]
             classifier = art_classifier(
                 surrogate, n_logits=2, input_shape=tuple(test.x.shape[1:]), multilabel=False, device="cpu"
@@ -297,7 +308,10 @@ def gradient_cosines(
 ) -> list[dict]:
     """Mean input-gradient cosine of every (surrogate, target) pair of a stage, from the cached models."""
     dataset, kind = stage.split("-")
-    dev, splits, test, digest = (pneumo32 if dataset == "pneumo32" else kermany64)(data_dir, n_test)
+    if dataset == "pneumo32":
+        dev, splits, test, digest = pneumo32(data_dir, n_test)
+    else:  # kermany64, kermany128: the patient-level file at that size
+        dev, splits, test, digest = kermany(data_dir, n_test, int(dataset.removeprefix("kermany")))
     splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
     digest = f"{digest}:cap{max_per_half}"
     grads = {}
@@ -338,13 +352,18 @@ def main() -> None:
     )
     parser.add_argument("--families-short", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
     parser.add_argument("--families-64", nargs="+", default=["mobilenet_v2", "resnet18"])
+    parser.add_argument("--families-128", nargs="+", default=["resnet18", "mobilenet_v2"])
+    parser.add_argument(
+        "--bn", nargs="+", choices=["eval", "recal"], default=["eval", "recal"], help="BatchNorm modes to attack with"
+    )
     parser.add_argument("--n-test", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--max-per-half", type=int, default=None, help="cap d1 and d2 at about this many images")
     args = parser.parse_args()
     if args.render:
         print(render(json.loads(args.out.read_text())))
         return
-    torch.set_num_threads(1)  # the machine is shared: two threads spin-wait each other when oversubscribed
+    torch.set_num_threads(args.threads)  # 1 on a shared machine: two threads spin-wait each other when oversubscribed
     started = time.perf_counter()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
 
@@ -352,19 +371,24 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", flush=True)
 
     def save(stage_out: dict) -> None:
-        results[stage_out["stage"]] = {**stage_out, "seconds": time.perf_counter() - started}
-        results["settings"] = {
+        run = {  # this invocation's settings, kept with the stage it wrote
             "max_per_half": args.max_per_half,
             "n_test": args.n_test,
-            "short": SHORT.model_dump(mode="json"),
-            "converged": CONVERGED.model_dump(mode="json"),
-            "attack": ATTACK.model_dump(mode="json"),
-            "epsilons_pm1": list(EPSILONS_PM1),
-            "target_seed": TARGET_SEED,
-            "surrogate_seed": SURROGATE_SEED,
-            "data_seed": DATA_SEED,
-            "device": "cpu, 1 thread (2-core machine shared with other jobs)",
+            "bn_modes": list(args.bn),
+            "device": f"cpu, {args.threads} torch thread(s), 2-core machine",
         }
+        results[stage_out["stage"]] = {**stage_out, "run": run, "seconds": time.perf_counter() - started}
+        results.setdefault("settings", {}).update(
+            {
+                "short": SHORT.model_dump(mode="json"),
+                "converged": CONVERGED.model_dump(mode="json"),
+                "attack": ATTACK.model_dump(mode="json"),
+                "epsilons_pm1": list(EPSILONS_PM1),
+                "target_seed": TARGET_SEED,
+                "surrogate_seed": SURROGATE_SEED,
+                "data_seed": DATA_SEED,
+            }
+        )
         args.out.write_text(json.dumps(results, indent=1))
 
     if args.merge_from:  # a stage run in another process: append its models, cells and cosines not yet here
@@ -384,9 +408,11 @@ def main() -> None:
 
     if args.gradients_only:
         for stage in args.stages:
-            families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(
-                stage, args.families
-            )
+            families = {
+                "pneumo32-short": args.families_short,
+                "kermany64-converged": args.families_64,
+                "kermany128-converged": args.families_128,
+            }.get(stage, args.families)
             results[stage]["gradient_cosines"] = gradient_cosines(
                 stage, args.data_dir, args.cache, args.n_test, tuple(families), args.max_per_half
             )
@@ -401,10 +427,22 @@ def main() -> None:
         return
 
     for stage in args.stages:
-        families = {"pneumo32-short": args.families_short, "kermany64-converged": args.families_64}.get(
-            stage, args.families
+        families = {
+            "pneumo32-short": args.families_short,
+            "kermany64-converged": args.families_64,
+            "kermany128-converged": args.families_128,
+        }.get(stage, args.families)
+        run_stage(
+            stage,
+            args.data_dir,
+            args.cache,
+            args.n_test,
+            tuple(families),
+            log,
+            save,
+            args.max_per_half,
+            tuple(args.bn),
         )
-        run_stage(stage, args.data_dir, args.cache, args.n_test, tuple(families), log, save, args.max_per_half)
         log(f"stage {stage} written to {args.out}")
 
 
