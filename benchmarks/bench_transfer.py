@@ -52,34 +52,18 @@ MI_STEP, MI_ITERS, MI_DECAY = 0.01, 10, 1.0
 DI_PROB = 0.5  # input diversity probability (Xie et al. 2019 use 0.5)
 TI_KERNEL = 3  # Gaussian kernel side in pixels, as the shipped scenarios use at 32 px
 
+# the shipped scenarios' strong transfer attack: momentum + input diversity + translation invariance
+STRONG = MIFGSM(
+    name="mifgsm", step_pm1=MI_STEP, iterations=MI_ITERS, decay=MI_DECAY, diversity_prob=DI_PROB, ti_kernel=TI_KERNEL
+)
 CONFIGS = {  # name -> (attack, surrogates in the logit ensemble: 1 = first seed, None = every seed)
     "plain PGD": (PGD(name="pgd", step_pm1=PGD_STEP, iterations=PGD_ITERS), 1),
     "PGD + DI": (PGD(name="pgd", step_pm1=PGD_STEP, iterations=PGD_ITERS, diversity_prob=DI_PROB), 1),
     "PGD + TI": (PGD(name="pgd", step_pm1=PGD_STEP, iterations=PGD_ITERS, ti_kernel=TI_KERNEL), 1),
     "MI-FGSM": (MIFGSM(name="mifgsm", step_pm1=MI_STEP, iterations=MI_ITERS, decay=MI_DECAY), 1),
-    "MI + DI + TI": (
-        MIFGSM(
-            name="mifgsm",
-            step_pm1=MI_STEP,
-            iterations=MI_ITERS,
-            decay=MI_DECAY,
-            diversity_prob=DI_PROB,
-            ti_kernel=TI_KERNEL,
-        ),
-        1,
-    ),
+    "MI + DI + TI": (STRONG, 1),
     "ensemble PGD": (PGD(name="pgd", step_pm1=PGD_STEP, iterations=PGD_ITERS), None),
-    "ensemble MI + DI + TI": (
-        MIFGSM(
-            name="mifgsm",
-            step_pm1=MI_STEP,
-            iterations=MI_ITERS,
-            decay=MI_DECAY,
-            diversity_prob=DI_PROB,
-            ti_kernel=TI_KERNEL,
-        ),
-        None,
-    ),
+    "ensemble MI + DI + TI": (STRONG, None),
 }
 
 

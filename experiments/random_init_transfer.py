@@ -334,6 +334,16 @@ def gradient_cosines(
     ]
 
 
+def families_of(stage: str, args: argparse.Namespace) -> list[str]:
+    """The architectures a stage trains: its own option where it has one, else --families."""
+    own = {
+        "pneumo32-short": args.families_short,
+        "kermany64-converged": args.families_64,
+        "kermany128-converged": args.families_128,
+    }
+    return own.get(stage, args.families)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder holding pneumoniamnist.npz and chestxray_kermany_128.npz")
@@ -408,11 +418,7 @@ def main() -> None:
 
     if args.gradients_only:
         for stage in args.stages:
-            families = {
-                "pneumo32-short": args.families_short,
-                "kermany64-converged": args.families_64,
-                "kermany128-converged": args.families_128,
-            }.get(stage, args.families)
+            families = families_of(stage, args)
             results[stage]["gradient_cosines"] = gradient_cosines(
                 stage, args.data_dir, args.cache, args.n_test, tuple(families), args.max_per_half
             )
@@ -427,11 +433,7 @@ def main() -> None:
         return
 
     for stage in args.stages:
-        families = {
-            "pneumo32-short": args.families_short,
-            "kermany64-converged": args.families_64,
-            "kermany128-converged": args.families_128,
-        }.get(stage, args.families)
+        families = families_of(stage, args)
         run_stage(
             stage,
             args.data_dir,

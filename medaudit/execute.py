@@ -55,17 +55,6 @@ class CellOutcome:
     from_cache: bool
 
 
-def interval_record(iv) -> IntervalRecord:
-    return IntervalRecord(
-        point=iv.point,
-        low=iv.low,
-        high=iv.high,
-        confidence=iv.confidence,
-        resamples=iv.resamples,
-        degenerate=iv.degenerate,
-    )
-
-
 def auc_labels(y: np.ndarray, task: str, k: int) -> np.ndarray:
     """Labels in the form `metrics.auc` takes: one-hot for multiclass, as they are otherwise."""
     return np.eye(k, dtype=np.int64)[y] if task == "multiclass" else y
@@ -95,7 +84,7 @@ def _bootstrap_auc(ctx: RunContext, y_auc: np.ndarray, scores: np.ndarray, group
         seed=ctx.scenario.seed,
         groups=groups,
     )
-    return interval_record(paired.clean)
+    return IntervalRecord.of(paired.clean)
 
 
 # ---------------------------------------------------------------- the two job functions
@@ -180,12 +169,12 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
                 attack=job.attack,
                 epsilon_pm1=eps,
                 epsilon_grey_levels=eps * 127.5,
-                auc_clean=interval_record(paired.clean),
-                auc_adversarial=interval_record(paired.adversarial),
-                auc_control=interval_record(paired.control),
-                relative_auc=interval_record(paired.relative),
-                relative_auc_control=interval_record(paired.relative_control),
-                adversarial_specific_drop=interval_record(paired.adversarial_specific_drop),
+                auc_clean=IntervalRecord.of(paired.clean),
+                auc_adversarial=IntervalRecord.of(paired.adversarial),
+                auc_control=IntervalRecord.of(paired.control),
+                relative_auc=IntervalRecord.of(paired.relative),
+                relative_auc_control=IntervalRecord.of(paired.relative_control),
+                adversarial_specific_drop=IntervalRecord.of(paired.adversarial_specific_drop),
                 per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
                 per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
                 surrogate_auc_clean=surrogate_auc,

@@ -221,22 +221,11 @@ def comparisons(
                     row_b=row_b,
                     attack_id=choice.attack_id,
                     epsilon_pm1=eps,
-                    difference_auc_adversarial=_iv(d.auc_adversarial),
-                    difference_relative_auc=_iv(d.relative_auc),
+                    difference_auc_adversarial=IntervalRecord.of(d.auc_adversarial),
+                    difference_relative_auc=IntervalRecord.of(d.relative_auc),
                 )
             )
     return tuple(out)
-
-
-def _iv(iv) -> IntervalRecord:
-    return IntervalRecord(
-        point=iv.point,
-        low=iv.low,
-        high=iv.high,
-        confidence=iv.confidence,
-        resamples=iv.resamples,
-        degenerate=iv.degenerate,
-    )
 
 
 def _png(x_pm1: np.ndarray) -> str:

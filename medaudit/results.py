@@ -7,6 +7,7 @@ record; nothing after it changes a number. Every field is typed: no free-form di
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -38,6 +39,11 @@ class IntervalRecord(Record):
     confidence: float
     resamples: int
     degenerate: int  # resamples with one class only (AUC undefined), excluded and counted
+
+    @classmethod
+    def of(cls, interval) -> IntervalRecord:
+        """The record of a `metrics.Interval` (a dataclass with these same fields)."""
+        return cls(**dataclasses.asdict(interval))
 
 
 class OperatingPoint(Record):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import statistics
 
 import numpy as np
 from PIL import Image
@@ -20,6 +19,7 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from medaudit.criteria import judge
+from medaudit.finalize import seed_spread
 from medaudit.results import (
     AuditResults,
     CellRecord,
@@ -36,7 +36,6 @@ from medaudit.results import (
     PairedComparison,
     PerImageFile,
     Provenance,
-    SeedSpread,
     SurrogateFitness,
     SurrogateResult,
     TargetRecord,
@@ -337,30 +336,6 @@ def make_examples(attack_ids=tuple(ATTACKS), eps: float = 0.03) -> tuple[Example
     return tuple(out)
 
 
-def _seed_spread(cells: list[CellRecord], surrogates: list[SurrogateResult]) -> tuple[SeedSpread, ...]:
-    seeds = {s.id for s in surrogates if not s.member_ids}
-    groups: dict[tuple[str, str, float], list[CellRecord]] = {}
-    for c in cells:
-        if c.surrogate_id in seeds:
-            groups.setdefault((c.row_id, c.attack_id, c.epsilon_pm1), []).append(c)
-    out = []
-    for (row_id, attack_id, eps), group in groups.items():
-        rel = [c.relative_auc.point for c in group]
-        out.append(
-            SeedSpread(
-                row_id=row_id,
-                attack_id=attack_id,
-                epsilon_pm1=eps,
-                n_surrogates=len(group),
-                relative_auc_min=min(rel),
-                relative_auc_median=statistics.median(rel),
-                relative_auc_max=max(rel),
-                most_harmful_surrogate_id=min(group, key=lambda c: c.relative_auc.point).surrogate_id,
-            )
-        )
-    return tuple(out)
-
-
 def make_target(*, intended_use: str | None = None) -> TargetRecord:
     card = CardFields(
         name="pneumonia-densenet",
@@ -523,7 +498,7 @@ def make_results(
         gate=rules,
         verdict=verdict,
         worst_case=worst,
-        seed_spread=_seed_spread(cells, surrogates),
+        seed_spread=seed_spread(cells),  # the engine's own summary of these cells
         comparisons=(comparison,),
         examples=make_examples() if examples else (),
         per_image=per_image,
