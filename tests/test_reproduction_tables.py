@@ -2,11 +2,17 @@
 
 The verdict rule is tested on hand-worked intervals and on small score arrays whose paired bootstrap is known
 in advance (a perfectly separating score keeps AUC 1 in every resample that holds both classes), so every
-outcome is reached: holds, does not hold, cannot be told apart, not testable."""
+outcome is reached: holds, does not hold, cannot be told apart, not testable. The end-to-end test runs a
+reproduction-shaped set of audits on generated images through `reproduce.run_target` (real training, real
+attacks, real `run_audit`) and renders its section with `tables.render`, so the renderer cannot drift from the
+results schema unnoticed.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -14,15 +20,18 @@ import pytest
 
 from medaudit.errors import AuditInputError
 from medaudit.metrics import Interval
-from medaudit.scenario import load_scenario
-from tests.conftest import REPO
+from medaudit.scenario import FitnessSection, SurrogateRow, load_scenario
+from tests.conftest import REPO, write_synthetic_npz
 from tests.fixtures_results import iv, make_surrogate
 
 sys.path.insert(0, str(REPO / "examples" / "reproduce_paper"))
 
+import committed  # noqa: E402
+import findings  # noqa: E402
 import reproduce  # noqa: E402
+import tables  # noqa: E402
 import verdicts  # noqa: E402
-from protocol import EXPERIMENTS, MODALITIES, Settings  # noqa: E402
+from protocol import EXPERIMENTS, MODALITIES, Modality, RunEntry, Settings  # noqa: E402
 from verdicts import Claim, Comparison, Scored, judge  # noqa: E402
 
 BELOW_0 = Claim("below", 0.0, every=False, measure="d")
@@ -193,7 +202,15 @@ def test_finding_8_relative_auc_minus_one_and_a_target_at_chance():
     assert judge([Comparison("Lite0 same", None, chance)], BOUND_ABOVE).outcome == "not testable"
 
 
-# ---------------------------------------------------------------- the runs
+# ---------------------------------------------------------------- the document's hand-written part
+def test_header_states_no_measured_number():
+    """Numbers about results come from the results (a hand-typed range once exceeded its own data)."""
+    text = (REPO / "examples" / "reproduce_paper" / "HEADER.md").read_text()
+    assert "%" not in text
+    decimals = set(re.findall(r"\b\d+\.\d+\b", text))
+    assert decimals <= {"0.01", "0.02"}, decimals  # the paper's PGD step and ε only
+
+
 def test_the_reproduction_runs_the_shipped_scenarios_unchanged_but_for_their_data():
     """Seeds, ensembles and training (plateau stopping, the epoch budget) come from the scenarios, found through
     importlib.resources; only the data section is set per modality."""
@@ -223,3 +240,122 @@ def test_run_info_refuses_to_mix_settings_in_one_folder(tmp_path):
     assert reproduce.previous_runs(tmp_path, Settings(image_size=32, test_limit=None)) == {}
     with pytest.raises(AuditInputError, match="use the same settings"):
         reproduce.previous_runs(tmp_path, Settings(image_size=64, test_limit=None))
+
+
+# ---------------------------------------------------------------- end to end on generated images
+SYNTHETIC = Modality(
+    key="synthetic",
+    title="Synthetic blobs (generated, patient-level)",
+    file="blobs.npz",
+    positive_labels=None,
+    negative_labels=None,
+    class_names=("n", "p"),
+    image_size=16,
+    paper_column="Rad",
+)
+TINY_ROWS = {  # experiment -> the rows it keeps (two seeds each): a tiny_cnn target has no ImageNet weights
+    "perturbation_degree": ("d1",),
+    "pretraining": ("d1",),
+    "data_disparity": ("d1", "d2"),
+    "small_data": ("d2",),
+}
+
+
+@pytest.fixture(scope="module")
+def reproduction(tmp_path_factory):
+    """A reproduction-shaped results folder from real audits of tiny_cnn targets on generated images."""
+    root = tmp_path_factory.mktemp("reproduction")
+    # large enough that d1/10 (a tenth of d1's patients) still has both classes among its validation patients
+    data = write_synthetic_npz(root / SYNTHETIC.file, counts=(1200, 300, 80), patient_ids=True)
+    settings = Settings(image_size=16, test_limit=40)
+    runs: dict[str, RunEntry] = {}
+    for experiment, splits in TINY_ROWS.items():
+        shipped = reproduce.scenario_for(experiment, SYNTHETIC, settings)
+        scenario = shipped.model_copy(
+            update={
+                "surrogates": tuple(
+                    SurrogateRow(arch="same", init="random", data=s, seed=k) for s in splits for k in (0, 1)
+                ),
+                "training": shipped.training.model_copy(update={"epochs": 3}),
+                "bootstrap": shipped.bootstrap.model_copy(update={"resamples": 100}),
+                # lenient, so the verdicts run through Holm on real per-image files, not only through blockers
+                "fitness": FitnessSection(min_surrogate_auc=0.0, max_whitebox_auc=1.0, max_sibling_relative_auc=1.5),
+            }
+        )
+        name, entry = reproduce.run_target(
+            SYNTHETIC,
+            experiment,
+            "tiny_cnn",
+            "random",
+            scenario,
+            data,
+            work=root / "work",
+            cache=root / "cache",
+            device="cpu",
+            results_root=root / "results",
+            command="pytest",
+            log=lambda m: None,
+        )
+        runs[name] = entry
+    reproduce.write_run_info(root / "results" / SYNTHETIC.key, SYNTHETIC, settings, runs)
+    return root / "results"
+
+
+def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
+    folder = reproduction / SYNTHETIC.key
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "data_disparity__tiny_cnn-random-d1",
+        "perturbation_degree__tiny_cnn-random-d1",
+        "pretraining__tiny_cnn-random-d1",
+        "run_info.json",
+        "small_data__tiny_cnn-random-d1over10",
+    ]
+    loaded = committed.load(folder)
+    for run in loaded.runs:
+        cited = {f.path for f in run.results.per_image}
+        assert cited == {str(p.relative_to(run.folder)) for p in (run.folder / "per_image").iterdir()}
+        assert run.clean.scores.shape == run.clean.y.shape == (40,)
+    assert loaded.run_info.settings.image_size == 16 and len(loaded.run_info.runs) == 4
+    assert {e.target.stop_reason for e in loaded.run_info.runs.values()} <= {"plateau", "budget"}
+
+
+def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
+    text = tables.render(reproduction, [SYNTHETIC], header="# test\n")
+    section = text[text.index(f"## {SYNTHETIC.title}") :]
+    for heading in ("### ε per modality", "### Table 2", "### Table 3", "### Table 4", "### Table 5", "### White-box"):
+        assert heading in section
+    judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key))
+    assert set(judged) == {f.key for f in findings.FINDINGS}
+    assert all(v.outcome in verdicts.OUTCOMES for v in judged.values())
+    # no ImageNet-pretrained target was run: finding 1 cannot be tested, and says why
+    assert judged["1"].outcome == "not testable"
+    assert any("no run against the tiny_cnn IN target" in r for r in judged["1"].reasons)
+    # the control-noise and epsilon findings were judged by Holm on the committed per-image files
+    for key in ("6", "7a", "7b", "3"):
+        assert all(j.decision is not None for j in judged[key].judged), judged[key]
+    for key, v in judged.items():
+        assert f"| {key}. " in section and f"**{v.outcome}**" in section
+
+
+def test_a_tampered_score_file_is_refused(reproduction, tmp_path):
+    copy = tmp_path / SYNTHETIC.key
+    shutil.copytree(reproduction / SYNTHETIC.key, copy)
+    run_dir = copy / "perturbation_degree__tiny_cnn-random-d1"
+    with np.load(run_dir / "per_image" / "clean.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["scores"] = arrays["scores"][::-1].copy()
+    np.savez_compressed(run_dir / "per_image" / "clean.npz", **arrays)
+    run = next(r for r in committed.load(copy).runs if r.experiment == "perturbation_degree")
+    with pytest.raises(AuditInputError, match="sha256 differs"):
+        run.clean
+
+
+def test_a_modality_with_only_old_protocol_results_says_it_was_not_re_run(tmp_path):
+    folder = tmp_path / "retina"
+    folder.mkdir()
+    (folder / "pretraining__efficientnet_lite0-random-d1.json").write_text(json.dumps({"schema_version": "1.0"}))
+    text = tables.render(tmp_path, [MODALITIES["retina"]], header="")
+    assert "**Not re-run with the new protocol.**" in text
+    assert "1 results files in `docs/reproduction/retina/` are results schema 1.0" in text
+    assert "| 1. Pre-trained pairs transfer more when pre-training helps clean AUC | not re-run |" in text

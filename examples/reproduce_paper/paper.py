@@ -79,8 +79,8 @@ AUGMENTATION = (
 SPLITS = "random, at patient level, d1/d2 equal halves of the development set; d1/10 and d2/2 sampled from them"
 TEST = "the whole independent test set of each application (Table 1)"
 EPSILON = (
-    "swept 0.01-0.06; 0.02 chosen for every application as the largest ε still visually subtle for all "
-    "applications and both attacks, judged by the authors' eyes and mean SSIM (4.1)"
+    "swept 0.01-0.06; 0.02 for every application, 'the highest perturbation degree that was still visually "
+    "subtle for all applications and attack methods', perceptibility judged by the authors' eyes and by mean SSIM (4.1)"
 )
 MODELS_PER_CONFIGURATION = "one target and one surrogate per configuration ('four versions of each architecture', 4.2)"
 ATTACKS = "FGSM and PGD (step 0.01, 20 iterations), L∞, untargeted, images in [-1, 1] (3.2, 4.1)"
