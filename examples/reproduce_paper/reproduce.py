@@ -1,131 +1,255 @@
-"""Reproduce the paper's four experiments on one real modality: `python reproduce.py pneumonia|retina|derma`.
+"""Re-run the paper's four experiments on one real modality with the shipped scenarios:
 
-Trains the targets the experiments need (EfficientNet-Lite0 and MobileNetV2, ImageNet-pretrained and
-random, on d1; the same on d1/10 for Table 5), exports them to ONNX with their cards, and runs the four
-shipped scenarios against them with medaudit's engine. Resumable: targets, surrogates, adversarial
-images and cells are cached by content under --cache. Results JSON land in docs/reproduction/<modality>/.
+    python examples/reproduce_paper/reproduce.py pneumonia|retina|derma|kermany [--data DIR] [--device cuda]
+
+Trains the targets each experiment needs (EfficientNet-Lite0 and MobileNetV2, ImageNet-pretrained and random,
+on the scenario's `target.trained_on` split: d1, or d1/10 for small_data), exports them to ONNX with their
+card, and audits each with the scenario (`scenarios/<experiment>.yaml`, found through
+`importlib.resources.files("medaudit.scenarios")`). Only the data section changes per modality (labels, image
+size, test subset): seeds (three per row), ensembles, attacks, epsilons and training (to a validation-AUC
+plateau under the scenario's epoch budget) stay as shipped, for targets and surrogates alike.
+
+After each audit its `results.json` and the per-image score files it cites (`per_image/*.npz`: scores and
+labels, no images) are copied, hash-checked, to `docs/reproduction/<modality>/<experiment>__<target>/`, and
+`run_info.json` records the settings, the machine and each run's time. Resumable: targets, surrogates,
+adversarial images and cells are cached by content under --cache. Data files are read where they are and
+never copied into the repository. Then `python examples/reproduce_paper/tables.py` renders the document.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 import torch
+from protocol import (
+    EXPERIMENTS,
+    MODALITIES,
+    RESULTS,
+    ROOT,
+    RUN_INFO,
+    Machine,
+    Modality,
+    RunEntry,
+    RunInfo,
+    Settings,
+    TargetTraining,
+    run_name,
+    target_tag,
+)
 
-from medaudit.demo.run import build_target
+from medaudit.demo.run import export_target, train_target
 from medaudit.engine import RunOptions, run_audit
-from medaudit.scenario import load_scenario
+from medaudit.errors import AuditInputError
+from medaudit.files import atomic_write, sha256_file
+from medaudit.results import read_results
+from medaudit.scenario import Scenario, load_scenario
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
-MODALITIES = {
-    "pneumonia": {"file": "pneumoniamnist.npz", "positive": None, "negative": None, "classes": ("normal", "pneumonia")},
-    "retina": {
-        "file": "retinamnist.npz",
-        "positive": (2, 3, 4),
-        "negative": None,
-        "classes": ("no referable DR", "referable DR"),
-    },
-    "derma": {"file": "dermamnist_jpeg.npz", "positive": (4,), "negative": (5,), "classes": ("nevus", "melanoma")},
-}
-ARCHS = ("efficientnet_lite0", "mobilenet_v2")
-# Small enough for well under an hour per modality on 2 CPU cores (see docs/reproduction.md). The larger
-# sets get fewer epochs: 5 epochs of PneumoniaMNIST's d1 are already 2x the images of 10 of RetinaMNIST's.
-SETTINGS = {"image_size": 32, "test_limit": 400, "patience": 3}
-EPOCHS = {"retina": 10, "pneumonia": 5, "derma": 4}
-EXPERIMENTS = {  # scenario -> targets it is run against: (arch, init, trained_on)
-    "perturbation_degree": [(a, "random", "d1") for a in ARCHS],
-    "pretraining": [(a, i, "d1") for a in ARCHS for i in ("imagenet", "random")],
-    "data_disparity": [(a, "random", "d1") for a in ARCHS],
-    "small_data": [(a, i, "d1/10") for a in ARCHS for i in ("imagenet", "random")],
-}
+DATA_ENV = "MEDAUDIT_DATA"  # folder holding the data files; default ../shared/data beside the repository
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+MIN_TEST_IMAGES = 10  # the scenario format's floor for `data.test_limit`
 
 
-def scenario_for(name: str, modality: str):
-    cfg = MODALITIES[modality]
-    scenario = load_scenario(Path(str(resources.files("medaudit.scenarios") / f"{name}.yaml")))
+def scenario_file(experiment: str) -> Path:
+    """The shipped scenario, as the installed package exposes it (`medaudit.scenarios` maps to `scenarios/`)."""
+    folder = resources.files("medaudit.scenarios")
+    path = Path(str(folder / f"{experiment}.yaml"))
+    if not path.is_file():
+        raise AuditInputError(
+            f"{path}: scenario {experiment!r} not found in importlib.resources.files('medaudit.scenarios') "
+            f"({folder}); reinstall medaudit from this checkout (`pip install -e .`)"
+        )
+    return path
+
+
+def scenario_for(experiment: str, modality: Modality, settings: Settings) -> Scenario:
+    """The shipped scenario with its data section set for `modality`; nothing else changes."""
+    scenario = load_scenario(scenario_file(experiment))
     data = scenario.data.model_copy(
         update={
-            "positive_labels": cfg["positive"],
-            "negative_labels": cfg["negative"],
-            "image_size": SETTINGS["image_size"],
-            "test_limit": SETTINGS["test_limit"],
+            "positive_labels": modality.positive_labels,
+            "negative_labels": modality.negative_labels,
+            "image_size": settings.image_size,
+            "test_limit": settings.test_limit,
         }
     )
-    training = scenario.training.model_copy(update={"epochs": EPOCHS[modality], "patience": SETTINGS["patience"]})
-    return scenario.model_copy(update={"name": f"{name}-{modality}", "data": data, "training": training})
+    return scenario.model_copy(update={"name": f"{experiment}-{modality.key}", "data": data})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("modality", choices=list(MODALITIES))
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/medaudit-reproduction"))
-    parser.add_argument("--only", nargs="*", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
-    args = parser.parse_args()
-    cfg = MODALITIES[args.modality]
-    data_path = DATA / cfg["file"]
-    out = ROOT / "docs" / "reproduction" / args.modality
-    out.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def machine(device: str) -> Machine:
+    return Machine(
+        device=device,
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        gpu=torch.cuda.get_device_name(0) if device == "cuda" else None,
+        cpu_threads=torch.get_num_threads(),
+    )
+
+
+def collect(run_dir: Path, dest: Path) -> None:
+    """Copy `results.json` and every per-image file it cites into `dest`, replacing an earlier copy; each file
+    is checked against the sha256 the results record. The old protocol's `<dest>.json` is superseded."""
+    results = read_results(run_dir / "results.json")
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(run_dir / "results.json", staging / "results.json")
+    for cited in results.per_image:
+        copy = staging / cited.path
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run_dir / cited.path, copy)
+        if sha256_file(copy) != cited.sha256:
+            raise AuditInputError(f"{run_dir / cited.path}: sha256 differs from the one results.json records")
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    superseded = dest.parent / f"{dest.name}.json"
+    if superseded.is_file():
+        superseded.unlink()
+
+
+def run_target(
+    modality: Modality,
+    experiment: str,
+    arch: str,
+    init: str,
+    scenario: Scenario,
+    data_path: Path,
+    *,
+    work: Path,
+    cache: Path,
+    device: str,
+    results_root: Path,
+    command: str,
+    log: Callable[[str], None] = print,
+) -> tuple[str, RunEntry]:
+    """Train (or load) one target, audit it with `scenario`, copy the results; (run folder name, its entry)."""
     started = time.perf_counter()
-    timings = {}
-    for name in args.only:
-        scenario = scenario_for(name, args.modality)
-        for arch, init, split in EXPERIMENTS[name]:
-            tag = f"{arch}-{init}-{split.replace('/', 'over')}"
-            t = time.perf_counter()
-            target_scenario = scenario.model_copy(
-                update={"target": scenario.target.model_copy(update={"trained_on": split})}
-            )
-            target = build_target(
-                target_scenario,
+    split = scenario.target.trained_on
+    tag = target_tag(arch, init, split)
+    name = run_name(experiment, arch, init, split)
+    record, spec = train_target(scenario, data_path, arch=arch, init=init, cache_dir=cache, device=device, log=log)
+    target = export_target(
+        record, spec, work / f"{tag}.onnx", name=f"{modality.key} target {tag}", class_names=modality.class_names
+    )
+    run_dir = work / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "scenario.json"
+    path.write_text(scenario.model_dump_json(indent=1))
+    results = run_audit(
+        scenario,
+        scenario_path=path,
+        target_path=target,
+        data_source=str(data_path),
+        options=RunOptions(out_dir=run_dir, cache_dir=cache, device=device, command=command),
+        log=log,
+    )
+    collect(run_dir, results_root / modality.key / name)
+    seconds = time.perf_counter() - started
+    log(f"{name}: clean AUC {results.target.clean_auc:.3f}, {len(results.cells)} cells, {seconds:.0f} s")
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    training = TargetTraining(
+        id=record.id,
+        n_train=record.n_train,
+        n_val=record.n_val,
+        val_auc=record.val_auc,
+        epochs_run=record.epochs_run,
+        best_epoch=record.best_epoch,
+        stop_reason=record.stop_reason,
+        train_seconds=record.train_seconds,
+        from_cache=record.from_cache,
+    )
+    return name, RunEntry(seconds=seconds, finished_at=finished, machine=machine(device), target=training)
+
+
+def previous_runs(folder: Path, settings: Settings) -> dict[str, RunEntry]:
+    """Runs already recorded in the folder with the same settings; refuse to mix settings in one folder."""
+    path = folder / RUN_INFO
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    if raw.get("layout") != "reproduction-2":
+        return {}  # the old protocol's run info: its results are superseded run by run
+    info = RunInfo.model_validate(raw)
+    if info.settings != settings:
+        raise AuditInputError(
+            f"{path}: the results there were made with {info.settings.model_dump()}, this run asks for "
+            f"{settings.model_dump()}; use the same settings, or --results DIR for a separate set"
+        )
+    return dict(info.runs)
+
+
+def write_run_info(folder: Path, modality: Modality, settings: Settings, runs: dict[str, RunEntry]) -> None:
+    info = RunInfo(
+        modality=modality.key, settings=settings, runs=runs, total_seconds=sum(r.seconds for r in runs.values())
+    )
+    atomic_write(folder / RUN_INFO, info.model_dump_json(indent=1))
+
+
+def _outside_repository(parser: argparse.ArgumentParser, path: Path, what: str) -> Path:
+    resolved = path.resolve()
+    if resolved == ROOT or ROOT in resolved.parents:
+        parser.error(f"{what} {path} is inside the repository; it holds images made from the data, keep it outside")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modality", choices=list(MODALITIES))
+    parser.add_argument(
+        "--data", type=Path, help=f"folder holding the data file (default ${DATA_ENV}, else {DEFAULT_DATA})"
+    )
+    parser.add_argument("--image-size", type=int, help="px; default 32 for the 28 px MedMNIST files, 128 for kermany")
+    parser.add_argument("--test-limit", type=int, help="a stratified seeded subset of the test split (default: all)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medaudit-reproduction")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where results are copied (default {RESULTS})")
+    args = parser.parse_args(argv)
+    modality = MODALITIES[args.modality]
+    data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
+    data_path = data_dir / modality.file
+    if not data_path.is_file():
+        parser.error(f"{data_path} not found: give --data DIR (a folder holding {modality.file}) or set {DATA_ENV}")
+    if args.test_limit is not None and args.test_limit < MIN_TEST_IMAGES:
+        parser.error(f"--test-limit {args.test_limit}: give at least {MIN_TEST_IMAGES} test images")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    work = _outside_repository(parser, args.work, "--work") / modality.key
+    cache = _outside_repository(parser, args.cache, "--cache")
+    settings = Settings(image_size=args.image_size or modality.image_size, test_limit=args.test_limit)
+    folder = args.results / modality.key
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = previous_runs(folder, settings)  # checked before anything is trained
+    scenarios = {name: scenario_for(name, modality, settings) for name in args.only}
+    command = " ".join(["python", "examples/reproduce_paper/reproduce.py", *(argv or sys.argv[1:])])
+    for experiment, scenario in scenarios.items():
+        for arch, init in EXPERIMENTS[experiment]:
+            name, entry = run_target(
+                modality,
+                experiment,
+                arch,
+                init,
+                scenario,
                 data_path,
-                arch=arch,
-                init=init,
-                out_path=args.work / args.modality / f"{tag}.onnx",
-                cache_dir=args.cache,
-                name=f"{args.modality} target {tag}",
-                class_names=cfg["classes"],
+                work=work,
+                cache=cache,
+                device=args.device,
+                results_root=args.results,
+                command=command,
             )
-            run_dir = args.work / args.modality / f"{name}__{tag}"
-            scenario_path = run_dir / "scenario.json"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            scenario_path.write_text(scenario.model_dump_json(indent=1))
-            options = RunOptions(
-                out_dir=run_dir,
-                cache_dir=args.cache,
-                device=device,
-                command=f"python examples/reproduce_paper/reproduce.py {args.modality}",
-            )
-            results = run_audit(
-                target_scenario,
-                scenario_path=scenario_path,
-                target_path=target,
-                data_source=str(data_path),
-                options=options,
-            )
-            shutil.copy(run_dir / "results.json", out / f"{name}__{tag}.json")
-            timings[f"{name}__{tag}"] = time.perf_counter() - t
-            print(
-                f"{name} vs {tag}: clean AUC {results.target.clean_auc:.3f}, "
-                f"{len(results.cells)} cells, {timings[f'{name}__{tag}']:.0f} s",
-                flush=True,
-            )
-    summary = {
-        "modality": args.modality,
-        "device": device,
-        "settings": {**SETTINGS, "epochs": EPOCHS[args.modality]},
-        "total_seconds": time.perf_counter() - started,
-        "runs_seconds": timings,
-    }
-    (out / "run_info.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary))
+            runs[name] = entry
+            write_run_info(folder, modality, settings, runs)  # after every run: an interrupted session keeps its times
+    print(f"{len(runs)} runs recorded in {folder / RUN_INFO}; render with python examples/reproduce_paper/tables.py")
 
 
 if __name__ == "__main__":

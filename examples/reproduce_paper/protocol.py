@@ -1,0 +1,156 @@
+"""What the paper reproduction runs and where its results live: shared by `reproduce.py` (runs) and
+`tables.py` (renders). No torch here, so rendering needs none.
+
+Layout: `docs/reproduction/<modality>/<experiment>__<arch>-<init>-<split>/results.json` with the
+`per_image/*.npz` score files it cites, and `docs/reproduction/<modality>/run_info.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "reproduction"
+RUN_INFO = "run_info.json"
+SCHEMA_1_NOTE = "results schema 1.0 from the old protocol (epoch caps of 4-10, one surrogate per row)"
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One data set the reproduction runs on, and the paper's application its numbers are placed beside."""
+
+    key: str  # command-line name and results folder
+    title: str  # the document's section heading
+    file: str  # the data file's name in the data folder (never copied into the repository)
+    positive_labels: tuple[int, ...] | None  # source labels counted positive (None: the file's 0/1 labels)
+    negative_labels: tuple[int, ...] | None  # source labels counted negative (None: every other label)
+    class_names: tuple[str, str]  # (negative, positive)
+    image_size: int  # default --image-size; HEADER.md says why
+    paper_column: Literal["Oph", "Rad", "Path"]  # the paper's application (TABLES.md) set beside it
+
+
+# 32 px for the 28 px MedMNIST files: the smallest input EfficientNet-Lite0, MobileNetV2 and ResNet-18 take
+# (zoo min_input_size), the nearest to the source, so resampling neither adds nor drops detail;
+# 128 px for the Kermany file: its own resolution, the closest this data comes to the paper's 256-512 px
+MODALITIES: dict[str, Modality] = {
+    m.key: m
+    for m in (
+        Modality(
+            "pneumonia",
+            "Chest X-ray, 28 px source (PneumoniaMNIST, image-level splits)",
+            "pneumoniamnist.npz",
+            None,
+            None,
+            ("normal", "pneumonia"),
+            32,
+            "Rad",
+        ),
+        Modality(
+            "retina",
+            "Fundus photographs, 28 px source (RetinaMNIST, referable DR, image-level splits)",
+            "retinamnist.npz",
+            (2, 3, 4),
+            None,
+            ("no referable DR", "referable DR"),
+            32,
+            "Oph",
+        ),
+        Modality(
+            "derma",
+            "Dermoscopy, 28 px source (DermaMNIST JPEG-compressed once; melanoma vs nevus; image-level splits)",
+            "dermamnist_jpeg.npz",
+            (4,),
+            (5,),
+            ("nevus", "melanoma"),
+            32,
+            "Path",
+        ),
+        Modality(
+            "kermany",
+            "Chest X-ray, 128 px (Kermany et al., patient-level splits)",
+            "chestxray_kermany_128.npz",
+            None,
+            None,
+            ("normal", "pneumonia"),
+            128,
+            "Rad",
+        ),
+    )
+}
+
+ARCHS = ("efficientnet_lite0", "mobilenet_v2")  # the targets' architectures
+ARCH_NAMES = {"efficientnet_lite0": "Lite0", "mobilenet_v2": "MNv2", "resnet18": "RN18", "densenet121": "DN121"}
+INIT_NAMES = {"imagenet": "IN", "random": "R"}
+# scenario (scenarios/<name>.yaml) -> the targets it runs against: (architecture, init); each target is trained
+# on the scenario's `target.trained_on` split (d1, or d1/10 for small_data)
+EXPERIMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "perturbation_degree": tuple((a, "random") for a in ARCHS),
+    "pretraining": tuple((a, i) for a in ARCHS for i in ("imagenet", "random")),
+    "data_disparity": tuple((a, "random") for a in ARCHS),
+    "small_data": tuple((a, i) for a in ARCHS for i in ("imagenet", "random")),
+}
+
+
+def target_tag(arch: str, init: str, split: str) -> str:
+    return f"{arch}-{init}-{split.replace('/', 'over')}"
+
+
+def run_name(experiment: str, arch: str, init: str, split: str) -> str:
+    """The folder of one audit: `<experiment>__<target tag>`."""
+    return f"{experiment}__{target_tag(arch, init, split)}"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(Record):
+    """What the command line changed from the shipped scenarios (every run in a folder shares them)."""
+
+    image_size: int  # px, square
+    test_limit: int | None  # stratified seeded subset of the test split; None: every test image
+
+
+class Machine(Record):
+    """Where a run ran."""
+
+    device: str  # cpu | cuda
+    torch: str
+    cuda: str | None  # the CUDA version torch was built with, None for a CPU build
+    gpu: str | None  # the GPU's name when device is cuda
+    cpu_threads: int
+
+
+class TargetTraining(Record):
+    """How a run's target learned: with the scenario's training section, as its surrogates did."""
+
+    id: str  # the trained model's id (experiments that share a target share it)
+    n_train: int
+    n_val: int
+    val_auc: float  # best validation AUC (the kept epoch's)
+    epochs_run: int
+    best_epoch: int
+    stop_reason: str  # plateau: validation AUC stopped improving; budget: the epoch budget ran out
+    train_seconds: float  # when it was trained (a cached target keeps its first training's time)
+    from_cache: bool
+
+
+class RunEntry(Record):
+    seconds: float  # wall time: target training (or its cache), the audit, the copy
+    finished_at: str
+    machine: Machine
+    target: TargetTraining
+
+
+class RunInfo(Record):
+    """`run_info.json`: the settings a modality's results were made with and what each run took."""
+
+    layout: Literal["reproduction-2"] = "reproduction-2"  # the old protocol's run_info had no such field
+    modality: str
+    settings: Settings
+    runs: dict[str, RunEntry]  # run folder name -> its time and machine
+    total_seconds: float  # sum over runs

@@ -1,0 +1,361 @@
+"""The paper reproduction's verdicts and renderer (examples/reproduce_paper), without real data.
+
+The verdict rule is tested on hand-worked intervals and on small score arrays whose paired bootstrap is known
+in advance (a perfectly separating score keeps AUC 1 in every resample that holds both classes), so every
+outcome is reached: holds, does not hold, cannot be told apart, not testable. The end-to-end test runs a
+reproduction-shaped set of audits on generated images through `reproduce.run_target` (real training, real
+attacks, real `run_audit`) and renders its section with `tables.render`, so the renderer cannot drift from the
+results schema unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from medaudit.errors import AuditInputError
+from medaudit.metrics import Interval
+from medaudit.scenario import FitnessSection, SurrogateRow, load_scenario
+from tests.conftest import REPO, write_synthetic_npz
+from tests.fixtures_results import iv, make_surrogate
+
+sys.path.insert(0, str(REPO / "examples" / "reproduce_paper"))
+
+import committed  # noqa: E402
+import findings  # noqa: E402
+import reproduce  # noqa: E402
+import tables  # noqa: E402
+import verdicts  # noqa: E402
+from protocol import EXPERIMENTS, MODALITIES, Modality, RunEntry, Settings  # noqa: E402
+from verdicts import Claim, Comparison, Scored, judge  # noqa: E402
+
+BELOW_0 = Claim("below", 0.0, every=False, measure="d")
+BOUND_BELOW = Claim("below", 0.01, every=True, measure="clean - control")
+BOUND_ABOVE = Claim("above", -0.04, every=True, measure="relative AUC - 1")
+
+
+def interval(low: float, high: float, confidence: float = 0.95) -> Interval:
+    return Interval(point=(low + high) / 2, low=low, high=high, confidence=confidence, resamples=1000, degenerate=0)
+
+
+def fixed(low: float, high: float):
+    """An interval that does not depend on the confidence asked for."""
+    return lambda confidence: interval(low, high, confidence)
+
+
+def by_confidence(table: dict[float, tuple[float, float]]):
+    """An interval per confidence level (rounded to 4 decimals), as a bootstrap would widen it."""
+    return lambda confidence: interval(*table[round(confidence, 4)], confidence)
+
+
+# ---------------------------------------------------------------- decide and Holm
+@pytest.mark.parametrize(
+    "low, high, claim, expected",
+    [
+        (-0.3, -0.1, BELOW_0, "supports"),  # wholly below 0
+        (0.1, 0.3, BELOW_0, "contradicts"),  # wholly above 0
+        (-0.1, 0.1, BELOW_0, "undecided"),  # spans 0
+        (0.0, 0.02, BOUND_BELOW, "undecided"),  # spans the tolerance 0.01
+        (0.011, 0.02, BOUND_BELOW, "contradicts"),  # wholly above the tolerance
+        (-0.03, 0.01, BOUND_ABOVE, "supports"),  # relative AUC 0.97-1.01: wholly above 0.96
+        (float("nan"), float("nan"), BELOW_0, "undecided"),  # every resample degenerate: no decision
+    ],
+)
+def test_decide_reads_which_side_of_the_bound_the_whole_interval_lies(low, high, claim, expected):
+    assert verdicts.decide(interval(low, high), claim) == expected
+
+
+def test_holm_steps_down_deciding_what_bonferroni_would_leave_open():
+    # three comparisons, alpha 0.05: step 1 at 1 - 0.05/3 = 98.33 %, step 2 at 97.5 %, step 3 at 95 %
+    a = by_confidence({0.9833: (-0.30, -0.10)})  # decided at step 1
+    b = by_confidence({0.9833: (-0.20, 0.01), 0.975: (-0.18, -0.01)})  # Bonferroni (98.33 %) leaves it open
+    c = by_confidence({0.9833: (-0.10, 0.10), 0.975: (-0.09, 0.08), 0.95: (-0.05, 0.04)})
+    judged = verdicts.holm([a, b, c], BELOW_0)
+    assert [d for _, d in judged] == ["supports", "supports", "undecided"]
+    assert [round(i.confidence, 4) for i, _ in judged] == [0.9833, 0.975, 0.95]
+
+
+def test_holm_stops_at_the_first_step_that_decides_nothing():
+    judged = verdicts.holm([fixed(-0.1, 0.1), fixed(-0.2, 0.05)], BELOW_0)
+    assert [d for _, d in judged] == ["undecided", "undecided"]
+    assert {round(i.confidence, 4) for i, _ in judged} == {0.975}  # judged at 1 - 0.05/2 only
+
+
+# ---------------------------------------------------------------- outcomes
+@pytest.mark.parametrize(
+    "intervals, claim, expected",
+    [
+        ([(-0.3, -0.1), (-0.1, 0.1)], BELOW_0, "holds"),  # one supports a direction, none contradicts
+        ([(-0.3, -0.1), (0.1, 0.3)], BELOW_0, "does not hold"),  # a contradiction outweighs a support
+        ([(-0.1, 0.1), (-0.2, 0.05)], BELOW_0, "cannot be told apart"),
+        ([(0.0, 0.005), (0.001, 0.008)], BOUND_BELOW, "holds"),  # every drop wholly under 0.01
+        ([(0.0, 0.005), (0.0, 0.02)], BOUND_BELOW, "cannot be told apart"),  # one bound is not shown
+        ([(0.0, 0.005), (0.02, 0.05)], BOUND_BELOW, "does not hold"),
+    ],
+)
+def test_every_outcome_but_not_testable_from_intervals(intervals, claim, expected):
+    comparisons = [Comparison(f"c{i}", fixed(lo, hi)) for i, (lo, hi) in enumerate(intervals)]
+    assert judge(comparisons, claim).outcome == expected
+
+
+def test_blocked_comparisons_leave_the_family_and_all_blocked_is_not_testable():
+    reason = "the Lite0 R target (d1/10) is at chance"
+    blocked = [Comparison("a", None, (reason,)), Comparison("b", None, (reason, "row unfit"))]
+    verdict = judge(blocked, BELOW_0)
+    assert verdict.outcome == "not testable"
+    assert verdict.reasons == (reason, "row unfit")  # distinct reasons, in order
+    mixed = judge(blocked + [Comparison("c", fixed(-0.3, -0.1))], BELOW_0)
+    assert mixed.outcome == "holds"
+    # one testable comparison: Holm's first step is at 95 %, not 1 - 0.05/3
+    assert [j.decision for j in mixed.judged] == [None, None, "supports"]
+    assert mixed.judged[2].interval.confidence == pytest.approx(0.95)
+
+
+# ---------------------------------------------------------------- blockers
+def test_a_target_whose_clean_auc_reaches_chance_is_not_testable():
+    assert verdicts.at_chance(iv(0.56, 0.51, 0.61), "the target") == ()
+    (reason,) = verdicts.at_chance(iv(0.53, 0.48, 0.58), "the Lite0 R target")
+    assert "at chance" in reason and "0.480 ≤ 0.5" in reason
+
+
+def test_finding_1_premise_needs_pretraining_to_raise_clean_auc():
+    assert verdicts.premise(interval(0.01, 0.09), "Lite0: IN − R clean AUC") == ()
+    (reason,) = verdicts.premise(interval(-0.02, 0.06), "Lite0: IN − R clean AUC")
+    assert "not above 0" in reason
+
+
+def test_a_row_is_represented_by_the_ensemble_of_all_its_seeds():
+    row = "same-random-d1"
+    seeds = [make_surrogate(row, f"s{i}", i, init="random", split="d1") for i in range(3)]
+    ensemble = make_surrogate(row, "ens-3", -1, init="random", split="d1", member_ids=("s0", "s1", "s2"))
+    partial = make_surrogate(row, "ens-2", -1, init="random", split="d1", member_ids=("s0", "s1"))
+    assert verdicts.representative([*seeds, partial, ensemble], row).id == "ens-3"
+    assert verdicts.representative(seeds[:1], row).id == "s0"  # a row of one surrogate is that surrogate
+    assert verdicts.representative(seeds, row) is None  # several seeds, no ensemble: nothing pre-specified
+
+
+def test_an_unfit_member_makes_its_ensemble_no_evidence():
+    row = "same-random-d1"
+    fit = make_surrogate(row, "s0", 0, init="random", split="d1")
+    unfit = make_surrogate(row, "s1", 1, init="random", split="d1", fit=False, reasons=("moves no other seed",))
+    ensemble = make_surrogate(row, "ens", -1, init="random", split="d1", member_ids=("s0", "s1"))
+    everyone = [fit, unfit, ensemble]
+    (reason,) = verdicts.unfit(ensemble, everyone, f"row {row}")
+    assert reason == f"row {row}: 1 of 3 surrogates unfit (s1: moves no other seed)"
+    assert verdicts.unfit(fit, everyone, "x") == ()
+
+
+# ---------------------------------------------------------------- paired intervals from score arrays
+Y = np.array([0, 0, 0, 1, 1, 1])
+SEPARATING = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])  # AUC 1 in every resample holding both classes
+INVERTED = SEPARATING[::-1].copy()  # AUC 0 in every such resample
+TIED = np.full(6, 0.5)  # AUC 0.5 in every such resample (ties count one half)
+
+
+@pytest.mark.parametrize("groups", [None, np.array(["p0", "p0", "p1", "p2", "p3", "p3"])], ids=["images", "patients"])
+def test_a_transfer_that_destroys_a_target_beats_one_that_leaves_it_alone(groups):
+    # A: relative AUC 0/1; B: 1/1; so A - B = -1 in every resample: holds, at every confidence Holm asks for
+    d = verdicts.relative_difference(Y, groups, Scored(SEPARATING, INVERTED), Scored(SEPARATING, SEPARATING))
+    assert (d(0.95).low, d(0.95).high) == (-1.0, -1.0)
+    comparisons = [Comparison("Lite0", d), Comparison("MNv2", d)]
+    assert judge(comparisons, BELOW_0).outcome == "holds"
+    reverse = verdicts.relative_difference(Y, groups, Scored(SEPARATING, SEPARATING), Scored(SEPARATING, INVERTED))
+    assert judge([Comparison("Lite0", reverse)], BELOW_0).outcome == "does not hold"
+
+
+def test_finding_6_is_judged_on_the_interval_of_clean_minus_control_not_its_point():
+    # 9 positives, 10 negatives; the control swaps one positive below one negative: AUC 1 - 1/90, so the point
+    # of clean - control is 0.011 > 0.01, but resamples without that pair give 0: the interval spans 0.01
+    y = np.array([0] * 10 + [1] * 9)
+    clean = np.arange(19, dtype=float)
+    control = clean.copy()
+    control[9], control[10] = clean[10], clean[9]  # the highest negative and the lowest positive trade places
+    d = verdicts.auc_difference(y, None, clean, control)
+    assert d(0.95).point == pytest.approx(1 / 90)
+    assert d(0.95).low < 0.01 < d(0.95).high
+    assert judge([Comparison("Lite0 FGSM", d)], BOUND_BELOW).outcome == "cannot be told apart"
+    unchanged = verdicts.auc_difference(y, None, clean, clean)  # clean - control = 0 in every resample
+    assert judge([Comparison("Lite0 FGSM", unchanged)], BOUND_BELOW).outcome == "holds"
+    flipped = verdicts.auc_difference(y, None, clean, -clean)  # control destroys the ranking: d = 1
+    assert judge([Comparison("Lite0 FGSM", flipped)], BOUND_BELOW).outcome == "does not hold"
+
+
+def test_finding_7a_an_attack_whose_fall_the_control_matches_does_not_fall():
+    # adversarial AUC falls from 1 (smallest ε) to 0.5 (largest ε) but the control falls exactly as much:
+    # adversarial ÷ control is 1 at both ends, d = 0 in every resample, so no direction is shown
+    falls = verdicts.relative_difference(Y, None, Scored(TIED, TIED), Scored(SEPARATING, SEPARATING))
+    assert (falls(0.95).low, falls(0.95).high) == (0.0, 0.0)
+    assert judge([Comparison("Lite0 FGSM", falls)], BELOW_0).outcome == "cannot be told apart"
+
+
+def test_finding_8_relative_auc_minus_one_and_a_target_at_chance():
+    immune = verdicts.relative_difference(Y, None, Scored(SEPARATING, SEPARATING), Scored(SEPARATING, SEPARATING))
+    assert judge([Comparison("Lite0 same", immune)], BOUND_ABOVE).outcome == "holds"  # relative AUC 1 everywhere
+    moved = verdicts.relative_difference(Y, None, Scored(SEPARATING, INVERTED), Scored(SEPARATING, SEPARATING))
+    assert judge([Comparison("Lite0 same", moved)], BOUND_ABOVE).outcome == "does not hold"
+    chance = verdicts.at_chance(iv(0.50, 0.50, 0.50), "the Lite0 R target (d1/10)")
+    assert judge([Comparison("Lite0 same", None, chance)], BOUND_ABOVE).outcome == "not testable"
+
+
+# ---------------------------------------------------------------- the document's hand-written part
+def test_header_states_no_measured_number():
+    """Numbers about results come from the results (a hand-typed range once exceeded its own data)."""
+    text = (REPO / "examples" / "reproduce_paper" / "HEADER.md").read_text()
+    assert "%" not in text
+    decimals = set(re.findall(r"\b\d+\.\d+\b", text))
+    assert decimals <= {"0.01", "0.02"}, decimals  # the paper's PGD step and ε only
+
+
+def test_the_reproduction_runs_the_shipped_scenarios_unchanged_but_for_their_data():
+    """Seeds, ensembles and training (plateau stopping, the epoch budget) come from the scenarios, found through
+    importlib.resources; only the data section is set per modality."""
+    for experiment in EXPERIMENTS:
+        path = reproduce.scenario_file(experiment)
+        assert path.parent.name == "scenarios"
+        shipped = load_scenario(path)
+        for modality in MODALITIES.values():
+            settings = Settings(image_size=modality.image_size, test_limit=None)
+            scenario = reproduce.scenario_for(experiment, modality, settings)
+            assert scenario.training == shipped.training
+            assert scenario.surrogates == shipped.surrogates and scenario.ensembles == ("seeds",)
+            assert scenario.attacks == shipped.attacks and scenario.epsilons_pm1 == shipped.epsilons_pm1
+            assert scenario.data.image_size == modality.image_size
+            assert scenario.data.positive_labels == modality.positive_labels
+            rows = {}
+            for row in scenario.surrogate_rows():
+                rows.setdefault(row.row_id, []).append(row.seed)
+            assert all(len(seeds) >= 3 for seeds in rows.values())
+
+
+def test_run_info_refuses_to_mix_settings_in_one_folder(tmp_path):
+    modality = MODALITIES["retina"]
+    (tmp_path / "run_info.json").write_text(json.dumps({"modality": "retina", "settings": {"image_size": 32}}))
+    assert reproduce.previous_runs(tmp_path, Settings(image_size=32, test_limit=None)) == {}  # old layout: superseded
+    reproduce.write_run_info(tmp_path, modality, Settings(image_size=32, test_limit=None), {})
+    assert reproduce.previous_runs(tmp_path, Settings(image_size=32, test_limit=None)) == {}
+    with pytest.raises(AuditInputError, match="use the same settings"):
+        reproduce.previous_runs(tmp_path, Settings(image_size=64, test_limit=None))
+
+
+# ---------------------------------------------------------------- end to end on generated images
+SYNTHETIC = Modality(
+    key="synthetic",
+    title="Synthetic blobs (generated, patient-level)",
+    file="blobs.npz",
+    positive_labels=None,
+    negative_labels=None,
+    class_names=("n", "p"),
+    image_size=16,
+    paper_column="Rad",
+)
+TINY_ROWS = {  # experiment -> the rows it keeps (two seeds each): a tiny_cnn target has no ImageNet weights
+    "perturbation_degree": ("d1",),
+    "pretraining": ("d1",),
+    "data_disparity": ("d1", "d2"),
+    "small_data": ("d2",),
+}
+
+
+@pytest.fixture(scope="module")
+def reproduction(tmp_path_factory):
+    """A reproduction-shaped results folder from real audits of tiny_cnn targets on generated images."""
+    root = tmp_path_factory.mktemp("reproduction")
+    # large enough that d1/10 (a tenth of d1's patients) still has both classes among its validation patients
+    data = write_synthetic_npz(root / SYNTHETIC.file, counts=(1200, 300, 80), patient_ids=True)
+    settings = Settings(image_size=16, test_limit=40)
+    runs: dict[str, RunEntry] = {}
+    for experiment, splits in TINY_ROWS.items():
+        shipped = reproduce.scenario_for(experiment, SYNTHETIC, settings)
+        scenario = shipped.model_copy(
+            update={
+                "surrogates": tuple(
+                    SurrogateRow(arch="same", init="random", data=s, seed=k) for s in splits for k in (0, 1)
+                ),
+                "training": shipped.training.model_copy(update={"epochs": 3}),
+                "bootstrap": shipped.bootstrap.model_copy(update={"resamples": 100}),
+                # lenient, so the verdicts run through Holm on real per-image files, not only through blockers
+                "fitness": FitnessSection(min_surrogate_auc=0.0, max_whitebox_auc=1.0, max_sibling_relative_auc=1.5),
+            }
+        )
+        name, entry = reproduce.run_target(
+            SYNTHETIC,
+            experiment,
+            "tiny_cnn",
+            "random",
+            scenario,
+            data,
+            work=root / "work",
+            cache=root / "cache",
+            device="cpu",
+            results_root=root / "results",
+            command="pytest",
+            log=lambda m: None,
+        )
+        runs[name] = entry
+    reproduce.write_run_info(root / "results" / SYNTHETIC.key, SYNTHETIC, settings, runs)
+    return root / "results"
+
+
+def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
+    folder = reproduction / SYNTHETIC.key
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "data_disparity__tiny_cnn-random-d1",
+        "perturbation_degree__tiny_cnn-random-d1",
+        "pretraining__tiny_cnn-random-d1",
+        "run_info.json",
+        "small_data__tiny_cnn-random-d1over10",
+    ]
+    loaded = committed.load(folder)
+    for run in loaded.runs:
+        cited = {f.path for f in run.results.per_image}
+        assert cited == {str(p.relative_to(run.folder)) for p in (run.folder / "per_image").iterdir()}
+        assert run.clean.scores.shape == run.clean.y.shape == (40,)
+    assert loaded.run_info.settings.image_size == 16 and len(loaded.run_info.runs) == 4
+    assert {e.target.stop_reason for e in loaded.run_info.runs.values()} <= {"plateau", "budget"}
+
+
+def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
+    text = tables.render(reproduction, [SYNTHETIC], header="# test\n")
+    section = text[text.index(f"## {SYNTHETIC.title}") :]
+    for heading in ("### ε per modality", "### Table 2", "### Table 3", "### Table 4", "### Table 5", "### White-box"):
+        assert heading in section
+    judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key))
+    assert set(judged) == {f.key for f in findings.FINDINGS}
+    assert all(v.outcome in verdicts.OUTCOMES for v in judged.values())
+    # no ImageNet-pretrained target was run: finding 1 cannot be tested, and says why
+    assert judged["1"].outcome == "not testable"
+    assert any("no run against the tiny_cnn IN target" in r for r in judged["1"].reasons)
+    # the control-noise and epsilon findings were judged by Holm on the committed per-image files
+    for key in ("6", "7a", "7b", "3"):
+        assert all(j.decision is not None for j in judged[key].judged), judged[key]
+    for key, v in judged.items():
+        assert f"| {key}. " in section and f"**{v.outcome}**" in section
+
+
+def test_a_tampered_score_file_is_refused(reproduction, tmp_path):
+    copy = tmp_path / SYNTHETIC.key
+    shutil.copytree(reproduction / SYNTHETIC.key, copy)
+    run_dir = copy / "perturbation_degree__tiny_cnn-random-d1"
+    with np.load(run_dir / "per_image" / "clean.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["scores"] = arrays["scores"][::-1].copy()
+    np.savez_compressed(run_dir / "per_image" / "clean.npz", **arrays)
+    run = next(r for r in committed.load(copy).runs if r.experiment == "perturbation_degree")
+    with pytest.raises(AuditInputError, match="sha256 differs"):
+        run.clean
+
+
+def test_a_modality_with_only_old_protocol_results_says_it_was_not_re_run(tmp_path):
+    folder = tmp_path / "retina"
+    folder.mkdir()
+    (folder / "pretraining__efficientnet_lite0-random-d1.json").write_text(json.dumps({"schema_version": "1.0"}))
+    text = tables.render(tmp_path, [MODALITIES["retina"]], header="")
+    assert "**Not re-run with the new protocol.**" in text
+    assert "1 results files in `docs/reproduction/retina/` are results schema 1.0" in text
+    assert "| 1. Pre-trained pairs transfer more when pre-training helps clean AUC | not re-run |" in text
