@@ -198,7 +198,13 @@ def bench_audit(executor: str = "local", one_seed: bool = False) -> dict:
             (s.id, round(s.test_auc.point, 3), s.stop_reason, s.epochs_run, round(s.train_seconds, 1))
             for s in results.surrogates
         ],
+        "unfit_surrogates": {  # why a surrogate is not evidence of robustness
+            s.id: list(s.fitness.reasons) for s in results.surrogates if s.fitness is not None and not s.fitness.fit
+        },
         "verdict": results.verdict,
+        "rows": {  # each row's outcome over every attack (the gate's worst-over-attacks rules)
+            r.id: f"{r.status}: {r.message}" for r in results.gate if r.attack_id == "worst-over-attacks"
+        },
         "timings": breakdown,
         "target_clean_auc": results.target.clean_auc,
     }
