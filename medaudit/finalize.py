@@ -146,9 +146,27 @@ def with_fitness(
     choices: Sequence[EpsilonChoice],
     section: FitnessSection,
 ) -> tuple[SurrogateResult, ...]:
-    return tuple(
-        s.model_copy(update={"fitness": fitness(s.id, s.test_auc, cells, choices, section)}) for s in surrogates
-    )
+    """Each surrogate with its fitness. An ensemble is also unfit when any of its members is: its own
+    sibling-transfer check cannot be measured (its members are not independent copies of it), and averaging
+    models whose perturbations do not transfer, or that did not learn, is no stronger evidence than they are."""
+    own = {s.id: fitness(s.id, s.test_auc, cells, choices, section) for s in surrogates}
+    out = []
+    for s in surrogates:
+        verdict = own[s.id]
+        unfit_members = [m for m in s.member_ids if not own[m].fit]
+        if unfit_members:
+            verdict = verdict.model_copy(
+                update={
+                    "fit": False,
+                    "reasons": verdict.reasons
+                    + (
+                        f"{len(unfit_members)} of its {len(s.member_ids)} members are unfit "
+                        f"({', '.join(unfit_members)}): an ensemble is no stronger evidence than the models it averages",
+                    ),
+                }
+            )
+        out.append(s.model_copy(update={"fitness": verdict}))
+    return tuple(out)
 
 
 def seed_spread(cells: Sequence[CellRecord]) -> tuple[SeedSpread, ...]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from medaudit.finalize import choose_epsilons, fitness, seed_spread
+from medaudit.finalize import choose_epsilons, fitness, seed_spread, with_fitness
 from medaudit.results import CellRecord, IntervalRecord
 from medaudit.scenario import FGSM, FitnessSection, Perceptibility
+from tests.fixtures_results import make_surrogate
 
 
 def iv(point: float, low: float | None = None, high: float | None = None) -> IntervalRecord:
@@ -120,6 +121,34 @@ def test_fitness_needs_a_learned_surrogate_and_attacks_that_break_it():
     assert not weak.fit and weak.reasons[0].startswith(
         "fgsm white-box at ε 0.02 leaves the surrogate's own AUC at 0.700"
     )
+
+
+def test_an_ensemble_of_unfit_members_is_unfit_even_when_its_own_checks_pass():
+    # members a and b break white-box; a's images also take its sibling to 0.8 of clean, b's leave a at 0.99
+    cells = [
+        cell("a", 0.02, whitebox=0.0, sibling=0.8),
+        cell("b", 0.02, whitebox=0.0, sibling=0.99),
+        cell("ens", 0.02, whitebox=0.0),  # an ensemble has no sibling measurement of its own
+    ]
+    choices = choose_epsilons(cells, Perceptibility(min_mean_ssim=0.9))
+    section = FitnessSection(min_surrogate_auc=0.6, max_whitebox_auc=0.5)
+    surrogates = [
+        make_surrogate("same-random-d2", "a"),
+        make_surrogate("same-random-d2", "b", seed=1),
+        make_surrogate("same-random-d2", "ens", member_ids=("a", "b")),
+    ]
+    judged = {s.id: s.fitness for s in with_fitness(surrogates, cells, choices, section)}
+    assert judged["a"].fit and not judged["b"].fit
+    assert not judged["ens"].fit
+    assert judged["ens"].reasons == (
+        "1 of its 2 members are unfit (b): an ensemble is no stronger evidence than the models it averages",
+    )
+    assert all(c.passed for c in judged["ens"].whitebox)  # unfit through its member, not its own checks
+
+    transferring = [cell("a", 0.02, whitebox=0.0, sibling=0.8), cell("b", 0.02, whitebox=0.0, sibling=0.85)]
+    transferring.append(cell("ens", 0.02, whitebox=0.0))
+    both_fit = with_fitness(surrogates, transferring, choices, section)
+    assert [s.fitness.fit for s in both_fit] == [True, True, True]
 
 
 def test_seed_spread_and_the_most_harmful_seed():
