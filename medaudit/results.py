@@ -27,7 +27,10 @@ MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "P
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # non-finite floats are real values here (a threshold above every score is +inf, an interval with no
+    # defined bound is nan): JSON has no literal for them, so they are written as the strings "Infinity" /
+    # "NaN" (standard JSON, read back as floats) instead of null, which would not read back
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
 
 class IntervalRecord(Record):
