@@ -95,7 +95,8 @@ class TrainingSection(Strict):
     epoch the model is scored on its split's fixed validation images; the learning rate is multiplied by
     `lr_decay` every epoch and by `lr_plateau_factor` after `lr_plateau_patience` epochs without a new
     best; training stops after `patience` such epochs (`plateau`) or at `epochs` (`budget`), and keeps
-    the best epoch's weights. The defaults converge on PneumoniaMNIST at 32 px (measured curves:
+    the best epoch's weights. Epochs without a new best start to count once `min_steps_before_plateau`
+    optimiser steps have run. The defaults converge on PneumoniaMNIST at 32 px (measured curves:
     benchmarks/results-convergence.json, docs/random_init_transfer.json).
     """
 
@@ -108,6 +109,10 @@ class TrainingSection(Strict):
     patience: int = Field(default=5, ge=1)  # epochs without a new best validation AUC before stopping
     min_delta_auc: float = Field(default=0.001, ge=0)  # a gain smaller than this is no new best
     min_steps_per_epoch: int = Field(default=10, ge=1)  # small splits still take this many batches per epoch
+    # optimiser steps before epochs without a new best count (towards lowering the rate and stopping): on a small
+    # split the first epochs' validation AUC is noise (RetinaMNIST d1 validates on 60 images, an epoch is 10 steps;
+    # a random-init MobileNetV2 stopped after 60 steps at AUC 0.50 while its training loss still fell)
+    min_steps_before_plateau: int = Field(default=200, ge=0)
     balanced_sampling: bool = True
     augment: tuple[Literal["flip", "rotate", "translate", "colour"], ...] = ("flip", "translate")
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)  # of the split's patients, fixed per split and data seed

@@ -285,7 +285,7 @@ def train_surrogate(
         if val_auc > best_auc + cfg.min_delta_auc or best_state is None:
             best_auc, best_epoch, stale = val_auc, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
+        elif epoch * steps >= cfg.min_steps_before_plateau:  # earlier epochs' validation AUC may be noise
             stale += 1
             if stale >= cfg.patience:
                 stop_reason = "plateau"

@@ -42,7 +42,7 @@ def spec(training: TrainingSection, *, seed: int = 0, split_seed: int = 0) -> Su
 
 def test_learnable_problem_rises_then_stops_on_plateau(tmp_path):
     images = square_problem(400, amplitude=0.25, noise=0.5)
-    training = TrainingSection(learning_rate=3e-4, batch_size=32, augment=(), patience=3)
+    training = TrainingSection(learning_rate=3e-4, batch_size=32, augment=(), patience=3, min_steps_before_plateau=0)
     record = train_surrogate(spec(training), images, tmp_path, device="cpu")
     aucs = [e.val_auc for e in record.curve]
     assert record.stop_reason == "plateau"
@@ -52,6 +52,20 @@ def test_learnable_problem_rises_then_stops_on_plateau(tmp_path):
     assert [e.epoch for e in record.curve] == list(range(1, record.epochs_run + 1))
     assert all(e.train_loss > 0 and e.seconds > 0 for e in record.curve)
     assert record.curve[0].learning_rate == training.learning_rate > record.curve[-1].learning_rate
+
+
+def test_epochs_without_a_new_best_count_only_after_min_steps_before_plateau(tmp_path):
+    images = square_problem(200, amplitude=0.25, noise=0.5)  # 180 training images: min_steps_per_epoch, 10 steps
+    # min_delta_auc 1.0: no epoch after the first is a new best, so every later epoch that counts is stale
+    base = dict(augment=(), patience=3, lr_plateau_patience=2, min_delta_auc=1.0, learning_rate=1e-3)
+    early = train_surrogate(spec(TrainingSection(**base, min_steps_before_plateau=0)), images, tmp_path, device="cpu")
+    late = train_surrogate(spec(TrainingSection(**base, min_steps_before_plateau=30)), images, tmp_path, device="cpu")
+    # counting from epoch 2: stale 1, 2 (rate halved), 3 -> stop after epoch 4
+    assert (early.stop_reason, early.epochs_run, early.best_epoch) == ("plateau", 4, 1)
+    assert [e.learning_rate for e in early.curve] == [1e-3, 1e-3, 1e-3, 5e-4]
+    # epochs 1-2 are 10 and 20 steps (< 30): they do not count; epochs 3, 4 (halved after), 5 -> stop after epoch 5
+    assert (late.stop_reason, late.epochs_run, late.best_epoch) == ("plateau", 5, 1)
+    assert [e.learning_rate for e in late.curve] == [1e-3, 1e-3, 1e-3, 1e-3, 5e-4]
 
 
 def test_budget_of_two_epochs_reports_budget_and_reloads_from_cache(tmp_path):
