@@ -156,17 +156,7 @@ def run_target(
     seconds = time.perf_counter() - started
     log(f"{name}: clean AUC {results.target.clean_auc:.3f}, {len(results.cells)} cells, {seconds:.0f} s")
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    training = TargetTraining(
-        id=record.id,
-        n_train=record.n_train,
-        n_val=record.n_val,
-        val_auc=record.val_auc,
-        epochs_run=record.epochs_run,
-        best_epoch=record.best_epoch,
-        stop_reason=record.stop_reason,
-        train_seconds=record.train_seconds,
-        from_cache=record.from_cache,
-    )
+    training = TargetTraining(**{field: getattr(record, field) for field in TargetTraining.model_fields})
     return name, RunEntry(seconds=seconds, finished_at=finished, machine=machine(device), target=training)
 
 
