@@ -64,7 +64,8 @@ def _training(c: Committed) -> str:
     )
     return (
         f"Adam, lr {t.learning_rate:g}, × {t.lr_plateau_factor:g} after {t.lr_plateau_patience} stale epochs, stop after {t.patience} "
-        f"(plateau) or at {t.epochs} epochs (budget); surrogates: {stops.count('plateau')} plateau, "
+        f"(plateau; stale epochs count after {t.min_steps_before_plateau} optimiser steps) or at {t.epochs} epochs "
+        f"(budget); surrogates: {stops.count('plateau')} plateau, "
         f"{stops.count('budget')} budget, epochs {min(epochs)}–{statistics.median(epochs):g}–{max(epochs)}"
         f"{target_text}"
     )
