@@ -136,6 +136,21 @@ def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int,
     return record, model, images
 
 
+def stage_data(
+    stage: str, data_dir: Path, n_test: int, max_per_half: int | None
+) -> tuple[str, Images, dict, Images, str]:
+    """A stage's training length (`short` / `converged`), development images, d1/d2 (capped), test images and
+    the digest its cache keys use. Stages: pneumo32-*, kermany64-*, kermany128-* (the patient-level file at
+    that size)."""
+    dataset, kind = stage.split("-")
+    if dataset == "pneumo32":
+        dev, splits, test, digest = pneumo32(data_dir, n_test)
+    else:
+        dev, splits, test, digest = kermany(data_dir, n_test, int(dataset.removeprefix("kermany")))
+    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
+    return kind, dev, splits, test, f"{digest}:cap{max_per_half}"  # the key names the images models learn from
+
+
 def run_stage(
     stage: str,
     data_dir: Path,
@@ -149,13 +164,7 @@ def run_stage(
 ) -> dict:
     """Train each family's target and surrogate in turn; after each family, fill in every cell whose surrogate
     and target are both trained (a cut-short run still reports), calling `save(out)`."""
-    dataset, kind = stage.split("-")
-    if dataset == "pneumo32":
-        dev, splits, test, digest = pneumo32(data_dir, n_test)
-    else:  # kermany64, kermany128: the patient-level file at that size
-        dev, splits, test, digest = kermany(data_dir, n_test, int(dataset.removeprefix("kermany")))
-    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
-    digest = f"{digest}:cap{max_per_half}"  # the cache key names the images the models learn from
+    kind, dev, splits, test, digest = stage_data(stage, data_dir, n_test, max_per_half)
     size = int(dev.x.shape[-1])
     models, crafted, out = (
         {},
@@ -307,13 +316,7 @@ def gradient_cosines(
     stage: str, data_dir: Path, cache: Path, n_test: int, families: tuple[str, ...], max_per_half: int | None
 ) -> list[dict]:
     """Mean input-gradient cosine of every (surrogate, target) pair of a stage, from the cached models."""
-    dataset, kind = stage.split("-")
-    if dataset == "pneumo32":
-        dev, splits, test, digest = pneumo32(data_dir, n_test)
-    else:  # kermany64, kermany128: the patient-level file at that size
-        dev, splits, test, digest = kermany(data_dir, n_test, int(dataset.removeprefix("kermany")))
-    splits = {name: cap_split(splits[name], dev.groups, max_per_half) for name in ("d1", "d2")}
-    digest = f"{digest}:cap{max_per_half}"
+    kind, dev, splits, test, digest = stage_data(stage, data_dir, n_test, max_per_half)
     grads = {}
     for arch in families:
         for role in ("target", "surrogate"):

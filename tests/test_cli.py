@@ -22,6 +22,12 @@ def _target(tmp_path, card=None):
     )
 
 
+def _run(target, scenario, data, out):
+    return runner.invoke(
+        app, ["run", "--target", str(target), "--scenario", str(scenario), "--data", str(data), "--out", str(out)]
+    )
+
+
 def _rows(output: str) -> dict[str, str]:
     """inspect's table as {card field: the rest of its row}, from rich's box drawing."""
     rows = {}
@@ -188,20 +194,7 @@ def test_run_refuses_missing_imagenet_weights_before_writing(tmp_path, synthetic
     path = _target(tmp_path)
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\nsurrogates: [{arch: resnet18, init: imagenet}]\nweights_dir: %s\n" % tmp_path)
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--target",
-            str(path),
-            "--scenario",
-            str(scenario),
-            "--data",
-            str(synthetic_npz),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    result = _run(path, scenario, synthetic_npz, tmp_path / "o")
     assert result.exit_code == 2 and "resnet18-f37072fd.pth not found in weights_dir" in result.output
     assert not (tmp_path / "o").exists()
 
@@ -210,20 +203,7 @@ def test_run_refuses_data_size_that_contradicts_the_model(tmp_path, synthetic_np
     path = _target(tmp_path)
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\ndata: {image_size: 32}\n")
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--target",
-            str(path),
-            "--scenario",
-            str(scenario),
-            "--data",
-            str(synthetic_npz),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    result = _run(path, scenario, synthetic_npz, tmp_path / "o")
     assert result.exit_code == 2 and "card `input_size` is (32, 32) (scenario) but the model input" in result.output
 
 
