@@ -20,6 +20,7 @@ import pytest
 
 from medaudit.errors import AuditInputError
 from medaudit.metrics import Interval
+from medaudit.results import read_results
 from medaudit.scenario import FitnessSection, SurrogateRow, load_scenario
 from tests.conftest import REPO, write_synthetic_npz
 from tests.fixtures_results import iv, make_surrogate
@@ -316,6 +317,9 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
         cited = {f.path for f in run.results.per_image}
         assert cited == {str(p.relative_to(run.folder)) for p in (run.folder / "per_image").iterdir()}
         assert run.clean.scores.shape == run.clean.y.shape == (40,)
+        # the audit's own results show test images; the committed copy keeps none (they are copies of the data)
+        audited = read_results(reproduction.parent / "work" / run.folder.name / "results.json")
+        assert audited.examples and not run.results.examples
     assert loaded.run_info.settings.image_size == 16 and len(loaded.run_info.runs) == 4
     assert {e.target.stop_reason for e in loaded.run_info.runs.values()} <= {"plateau", "budget"}
 

@@ -51,7 +51,7 @@ from medaudit.demo.run import export_target, train_target
 from medaudit.engine import RunOptions, run_audit
 from medaudit.errors import AuditInputError
 from medaudit.files import atomic_write, sha256_file
-from medaudit.results import read_results
+from medaudit.results import AuditResults, read_results, write_results
 from medaudit.scenario import Scenario, load_scenario
 
 DATA_ENV = "MEDAUDIT_DATA"  # folder holding the data files; default ../shared/data beside the repository
@@ -95,14 +95,21 @@ def machine(device: str) -> Machine:
     )
 
 
+def without_images(results: AuditResults) -> AuditResults:
+    """The results less their `examples`: those hold PNGs of test images, copies of the data, which may not be
+    committed (the audit's own report keeps them; `epsilon_examples.py` renders the page outside the repository)."""
+    return results.model_copy(update={"examples": ()})
+
+
 def collect(run_dir: Path, dest: Path) -> None:
-    """Copy `results.json` and every per-image file it cites into `dest`, replacing an earlier copy; each file
-    is checked against the sha256 the results record. The old protocol's `<dest>.json` is superseded."""
+    """Copy `results.json` (less its example images) and every per-image file it cites into `dest`, replacing an
+    earlier copy; each file is checked against the sha256 the results record. The old protocol's `<dest>.json`
+    is superseded."""
     results = read_results(run_dir / "results.json")
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copy2(run_dir / "results.json", staging / "results.json")
+    write_results(without_images(results), staging / "results.json")
     for cited in results.per_image:
         copy = staging / cited.path
         copy.parent.mkdir(parents=True, exist_ok=True)
