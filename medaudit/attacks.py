@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from medaudit.data import grey_from_pm1, pm1_from_grey
 from medaudit.scenario import FGSM, MIFGSM, PGD
 
 AttackParams = FGSM | PGD | MIFGSM
@@ -372,4 +373,4 @@ def control_noise(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
 
 def deliver_uint8(x: np.ndarray) -> np.ndarray:
     """Round-trip canonical images through 8-bit files, as an attacker would hand them over."""
-    return (np.rint((x + 1.0) * 127.5).clip(0, 255) / 127.5 - 1.0).astype(np.float32)
+    return pm1_from_grey(grey_from_pm1(x))

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medaudit.data import GREY_LEVELS_PER_PM1
 from medaudit.results import (
     CellRecord,
     EpsilonChoice,
@@ -29,7 +30,6 @@ from medaudit.results import (
 from medaudit.scenario import Scenario
 
 WORST_OVER_ATTACKS = "worst-over-attacks"  # the attack id of a row's worst case over all attacks
-GREY_LEVELS_PER_PM1 = 127.5  # [-1, 1] spans 255 grey levels
 _SEVERITY = {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2, "ERROR": 3}  # a rule reports the most severe outcome it saw
 _EPS_DIGITS = 9  # epsilons are matched to cells after rounding (grid values, not computed ones)
 

@@ -69,6 +69,20 @@ class AuditData:
         return self.development.subset(self.splits[name])
 
 
+GREY_LEVELS_PER_PM1 = 127.5  # canonical images span [-1, 1], the 255 steps of an 8-bit grey scale
+
+
+def pm1_from_grey(images: np.ndarray) -> np.ndarray:
+    """8-bit grey levels 0..255 (any shape) -> float32 in [-1, 1]: the one conversion into the canonical range."""
+    return (np.asarray(images, dtype=np.float32) / GREY_LEVELS_PER_PM1 - 1.0).astype(np.float32)
+
+
+def grey_from_pm1(x: np.ndarray) -> np.ndarray:
+    """Float images in [-1, 1] (any shape) -> uint8 grey levels, rounded to the nearest and clipped: the one way
+    back (8-bit delivery, example images)."""
+    return np.rint((np.asarray(x) + 1.0) * GREY_LEVELS_PER_PM1).clip(0, 255).astype(np.uint8)
+
+
 def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 images (N, H, W) or (N, H, W, 3) -> float32 (N, C, size, size) in [-1, 1] (bilinear)."""
     images = np.asarray(images)
@@ -87,7 +101,7 @@ def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
             for im in images
         ]
         images = np.stack(resized).reshape(len(images), size, size, -1)
-    return (images.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0).astype(np.float32)
+    return pm1_from_grey(images.transpose(0, 3, 1, 2))
 
 
 def binarise(

@@ -19,7 +19,7 @@ import torch
 
 from medaudit.attacks import LogitEnsemble, control_noise, craft_adversarial
 from medaudit.cache import Cache
-from medaudit.data import Images
+from medaudit.data import GREY_LEVELS_PER_PM1, Images
 from medaudit.metrics import (
     auc,
     bootstrap_paired_auc,
@@ -168,7 +168,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
                 attack_id=job.id.split("/", 1)[1],
                 attack=job.attack,
                 epsilon_pm1=eps,
-                epsilon_grey_levels=eps * 127.5,
+                epsilon_grey_levels=eps * GREY_LEVELS_PER_PM1,
                 auc_clean=IntervalRecord.of(paired.clean),
                 auc_adversarial=IntervalRecord.of(paired.adversarial),
                 auc_control=IntervalRecord.of(paired.control),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from medaudit.data import grey_from_pm1
 from medaudit.execute import auc_labels
 from medaudit.metrics import bootstrap_paired_difference
 from medaudit.results import (
@@ -247,7 +248,7 @@ def comparisons(
 
 
 def _png(x_pm1: np.ndarray) -> str:
-    arr = np.rint((np.asarray(x_pm1).transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    arr = grey_from_pm1(np.asarray(x_pm1).transpose(1, 2, 0))
     im = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
     buf = io.BytesIO()
     im.save(buf, format="PNG")

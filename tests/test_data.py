@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.data import load_data, make_splits, to_canonical
+from medaudit.data import grey_from_pm1, load_data, make_splits, pm1_from_grey, to_canonical
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
 from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split
@@ -163,3 +163,14 @@ def test_csv_without_split_column_gets_a_stated_patient_level_split(tmp_path):
     )
     again = load_data(csv_path, DataSection(patient_column="patient"), image_size=28, channels=1, seed=0)
     assert again.split_ids_sha256 == data.split_ids_sha256
+
+
+def test_grey_levels_and_the_canonical_range_convert_by_one_rule():
+    # 0 and 255 are the range's ends; 127.5 grey levels per unit, so mid-grey 128 sits just above 0
+    assert pm1_from_grey(np.array([0, 255, 128], np.uint8)).tolist() == pytest.approx(
+        [-1.0, 1.0, 0.5 / 127.5], abs=1e-6
+    )  # float32
+    # back: nearest level (0 -> 127.5 rounds to the even 128), clipped outside [-1, 1]
+    assert grey_from_pm1(np.array([-1.0, 1.0, 0.0, -2.0, 3.0, 1 / 127.5])).tolist() == [0, 255, 128, 0, 255, 128]
+    levels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(grey_from_pm1(pm1_from_grey(levels)), levels)  # every level survives the round trip

@@ -363,3 +363,20 @@ def test_a_modality_with_only_old_protocol_results_says_it_was_not_re_run(tmp_pa
     assert "**Not re-run with the new protocol.**" in text
     assert "1 results files in `docs/reproduction/retina/` are results schema 1.0" in text
     assert "| 1. Pre-trained pairs transfer more when pre-training helps clean AUC | not re-run |" in text
+
+
+def test_the_epsilon_page_shows_each_image_full_size_and_zoomed_at_every_epsilon():
+    import epsilon_examples
+
+    rng = np.random.default_rng(0)
+    originals = rng.uniform(-1, 1, size=(2, 1, 16, 16)).astype(np.float32)
+    adversarial = {eps: np.clip(originals + eps, -1, 1) for eps in (0.01, 0.03)}
+    sheet = epsilon_examples.page(originals, adversarial, "title")
+    side = epsilon_examples.DISPLAY_PX // 16 * 16  # 16 px enlarged by a whole factor
+    gap = epsilon_examples.GAP_PX
+    assert sheet.width == 3 * (2 * side + 3 * gap)  # original + two epsilons, each full size and cropped
+    # the first image's panel is its pixels repeated, never interpolated
+    top = epsilon_examples.TITLE_PX
+    shown = np.asarray(sheet.convert("L"))[top : top + side, gap : gap + side]
+    expected = np.kron(epsilon_examples.grey_from_pm1(originals[0, 0]), np.ones((side // 16, side // 16), np.uint8))
+    assert np.array_equal(shown, expected)

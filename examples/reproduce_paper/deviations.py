@@ -198,6 +198,14 @@ def rows(loaded: dict[str, Committed]) -> list[tuple[str, str, str, str]]:
             "At other image sizes the copied ε is not equally subtle; the SSIM section shows where it stands.",
         ),
         (
+            "Example images",
+            paper.EXAMPLES,
+            "`epsilon_examples.py MODALITY` renders that page per modality and target (FGSM and PGD, every ε, 4× "
+            "centre crops, SSIM per image) outside the repository; it is not published here, because the images are "
+            "copies of the data, which may not be committed. Mean SSIM per ε is in each modality's ε section",
+            "None on the numbers; a reader runs one command to look at the images.",
+        ),
+        (
             "Repeats",
             paper.MODELS_PER_CONFIGURATION,
             _each(loaded, _seeds, _not_run),

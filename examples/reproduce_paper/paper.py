@@ -82,6 +82,10 @@ EPSILON = (
     "swept 0.01-0.06; 0.02 for every application, 'the highest perturbation degree that was still visually "
     "subtle for all applications and attack methods', perceptibility judged by the authors' eyes and by mean SSIM (4.1)"
 )
+EXAMPLES = (
+    "Fig. 1: original images and FGSM adversarial images at each ε, with enlarged patches; Fig. 2: mean SSIM per ε "
+    "(5.2); 6.6 asks for full-size or zoomed-in images the reader can examine"
+)
 MODELS_PER_CONFIGURATION = "one target and one surrogate per configuration ('four versions of each architecture', 4.2)"
 ATTACKS = "FGSM and PGD (step 0.01, 20 iterations), L∞, untargeted, images in [-1, 1] (3.2, 4.1)"
 HARDWARE = "not stated"

@@ -55,6 +55,18 @@ def epsilon_section(c: Committed) -> list[str]:
                 + " | ".join(f"{curve[e]:.3f}" if e in curve else "—" for e in grid)
                 + f" | ≥ {ch.bound:g} | {chosen} | {limit} |"
             )
+    settings = c.run_info.settings if c.run_info else None
+    flags = (
+        f" --image-size {settings.image_size}" + (f" --test-limit {settings.test_limit}" if settings.test_limit else "")
+        if settings
+        else ""
+    )
+    lines += [
+        "",
+        "The zoomed examples at every ε (FGSM and PGD, as the paper's Fig. 1): `python examples/reproduce_paper/"
+        f"epsilon_examples.py {c.folder.name}{flags}`, after the reproduction, writes them beside its work files; "
+        "they are not committed, because they show test images.",
+    ]
     others = [ch for r in c.runs if r.experiment != "perturbation_degree" for ch in r.results.epsilon_choice]
     if others:
         binds = sum(ch.bound_binds for ch in others)

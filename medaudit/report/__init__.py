@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from medaudit.files import atomic_write, sha256_file
 from medaudit.report.context import build_context
-from medaudit.report.units import native_epsilon
+from medaudit.report.units import grey, native_epsilon
 from medaudit.results import AuditResults, IntervalRecord, threshold_text
 
 __all__ = ["render_html", "write_report"]
@@ -56,7 +56,7 @@ def _eps(e: float | None) -> str:
 
 
 def _grey(e: float | None) -> str:
-    return "—" if e is None else f"{e * 127.5:.3g}"
+    return grey(e)
 
 
 def _environment() -> jinja2.Environment:

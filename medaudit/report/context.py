@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA_ID, WORST_OVER_ATTACKS
+from medaudit.data import GREY_LEVELS_PER_PM1
 from medaudit.report import narrative, plots, risk, tables
 from medaudit.report.images import example_panels
 from medaudit.report.units import native_epsilon, native_unit
@@ -179,7 +180,7 @@ def epsilon_rows(results: AuditResults) -> list[dict]:
     return [
         {
             "pm1": e,
-            "grey": e * 127.5,
+            "grey": e * GREY_LEVELS_PER_PM1,
             "native": native_epsilon(e, card),
             "admissible": [(a, any(abs(e - x) < 1e-9 for x in xs)) for a, xs in allowed.items()],
         }

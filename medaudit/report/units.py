@@ -6,7 +6,7 @@ either as a value range (lo, hi) or as a per-channel mean/std applied to [0, 1] 
 
 from __future__ import annotations
 
-from medaudit.criteria import GREY_LEVELS_PER_PM1
+from medaudit.data import GREY_LEVELS_PER_PM1
 from medaudit.scenario import CardFields
 
 UNIT_PM1 = "[-1, 1] units"
