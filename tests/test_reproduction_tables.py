@@ -298,7 +298,7 @@ def reproduction(tmp_path_factory):
             log=lambda m: None,
         )
         runs[name] = entry
-    reproduce.write_run_info(root / "results" / SYNTHETIC.key, SYNTHETIC, settings, runs)
+    reproduce.write_run_info(root / "results" / SYNTHETIC.key, SYNTHETIC, settings, runs, why="16 px keeps tests fast")
     return root / "results"
 
 
@@ -327,6 +327,7 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
 def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
     text = tables.render(reproduction, [SYNTHETIC], header="# test\n")
     section = text[text.index(f"## {SYNTHETIC.title}") :]
+    assert f"Settings: 16 px (default {SYNTHETIC.image_size} px), test limit 40; why: 16 px keeps tests fast." in section
     for heading in ("### ε per modality", "### Table 2", "### Table 3", "### Table 4", "### Table 5", "### White-box"):
         assert heading in section
     judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key))

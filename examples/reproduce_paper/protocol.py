@@ -152,5 +152,6 @@ class RunInfo(Record):
     layout: Literal["reproduction-2"] = "reproduction-2"  # the old protocol's run_info had no such field
     modality: str
     settings: Settings
+    settings_why: str | None = None  # why the settings differ from the defaults (reproduce.py --why), if they do
     runs: dict[str, RunEntry]  # run folder name -> its time and machine
     total_seconds: float  # sum over runs

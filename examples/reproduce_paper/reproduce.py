@@ -167,15 +167,23 @@ def run_target(
     return name, RunEntry(seconds=seconds, finished_at=finished, machine=machine(device), target=training)
 
 
+def previous_info(folder: Path) -> RunInfo | None:
+    """The folder's run info in this layout; None where there is none (or only the old protocol's)."""
+    path = folder / RUN_INFO
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    if raw.get("layout") != "reproduction-2":
+        return None  # the old protocol's run info: its results are superseded run by run
+    return RunInfo.model_validate(raw)
+
+
 def previous_runs(folder: Path, settings: Settings) -> dict[str, RunEntry]:
     """Runs already recorded in the folder with the same settings; refuse to mix settings in one folder."""
     path = folder / RUN_INFO
-    if not path.is_file():
+    info = previous_info(folder)
+    if info is None:
         return {}
-    raw = json.loads(path.read_text())
-    if raw.get("layout") != "reproduction-2":
-        return {}  # the old protocol's run info: its results are superseded run by run
-    info = RunInfo.model_validate(raw)
     if info.settings != settings:
         raise AuditInputError(
             f"{path}: the results there were made with {info.settings.model_dump()}, this run asks for "
@@ -184,9 +192,15 @@ def previous_runs(folder: Path, settings: Settings) -> dict[str, RunEntry]:
     return dict(info.runs)
 
 
-def write_run_info(folder: Path, modality: Modality, settings: Settings, runs: dict[str, RunEntry]) -> None:
+def write_run_info(
+    folder: Path, modality: Modality, settings: Settings, runs: dict[str, RunEntry], why: str | None = None
+) -> None:
     info = RunInfo(
-        modality=modality.key, settings=settings, runs=runs, total_seconds=sum(r.seconds for r in runs.values())
+        modality=modality.key,
+        settings=settings,
+        settings_why=why,
+        runs=runs,
+        total_seconds=sum(r.seconds for r in runs.values()),
     )
     atomic_write(folder / RUN_INFO, info.model_dump_json(indent=1))
 
@@ -206,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--image-size", type=int, help="px; default 32 for the 28 px MedMNIST files, 128 for kermany")
     parser.add_argument("--test-limit", type=int, help="a stratified seeded subset of the test split (default: all)")
+    parser.add_argument(
+        "--why", help="why --image-size or --test-limit differ from the defaults (shown in the document)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
@@ -227,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     folder = args.results / modality.key
     folder.mkdir(parents=True, exist_ok=True)
     runs = previous_runs(folder, settings)  # checked before anything is trained
+    earlier = previous_info(folder)
+    why = args.why or (earlier.settings_why if earlier else None)
     scenarios = {name: scenario_for(name, modality, settings) for name in args.only}
     command = " ".join(["python", "examples/reproduce_paper/reproduce.py", *(argv or sys.argv[1:])])
     for experiment, scenario in scenarios.items():
@@ -245,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
                 command=command,
             )
             runs[name] = entry
-            write_run_info(folder, modality, settings, runs)  # after every run: an interrupted session keeps its times
+            write_run_info(
+                folder, modality, settings, runs, why
+            )  # after every run: an interrupted session keeps its times
     print(f"{len(runs)} runs recorded in {folder / RUN_INFO}; render with python examples/reproduce_paper/tables.py")
 
 

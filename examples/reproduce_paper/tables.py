@@ -156,7 +156,10 @@ def run_paragraph(c: Committed, modality: Modality) -> list[str]:
             {f"{e.machine.device}{f' ({e.machine.gpu})' if e.machine.gpu else ''}" for e in info.runs.values()}
         )
         lines.append(
-            f"Settings: {info.settings.image_size} px, test limit {info.settings.test_limit or 'none (all test images)'}. "
+            f"Settings: {info.settings.image_size} px (default {modality.image_size} px), test limit "
+            f"{info.settings.test_limit or 'none (all test images)'}"
+            + (f"; why: {info.settings_why}" if info.settings_why else "")
+            + ". "
             f"Ran on {', '.join(machines)}; {len(info.runs)} audits in {duration(info.total_seconds)} (per audit "
             f"{duration(min(e.seconds for e in info.runs.values()))}–{duration(max(e.seconds for e in info.runs.values()))})."
         )
