@@ -327,7 +327,9 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
 def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
     text = tables.render(reproduction, [SYNTHETIC], header="# test\n")
     section = text[text.index(f"## {SYNTHETIC.title}") :]
-    assert f"Settings: 16 px (default {SYNTHETIC.image_size} px), test limit 40; why: 16 px keeps tests fast." in section
+    assert (
+        f"Settings: 16 px (default {SYNTHETIC.image_size} px), test limit 40; why: 16 px keeps tests fast." in section
+    )
     for heading in ("### ε per modality", "### Table 2", "### Table 3", "### Table 4", "### Table 5", "### White-box"):
         assert heading in section
     judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key))
@@ -381,3 +383,50 @@ def test_the_epsilon_page_shows_each_image_full_size_and_zoomed_at_every_epsilon
     shown = np.asarray(sheet.convert("L"))[top : top + side, gap : gap + side]
     expected = np.kron(epsilon_examples.grey_from_pm1(originals[0, 0]), np.ones((side // 16, side // 16), np.uint8))
     assert np.array_equal(shown, expected)
+
+
+def test_first_below_is_the_smallest_epsilon_under_the_bound():
+    import epsilon_examples
+
+    curve = ((0.03, 0.79), (0.01, 0.95), (0.02, 0.85), (0.04, 0.81))  # not monotone past the crossing
+    assert epsilon_examples.first_below(curve, 0.8) == 0.03
+    assert epsilon_examples.first_below(curve, 0.5) is None
+
+
+def test_the_ssim_curve_says_where_the_bound_would_bind(tmp_path):
+    from protocol import SSIM_CURVE, SsimCurve, SsimCurves
+
+    settings = Settings(image_size=32, test_limit=None)
+    curves = SsimCurves(
+        modality="retina",
+        settings=settings,
+        curves=(
+            SsimCurve(
+                target="efficientnet_lite0-random-d1",
+                surrogate_id="s0",
+                attack="fgsm",
+                test_images=400,
+                bound=0.8,
+                curve=((0.01, 0.99), (0.02, 0.97), (0.03, 0.9), (0.04, 0.79)),
+                first_below_bound=0.04,
+            ),
+            SsimCurve(
+                target="mobilenet_v2-random-d1",
+                surrogate_id="s0",
+                attack="fgsm",
+                test_images=400,
+                bound=0.8,
+                curve=((0.01, 0.99), (0.02, 0.98)),
+                first_below_bound=None,
+            ),
+        ),
+    )
+    (tmp_path / SSIM_CURVE).write_text(curves.model_dump_json())
+    lines = tables.ssim_curve_lines(committed.load(tmp_path))
+    assert (
+        "- efficientnet_lite0-random-d1 (400 test images): mean SSIM first below 0.8 at **ε 0.04** "
+        "(ε 0.02: 0.970, ε 0.04: 0.790)." in lines
+    )
+    assert (
+        "- mobilenet_v2-random-d1 (400 test images): mean SSIM never below 0.8 up to ε 0.02 (ε 0.02: 0.980)." in lines
+    )

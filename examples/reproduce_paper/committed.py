@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from protocol import RUN_INFO, RunInfo
+from protocol import RUN_INFO, SSIM_CURVE, RunInfo, SsimCurves
 
 from medaudit.errors import AuditInputError
 from medaudit.files import sha256_file
@@ -106,6 +106,7 @@ class Committed:
     runs: tuple[Run, ...]
     run_info: RunInfo | None
     old_files: tuple[Path, ...]  # schema-1.0 results JSON of the old protocol, not rendered
+    ssim: SsimCurves | None = None  # FGSM's SSIM past the paper's grid (epsilon_examples.py), if measured
 
     def run(self, experiment: str, arch: str, init: str) -> Run | None:
         return next((r for r in self.runs if (r.experiment, r.arch, r.init) == (experiment, arch, init)), None)
@@ -126,7 +127,11 @@ def load(folder: Path) -> Committed:
     if info_path.is_file():
         raw = json.loads(info_path.read_text())
         info = RunInfo.model_validate(raw) if raw.get("layout") == "reproduction-2" else None
-    return Committed(folder=folder, runs=runs, run_info=info, old_files=tuple(sorted(folder.glob("*__*.json"))))
+    ssim_path = folder / SSIM_CURVE
+    ssim = SsimCurves.model_validate_json(ssim_path.read_text()) if ssim_path.is_file() else None
+    return Committed(
+        folder=folder, runs=runs, run_info=info, old_files=tuple(sorted(folder.glob("*__*.json"))), ssim=ssim
+    )
 
 
 def same_images(a: Run, b: Run) -> None:

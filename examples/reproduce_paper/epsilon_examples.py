@@ -12,7 +12,10 @@ picked by effect), and writes `<work>/<modality>/epsilon_examples__<target>__<at
 each ε's adversarial image, full size and as a 4× nearest-neighbour centre crop, each with its SSIM.
 
 The page stays outside the repository: it shows test images, which are copies of the data and may not be
-committed. The mean SSIM over all test images at each ε, which the choice of ε rests on, is in the document.
+committed. The mean SSIM over all test images at each ε, which the choice of ε rests on, is in the document; to
+show where the SSIM bound would bind when it does not inside the paper's grid, the script also measures FGSM's
+mean SSIM on every test image out to ε 0.20 and writes those numbers (no images) to
+`docs/reproduction/<modality>/ssim_curve.json`, which the document renders.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from protocol import EXPERIMENTS, MODALITIES, Settings, target_tag
-from reproduce import DATA_ENV, DEFAULT_DATA, scenario_for
+from protocol import EXPERIMENTS, MODALITIES, RESULTS, SSIM_CURVE, Settings, SsimCurve, SsimCurves, target_tag
+from reproduce import DATA_ENV, DEFAULT_DATA, previous_info, scenario_for
 
 from medaudit.attacks import craft_adversarial
 from medaudit.cache import Cache
 from medaudit.data import GREY_LEVELS_PER_PM1, grey_from_pm1
 from medaudit.execute import example_indices
-from medaudit.metrics import ssim_per_image
+from medaudit.files import atomic_write
+from medaudit.metrics import mean_ssim, ssim_per_image
 from medaudit.plan import RunContext, live, make_plan
 from medaudit.report.images import DISPLAY_PX, ZOOM, centre_crop
 from medaudit.surrogates import load_surrogate, train_surrogate
@@ -42,6 +46,14 @@ CAPTION_PX = 34  # room for two lines of caption under each panel
 GAP_PX = 6  # between panels
 FONT_PX = 13
 TITLE_PX = 3 * FONT_PX + 2 * GAP_PX  # two lines of title (the default font has no ε: captions say eps)
+# FGSM's mean SSIM past the paper's grid (0.01-0.06), to find where the SSIM bound would bind
+EXTENDED_EPSILONS = tuple(round(0.01 * k, 2) for k in range(1, 21))  # 0.01 ... 0.20, [-1, 1] units
+EPSILONS_PER_CALL = 5  # FGSM images held at once (each ε is a copy of the test set)
+
+
+def first_below(curve: tuple[tuple[float, float], ...], bound: float) -> float | None:
+    """The smallest ε whose mean SSIM is below `bound`; None when every ε keeps it."""
+    return next((eps for eps, ssim in sorted(curve) if ssim < bound), None)
 
 
 def panel(x_pm1: np.ndarray) -> Image.Image:
@@ -102,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medaudit-reproduction")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where {SSIM_CURVE} goes (default {RESULTS})")
     args = parser.parse_args(argv)
     modality = MODALITIES[args.modality]
     data_path = (args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)) / modality.file
@@ -112,7 +125,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--attacks {' '.join(args.attacks)}: {EXPERIMENT} runs {', '.join(a.name for a in scenario.attacks)}"
         )
+    recorded = previous_info(args.results / modality.key)
+    if recorded is not None and recorded.settings != settings:
+        parser.error(
+            f"{args.results / modality.key}: its results were made with {recorded.settings.model_dump()}; give the "
+            "same --image-size and --test-limit"
+        )
+    fgsm = next(a for a in scenario.attacks if a.name == "fgsm")
     work = args.work / modality.key
+    curves = []
     for arch, init in EXPERIMENTS[EXPERIMENT]:
         tag = target_tag(arch, init, scenario.target.trained_on)
         target_path = work / f"{tag}.onnx"
@@ -142,6 +163,35 @@ def main(argv: list[str] | None = None) -> None:
         shown = example_indices(test.y)
         x = test.x[shown]
         model = load_surrogate(record, job.spec, args.device)
+        curve = []
+        for start in range(0, len(EXTENDED_EPSILONS), EPSILONS_PER_CALL):
+            chunk = EXTENDED_EPSILONS[start : start + EPSILONS_PER_CALL]
+            perturbed = craft_adversarial(
+                fgsm,
+                [model],
+                test.x,
+                test.y,
+                epsilons_pm1=chunk,
+                n_logits=job.spec.n_logits,
+                multilabel=False,
+                batch_size=64,
+                seed=scenario.seed,
+                device=args.device,
+            )
+            curve += [(eps, mean_ssim(test.x, perturbed[eps].x_adv)) for eps in chunk]
+        bound = scenario.perceptibility.min_mean_ssim
+        curves.append(
+            SsimCurve(
+                target=tag,
+                surrogate_id=job.id,
+                attack="fgsm",
+                test_images=len(test),
+                bound=bound,
+                curve=tuple(curve),
+                first_below_bound=first_below(tuple(curve), bound),
+            )
+        )
+        print(f"{tag}: FGSM mean SSIM first below {bound:g} at ε {curves[-1].first_below_bound}")
         for attack in attacks:
             perturbed = craft_adversarial(
                 attack,
@@ -163,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
             out = work / f"epsilon_examples__{tag}__{attack.name}.png"
             page(x, {eps: p.x_adv for eps, p in perturbed.items()}, title).save(out)
             print(f"wrote {out}")
+    path = args.results / modality.key / SSIM_CURVE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        path, SsimCurves(modality=modality.key, settings=settings, curves=tuple(curves)).model_dump_json(indent=1)
+    )
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,29 @@ class RunEntry(Record):
     target: TargetTraining
 
 
+class SsimCurve(Record):
+    """Mean SSIM of FGSM images past the paper's grid, for one perturbation_degree target's seed-0 surrogate."""
+
+    target: str  # the target's tag (`target_tag`); the surrogate is its perturbation_degree seed 0
+    surrogate_id: str
+    attack: Literal["fgsm"]  # the least subtle attack at equal ε (lowest SSIM), so its crossing comes first
+    test_images: int  # every test image the audits scored
+    bound: float  # the scenario's min_mean_ssim
+    curve: tuple[tuple[float, float], ...]  # (ε in [-1, 1] units, mean SSIM over the test images)
+    first_below_bound: float | None  # the smallest ε whose mean SSIM is below the bound; None: none in the curve
+
+
+class SsimCurves(Record):
+    """`ssim_curve.json`: where the SSIM bound would bind, per perturbation_degree target (epsilon_examples.py)."""
+
+    modality: str
+    settings: Settings
+    curves: tuple[SsimCurve, ...]
+
+
+SSIM_CURVE = "ssim_curve.json"
+
+
 class RunInfo(Record):
     """`run_info.json`: the settings a modality's results were made with and what each run took."""
 

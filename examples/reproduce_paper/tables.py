@@ -67,6 +67,7 @@ def epsilon_section(c: Committed) -> list[str]:
         f"epsilon_examples.py {c.folder.name}{flags}`, after the reproduction, writes them beside its work files; "
         "they are not committed, because they show test images.",
     ]
+    lines += ssim_curve_lines(c)
     others = [ch for r in c.runs if r.experiment != "perturbation_degree" for ch in r.results.epsilon_choice]
     if others:
         binds = sum(ch.bound_binds for ch in others)
@@ -77,6 +78,28 @@ def epsilon_section(c: Committed) -> list[str]:
             f"{len(others) - binds}.",
         ]
     return lines + [""]
+
+
+def ssim_curve_lines(c: Committed) -> list[str]:
+    """Where the SSIM bound would bind past the paper's grid (ssim_curve.json), if it was measured."""
+    if c.ssim is None:
+        return []
+    lines = [
+        "",
+        "Past the paper's grid (FGSM, the least subtle attack at equal ε, on each target's seed-0 surrogate):",
+        "",
+    ]
+    for curve in c.ssim.curves:
+        shown = ", ".join(f"ε {e:g}: {s:.3f}" for e, s in curve.curve if round(e * 100) % 2 == 0)
+        where = (
+            f"first below {curve.bound:g} at **ε {curve.first_below_bound:g}**"
+            if curve.first_below_bound is not None
+            else f"never below {curve.bound:g} up to ε {max(e for e, _ in curve.curve):g}"
+        )
+        lines.append(f"- {curve.target} ({curve.test_images} test images): mean SSIM {where} ({shown}).")
+    if c.ssim.settings != (c.run_info.settings if c.run_info else c.ssim.settings):
+        lines.append("- **These curves were measured with other settings than the runs above.**")
+    return lines
 
 
 def target_label(run) -> str:
