@@ -21,15 +21,12 @@ mean SSIM on every test image out to ε 0.20 and writes those numbers (no images
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from protocol import EXPERIMENTS, MODALITIES, RESULTS, SSIM_CURVE, Settings, SsimCurve, SsimCurves, target_tag
-from reproduce import DATA_ENV, DEFAULT_DATA, previous_info, scenario_for
+from protocol import EXPERIMENTS, SSIM_CURVE, SsimCurve, SsimCurves, target_tag
+from reproduce import add_common_arguments, common, previous_info, scenario_for
 
 from medaudit.attacks import craft_adversarial
 from medaudit.cache import Cache
@@ -99,40 +96,30 @@ def page(originals: np.ndarray, adversarial: dict[float, np.ndarray], title: str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modality", choices=list(MODALITIES))
-    parser.add_argument(
-        "--data", type=Path, help=f"folder holding the data file (default ${DATA_ENV}, else {DEFAULT_DATA})"
-    )
-    parser.add_argument("--image-size", type=int, help="px, as given to reproduce.py")
-    parser.add_argument("--test-limit", type=int, help="as given to reproduce.py")
+    add_common_arguments(parser)
     parser.add_argument(
         "--attacks",
         nargs="+",
         default=["fgsm", "pgd"],
         help="perturbation_degree attacks by name (default: the paper's)",
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medaudit-reproduction")
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where {SSIM_CURVE} goes (default {RESULTS})")
     args = parser.parse_args(argv)
-    modality = MODALITIES[args.modality]
-    data_path = (args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)) / modality.file
-    settings = Settings(image_size=args.image_size or modality.image_size, test_limit=args.test_limit)
+    c = common(parser, args)
+    modality, settings = c.modality, c.settings
     scenario = scenario_for(EXPERIMENT, modality, settings)
     attacks = [a for a in scenario.attacks if a.name in args.attacks]
     if len(attacks) != len(set(args.attacks)):
         parser.error(
             f"--attacks {' '.join(args.attacks)}: {EXPERIMENT} runs {', '.join(a.name for a in scenario.attacks)}"
         )
-    recorded = previous_info(args.results / modality.key)
+    recorded = previous_info(c.results)
     if recorded is not None and recorded.settings != settings:
         parser.error(
-            f"{args.results / modality.key}: its results were made with {recorded.settings.model_dump()}; give the "
-            "same --image-size and --test-limit"
+            f"{c.results}: its results were made with {recorded.settings.model_dump()}; give the same "
+            "--image-size and --test-limit"
         )
     fgsm = next(a for a in scenario.attacks if a.name == "fgsm")
-    work = args.work / modality.key
+    work = c.work
     curves = []
     for arch, init in EXPERIMENTS[EXPERIMENT]:
         tag = target_tag(arch, init, scenario.target.trained_on)
@@ -142,27 +129,27 @@ def main(argv: list[str] | None = None) -> None:
         ctx = RunContext(
             scenario=scenario,
             target_path=str(target_path),
-            data_source=str(data_path),
-            device=args.device,
+            data_source=str(c.data_path),
+            device=c.device,
             batch_size=64,
-            cache_dir=str(args.cache),
+            cache_dir=str(c.cache),
             torch_threads=torch.get_num_threads(),
         )
         lv = live(ctx)
         plan = make_plan(ctx, lv.target, lv.data, lv.test_sha256)
         job = next(j for j in plan.surrogates if j.row.seed == 0)
         record = train_surrogate(
-            job.spec, lv.data.split(job.spec.split), Cache(ctx.cache_dir).root / "surrogate", device=args.device
+            job.spec, lv.data.split(job.spec.split), Cache(ctx.cache_dir).root / "surrogate", device=c.device
         )
         if not record.from_cache:
             print(
-                f"note: {job.id} was not in {args.cache}; trained it now from the same spec "
+                f"note: {job.id} was not in {c.cache}; trained it now from the same spec "
                 "(the code behind the cache changed since, or the audit ran elsewhere)"
             )
         test = lv.data.test
         shown = example_indices(test.y)
         x = test.x[shown]
-        model = load_surrogate(record, job.spec, args.device)
+        model = load_surrogate(record, job.spec, c.device)
         curve = []
         for start in range(0, len(EXTENDED_EPSILONS), EPSILONS_PER_CALL):
             chunk = EXTENDED_EPSILONS[start : start + EPSILONS_PER_CALL]
@@ -176,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                 multilabel=False,
                 batch_size=64,
                 seed=scenario.seed,
-                device=args.device,
+                device=c.device,
             )
             curve += [(eps, mean_ssim(test.x, perturbed[eps].x_adv)) for eps in chunk]
         bound = scenario.perceptibility.min_mean_ssim
@@ -203,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 multilabel=False,
                 batch_size=64,
                 seed=scenario.seed,
-                device=args.device,
+                device=c.device,
             )
             title = (
                 f"{modality.title}: {attack.name} crafted on {job.id} (attacking the {tag} target)\n"
@@ -213,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             out = work / f"epsilon_examples__{tag}__{attack.name}.png"
             page(x, {eps: p.x_adv for eps, p in perturbed.items()}, title).save(out)
             print(f"wrote {out}")
-    path = args.results / modality.key / SSIM_CURVE
+    path = c.results / SSIM_CURVE
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(
         path, SsimCurves(modality=modality.key, settings=settings, curves=tuple(curves)).model_dump_json(indent=1)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -212,23 +213,33 @@ def _outside_repository(parser: argparse.ArgumentParser, path: Path, what: str) 
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass(frozen=True)
+class Common:
+    """What reproduce.py and epsilon_examples.py both take from the command line, checked."""
+
+    modality: Modality
+    data_path: Path  # the data file, read where it is
+    settings: Settings
+    device: str
+    work: Path  # <--work>/<modality>: outside the repository
+    cache: Path  # outside the repository
+    results: Path  # <--results>/<modality>
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modality", choices=list(MODALITIES))
     parser.add_argument(
         "--data", type=Path, help=f"folder holding the data file (default ${DATA_ENV}, else {DEFAULT_DATA})"
     )
     parser.add_argument("--image-size", type=int, help="px; default 32 for the 28 px MedMNIST files, 128 for kermany")
     parser.add_argument("--test-limit", type=int, help="a stratified seeded subset of the test split (default: all)")
-    parser.add_argument(
-        "--why", help="why --image-size or --test-limit differ from the defaults (shown in the document)"
-    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "medaudit-reproduction")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medaudit-reproduction")
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where results are copied (default {RESULTS})")
-    args = parser.parse_args(argv)
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"the results folder (default {RESULTS})")
+
+
+def common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Common:
     modality = MODALITIES[args.modality]
     data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
     data_path = data_dir / modality.file
@@ -238,10 +249,27 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--test-limit {args.test_limit}: give at least {MIN_TEST_IMAGES} test images")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
-    work = _outside_repository(parser, args.work, "--work") / modality.key
-    cache = _outside_repository(parser, args.cache, "--cache")
-    settings = Settings(image_size=args.image_size or modality.image_size, test_limit=args.test_limit)
-    folder = args.results / modality.key
+    return Common(
+        modality=modality,
+        data_path=data_path,
+        settings=Settings(image_size=args.image_size or modality.image_size, test_limit=args.test_limit),
+        device=args.device,
+        work=_outside_repository(parser, args.work, "--work") / modality.key,
+        cache=_outside_repository(parser, args.cache, "--cache"),
+        results=args.results / modality.key,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--why", help="why --image-size or --test-limit differ from the defaults (shown in the document)"
+    )
+    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    args = parser.parse_args(argv)
+    c = common(parser, args)
+    modality, settings, folder = c.modality, c.settings, c.results
     folder.mkdir(parents=True, exist_ok=True)
     runs = previous_runs(folder, settings)  # checked before anything is trained
     earlier = previous_info(folder)
@@ -256,17 +284,15 @@ def main(argv: list[str] | None = None) -> None:
                 arch,
                 init,
                 scenario,
-                data_path,
-                work=work,
-                cache=cache,
-                device=args.device,
+                c.data_path,
+                work=c.work,
+                cache=c.cache,
+                device=c.device,
                 results_root=args.results,
                 command=command,
             )
             runs[name] = entry
-            write_run_info(
-                folder, modality, settings, runs, why
-            )  # after every run: an interrupted session keeps its times
+            write_run_info(folder, modality, settings, runs, why)  # after every run: an interrupted session keeps times
     print(f"{len(runs)} runs recorded in {folder / RUN_INFO}; render with python examples/reproduce_paper/tables.py")
 
 
