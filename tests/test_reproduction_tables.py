@@ -140,15 +140,55 @@ def test_a_row_is_represented_by_the_ensemble_of_all_its_seeds():
     assert verdicts.representative(seeds, row) is None  # several seeds, no ensemble: nothing pre-specified
 
 
+PGD_ID = "pgd-step0.01-it20"
+
+
 def test_an_unfit_member_makes_its_ensemble_no_evidence():
     row = "same-random-d1"
     fit = make_surrogate(row, "s0", 0, init="random", split="d1")
-    unfit = make_surrogate(row, "s1", 1, init="random", split="d1", fit=False, reasons=("moves no other seed",))
+    unfit = make_surrogate(row, "s1", 1, init="random", split="d1", fit=False, reasons=("did not learn",))
     ensemble = make_surrogate(row, "ens", -1, init="random", split="d1", member_ids=("s0", "s1"))
     everyone = [fit, unfit, ensemble]
-    (reason,) = verdicts.unfit(ensemble, everyone, f"row {row}")
-    assert reason == f"row {row}: 1 of 3 surrogates unfit (s1: moves no other seed)"
-    assert verdicts.unfit(fit, everyone, "x") == ()
+    (reason,) = verdicts.unfit(ensemble, everyone, f"row {row}", PGD_ID)
+    assert reason == (
+        f"row {row}: 1 of 3 surrogates unfit for {PGD_ID} (s1: clean test AUC 0.600 (lower bound 0.552) below the "
+        "floor 0.6: it did not learn the task)"
+    )
+    assert verdicts.unfit(fit, everyone, "x", PGD_ID) == ()
+
+
+def _with_whitebox(surrogate, **auc_by_attack):
+    """`surrogate` whose white-box AUC per attack id is replaced (and whose audit fitness is failed)."""
+    checks = tuple(
+        w.model_copy(update={"auc_whitebox": auc_by_attack.get(w.attack_id.split("-")[0], w.auc_whitebox)})
+        for w in surrogate.fitness.whitebox
+    )
+    fitness = surrogate.fitness.model_copy(update={"whitebox": checks, "fit": False, "reasons": ("audit: unfit",)})
+    return surrogate.model_copy(update={"fitness": fitness})
+
+
+def test_fitness_for_a_finding_is_per_attack():
+    s = _with_whitebox(make_surrogate("same-random-d1", "s0", 0, init="random", split="d1"), fgsm=0.62)
+    (reason,) = verdicts.unfit(s, [s], "row r", "fgsm")
+    assert reason == (
+        "row r: 1 of 1 surrogates unfit for fgsm (s0: fgsm white-box at ε 0.03 leaves its own AUC at 0.620 > 0.5: "
+        "the attack does not break its own model)"
+    )
+    assert verdicts.unfit(s, [s], "row r", PGD_ID) == ()  # PGD breaks it: it carries the PGD comparisons
+
+
+def test_a_surrogate_whose_images_move_no_sibling_is_still_an_attacker_for_a_finding():
+    """The audit calls it unfit (sibling relative AUC 0.99 > 0.97); a finding about transfer may not assume it."""
+    s = make_surrogate("same-random-d1", "s0", 0, init="random", split="d1")
+    checks = tuple(w.model_copy(update={"sibling_relative_auc": 0.99, "passed": False}) for w in s.fitness.whitebox)
+    s = s.model_copy(update={"fitness": s.fitness.model_copy(update={"whitebox": checks, "fit": False})})
+    assert verdicts.unfit(s, [s], "row r", "fgsm") == () and verdicts.unfit(s, [s], "row r", PGD_ID) == ()
+
+
+def test_an_attack_without_a_white_box_check_is_no_evidence():
+    s = make_surrogate("same-random-d1", "s0", 0, init="random", split="d1")
+    (reason,) = verdicts.unfit(s, [s], "row r", "mifgsm-x")
+    assert reason.endswith("(s0: no white-box check of mifgsm-x recorded)")
 
 
 # ---------------------------------------------------------------- paired intervals from score arrays

@@ -48,18 +48,18 @@ class Attacked:
 
 def attacked(run: Run | None, what: str, row: str, kind: str, eps: float, *, fitness: bool = True) -> Attacked:
     """Look up `row`'s representative attacker in `run` and its cell; block on a missing run, row or cell, a
-    target at chance and (with `fitness`) an unfit attacker."""
+    target at chance and (with `fitness`) an attacker unfit for this attack (`verdicts.unfit`)."""
     if run is None:
         return Attacked(None, None, None, (f"no run against the {what}",))
     blockers = at_chance(run.results.cells[0].auc_clean, f"the {what}") if run.results.cells else ()
     attacker = representative(run.results.surrogates, row)
     if attacker is None:
         return Attacked(run, None, None, blockers + (f"{run.name}: no ensemble or single surrogate for row {row}",))
-    if fitness:
-        blockers += unfit(attacker, run.results.surrogates, f"row {row} against the {what}")
     cells = run.cells(attacker=attacker.id, kind=kind, eps=eps)
     if not cells:
         return Attacked(run, None, None, blockers + (f"{run.name}: no {kind} cell at ε {eps:g} for row {row}",))
+    if fitness:
+        blockers += unfit(attacker, run.results.surrogates, f"row {row} against the {what}", cells[0].attack_id)
     adversarial, control = run.scores(cells[0])
     return Attacked(run, adversarial, control, blockers)
 

@@ -141,16 +141,45 @@ def representative(surrogates: Sequence[SurrogateResult], row_id: str) -> Surrog
     return seeds[0] if len(seeds) == 1 else None
 
 
-def unfit(attacker: SurrogateResult, surrogates: Sequence[SurrogateResult], what: str) -> tuple[str, ...]:
-    """Why an attacker is no evidence: it, or one of its ensemble members, is unfit (`fitness` of the run)."""
+def not_competent(surrogate: SurrogateResult, attack_id: str) -> str | None:
+    """Why `surrogate` is no attacker for a comparison made with `attack_id`, or None: it did not learn the task
+    (its clean test AUC's lower bound is below the run's floor) or `attack_id`, run white-box on it at the ε its
+    run chose, does not break it. The audit's third fitness criterion, that its images move the row's other
+    seeds, is not required here: findings 1-5 and 7 compare how far perturbations transfer, and requiring them
+    to transfer would assume what is measured (the white-box table reports that check)."""
+    fitness = surrogate.fitness
+    if fitness is None:
+        return "fitness was not recorded"
+    auc = surrogate.test_auc
+    if not (math.isfinite(auc.low) and auc.low >= fitness.test_auc_floor):
+        return (
+            f"clean test AUC {auc.point:.3f} (lower bound {auc.low:.3f}) below the floor "
+            f"{fitness.test_auc_floor:g}: it did not learn the task"
+        )
+    checks = [w for w in fitness.whitebox if w.attack_id == attack_id]
+    if not checks:
+        return f"no white-box check of {attack_id} recorded"
+    for w in checks:
+        if not w.auc_whitebox <= w.bound:
+            return (
+                f"{attack_id} white-box at ε {w.epsilon_pm1:g} leaves its own AUC at {w.auc_whitebox:.3f} > "
+                f"{w.bound:g}: the attack does not break its own model"
+            )
+    return None
+
+
+def unfit(
+    attacker: SurrogateResult, surrogates: Sequence[SurrogateResult], what: str, attack_id: str
+) -> tuple[str, ...]:
+    """Why an attacker is no evidence under `attack_id`: it, or one of its ensemble's members, is not competent
+    (`not_competent`); an ensemble is no stronger evidence than the models it averages."""
     by_id = {s.id: s for s in surrogates}
     involved = [attacker] + [by_id[m] for m in attacker.member_ids]
-    bad = [s for s in involved if s.fitness is None or not s.fitness.fit]
+    bad = [(s, why) for s in involved if (why := not_competent(s, attack_id)) is not None]
     if not bad:
         return ()
-    first = bad[0]
-    why = first.fitness.reasons[0] if first.fitness is not None else "fitness was not recorded"
-    return (f"{what}: {len(bad)} of {len(involved)} surrogates unfit ({first.id}: {why})",)
+    first, why = bad[0]
+    return (f"{what}: {len(bad)} of {len(involved)} surrogates unfit for {attack_id} ({first.id}: {why})",)
 
 
 def premise(difference: Interval, what: str) -> tuple[str, ...]:
