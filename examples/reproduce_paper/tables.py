@@ -147,7 +147,7 @@ def training_section(c: Committed) -> list[str]:
     lines = [
         f"**Surrogates**: {len(single)} trained, {stops.count('plateau')} stopped on a validation plateau and "
         f"{stops.count('budget')} at the epoch budget (epochs run {min(epochs)}–{statistics.median(epochs):g}–{max(epochs)}, "
-        f"min–median–max); {len(seen) - len(unfit)} of {len(seen)} attackers (seeds and ensembles) fit"
+        f"min–median–max); {len(seen) - len(unfit)} of {len(seen)} attackers (seeds and ensembles) fit by the audit's criteria (a finding needs two of them, per attack: see How a finding is judged)"
         + ("; unfit because " + ", ".join(f"{meaning}: {n}" for meaning, n in causes.items() if n) if unfit else "")
         + "."
     ]
