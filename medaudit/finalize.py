@@ -79,6 +79,16 @@ def choose_epsilons(cells: Sequence[CellRecord], perceptibility: Perceptibility)
     return tuple(choices)
 
 
+def learned(test_auc: IntervalRecord, floor: float) -> bool:
+    """Fitness criterion 1: the clean test AUC's lower bound is finite and reaches `floor`."""
+    return math.isfinite(test_auc.low) and test_auc.low >= floor
+
+
+def breaks(auc_whitebox: float, bound: float) -> bool:
+    """Fitness criterion 2: the attack, run white-box on the surrogate, brings its own AUC to `bound` or below."""
+    return auc_whitebox <= bound
+
+
 def fitness(
     surrogate_id: str,
     test_auc: IntervalRecord,
@@ -89,7 +99,7 @@ def fitness(
     """Fit = the clean test AUC's lower bound reaches the floor, and every attack run white-box on the
     surrogate at its chosen epsilon brings the surrogate's own AUC to the bound or below."""
     reasons = []
-    if not (math.isfinite(test_auc.low) and test_auc.low >= section.min_surrogate_auc):
+    if not learned(test_auc, section.min_surrogate_auc):
         reasons.append(
             f"clean test AUC {test_auc.point:.3f} (lower bound {test_auc.low:.3f}) below the floor "
             f"{section.min_surrogate_auc:g}: the surrogate did not learn the task"
@@ -110,7 +120,7 @@ def fitness(
         )
         if cell is None:
             continue
-        breaks = cell.surrogate_auc_whitebox <= section.max_whitebox_auc
+        broken = breaks(cell.surrogate_auc_whitebox, section.max_whitebox_auc)
         sibling = cell.sibling_relative_auc
         moves = sibling is None or sibling <= section.max_sibling_relative_auc
         checks.append(
@@ -121,10 +131,10 @@ def fitness(
                 bound=section.max_whitebox_auc,
                 sibling_relative_auc=sibling,
                 sibling_bound=section.max_sibling_relative_auc,
-                passed=breaks and moves,
+                passed=broken and moves,
             )
         )
-        if not breaks:
+        if not broken:
             reasons.append(
                 f"{choice.attack_id} white-box at ε {cell.epsilon_pm1:g} leaves the surrogate's own AUC at "
                 f"{cell.surrogate_auc_whitebox:.3f} > {section.max_whitebox_auc:g}: the attack does not "

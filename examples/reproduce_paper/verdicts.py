@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from medaudit.finalize import breaks, learned
 from medaudit.metrics import Interval, bootstrap_paired_difference
 from medaudit.results import SurrogateResult
 
@@ -151,7 +152,7 @@ def not_competent(surrogate: SurrogateResult, attack_id: str) -> str | None:
     if fitness is None:
         return "fitness was not recorded"
     auc = surrogate.test_auc
-    if not (math.isfinite(auc.low) and auc.low >= fitness.test_auc_floor):
+    if not learned(auc, fitness.test_auc_floor):
         return (
             f"clean test AUC {auc.point:.3f} (lower bound {auc.low:.3f}) below the floor "
             f"{fitness.test_auc_floor:g}: it did not learn the task"
@@ -160,7 +161,7 @@ def not_competent(surrogate: SurrogateResult, attack_id: str) -> str | None:
     if not checks:
         return f"no white-box check of {attack_id} recorded"
     for w in checks:
-        if not w.auc_whitebox <= w.bound:
+        if not breaks(w.auc_whitebox, w.bound):
             return (
                 f"{attack_id} white-box at ε {w.epsilon_pm1:g} leaves its own AUC at {w.auc_whitebox:.3f} > "
                 f"{w.bound:g}: the attack does not break its own model"
