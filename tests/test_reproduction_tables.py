@@ -283,6 +283,31 @@ def test_run_info_refuses_to_mix_settings_in_one_folder(tmp_path):
         reproduce.previous_runs(tmp_path, Settings(image_size=64, test_limit=None))
 
 
+def test_a_resumed_reproduction_skips_only_runs_recorded_with_their_results(tmp_path):
+    entry = reproduce.RunEntry(
+        seconds=9564.0,
+        finished_at="2026-12-02T21:33:23+00:00",
+        machine=reproduce.Machine(device="cpu", torch="2", cuda=None, gpu=None, cpu_threads=2),
+        target=reproduce.TargetTraining(
+            id="t",
+            n_train=1,
+            n_val=1,
+            val_auc=0.9,
+            epochs_run=1,
+            best_epoch=1,
+            stop_reason="plateau",
+            train_seconds=1.0,
+            from_cache=False,
+        ),
+    )
+    runs = {"pretraining__a": entry, "pretraining__b": entry}
+    (tmp_path / "pretraining__a").mkdir()
+    (tmp_path / "pretraining__a" / "results.json").write_text("{}")
+    assert reproduce.recorded(tmp_path, runs, "pretraining__a")
+    assert not reproduce.recorded(tmp_path, runs, "pretraining__b")  # in run info, but its results are missing
+    assert not reproduce.recorded(tmp_path, {}, "pretraining__a")  # results without a recorded time: audit again
+
+
 # ---------------------------------------------------------------- end to end on generated images
 SYNTHETIC = Modality(
     key="synthetic",

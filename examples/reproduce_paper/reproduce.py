@@ -193,6 +193,12 @@ def previous_runs(folder: Path, settings: Settings) -> dict[str, RunEntry]:
     return dict(info.runs)
 
 
+def recorded(folder: Path, runs: dict[str, RunEntry], name: str) -> bool:
+    """Whether run `name` is already in the folder: in its run info and with its results copied. A resumed
+    reproduction skips it, so the time recorded stays the time it took, not that of a re-run from the cache."""
+    return name in runs and (folder / name / "results.json").is_file()
+
+
 def write_run_info(
     folder: Path, modality: Modality, settings: Settings, runs: dict[str, RunEntry], why: str | None = None
 ) -> None:
@@ -267,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "--why", help="why --image-size or --test-limit differ from the defaults (shown in the document)"
     )
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    parser.add_argument("--rerun", action="store_true", help="audit again the runs already recorded in the folder")
     args = parser.parse_args(argv)
     c = common(parser, args)
     modality, settings, folder = c.modality, c.settings, c.results
@@ -278,6 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["python", "examples/reproduce_paper/reproduce.py", *(argv or sys.argv[1:])])
     for experiment, scenario in scenarios.items():
         for arch, init in EXPERIMENTS[experiment]:
+            name = run_name(experiment, arch, init, scenario.target.trained_on)
+            if not args.rerun and recorded(folder, runs, name):
+                print(f"{name}: already recorded in {folder / RUN_INFO}, skipped (--rerun to audit it again)")
+                continue
             name, entry = run_target(
                 modality,
                 experiment,
