@@ -22,6 +22,7 @@ SCHEME = "medaudit-cache-2"  # bump when the layout changes: old entries are the
 CODE = {
     "surrogate": ("zoo", "surrogates", "data"),
     "adversarial": ("zoo", "surrogates", "data", "attacks"),
+    "attacker": ("zoo", "surrogates", "data", "attacks", "metrics", "execute"),
     "clean": ("data", "target"),
     "cell": ("zoo", "surrogates", "data", "attacks", "target", "metrics", "execute"),
 }

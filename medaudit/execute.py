@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from medaudit.attacks import LogitEnsemble, control_noise, craft_adversarial
 from medaudit.cache import Cache
@@ -53,6 +54,18 @@ class CellOutcome:
     key: str
     records: tuple[CellRecord, ...]
     from_cache: bool
+
+
+class AttackerCheck(BaseModel):
+    """What a cell measures on the attacker itself, not on the target: cached under the job's `attacker_key`,
+    so audits of several targets with the same surrogates (a reproduction's grid) measure it once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    surrogate_auc_clean: IntervalRecord  # the attacker's clean test AUC with its bootstrap interval
+    whitebox_auc: tuple[float, ...]  # per epsilon (the job's order): its AUC on its own adversarial images
+    sibling_relative_auc: tuple[float | None, ...]  # per epsilon: mean adversarial/clean AUC of the row's
+    # other seeds on those images; None for an attacker without siblings (an ensemble, a one-seed row)
 
 
 def auc_labels(y: np.ndarray, task: str, k: int) -> np.ndarray:
@@ -124,15 +137,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
     y_auc = auc_labels(test.y, data.task, k)
     groups = test.groups if data.patient_level else None
     clean_scores = cache.load_arrays("clean", clean_key)["scores"]
-    by_key = {s.key: s for s in surrogates}
-    models = _attacker(ctx, tuple(by_key[k] for k in job.member_keys))
-    model = models[0] if len(models) == 1 else LogitEnsemble(models).eval()
-    surrogate_clean = predict_scores(model, test.x, data.task, ctx.device)
-    surrogate_auc = _bootstrap_auc(ctx, y_auc, surrogate_clean, groups)
-    siblings = _attacker(ctx, tuple(by_key[k] for k in job.sibling_keys))
-    sibling_clean = [auc(y_auc, predict_scores(m, test.x, data.task, ctx.device)) for m in siblings]
-
-    adversarial = _adversarial_images(ctx, job, models, test)
+    adversarial, check = _attacker_outcome(ctx, job, surrogates, y_auc, groups)
     shown = example_indices(test.y)
     records, arrays = [], {}
     for i, eps in enumerate(job.epsilons_pm1):
@@ -155,10 +160,7 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
             seed=sc.seed,
             groups=groups,
         )
-        whitebox = auc(y_auc, predict_scores(model, x_adv, data.task, ctx.device))
-        sibling = [
-            auc(y_auc, predict_scores(m, x_adv, data.task, ctx.device)) / c for m, c in zip(siblings, sibling_clean)
-        ]
+        whitebox = check.whitebox_auc[i]
         records.append(
             CellRecord(
                 id=job.cell_id(eps),
@@ -177,9 +179,9 @@ def run_cell_job(ctx: RunContext, job: CellJob, surrogates: tuple[SurrogateJob, 
                 adversarial_specific_drop=IntervalRecord.of(paired.adversarial_specific_drop),
                 per_class_auc_clean=tuple(per_class_auc(y_auc, clean_scores)),
                 per_class_auc_adversarial=tuple(per_class_auc(y_auc, adv_scores)),
-                surrogate_auc_clean=surrogate_auc,
+                surrogate_auc_clean=check.surrogate_auc_clean,
                 surrogate_auc_whitebox=whitebox,
-                sibling_relative_auc=float(np.mean(sibling)) if sibling else None,
+                sibling_relative_auc=check.sibling_relative_auc[i],
                 whitebox_flag=bool(paired.adversarial.point < whitebox - 0.05),
                 operating_point=operating_point(ctx, test.y, clean_scores, adv_scores, ctrl_scores)
                 if data.task == "binary"
@@ -228,6 +230,52 @@ def operating_point(
     )
 
 
+def _attacker_outcome(
+    ctx: RunContext,
+    job: CellJob,
+    surrogates: tuple[SurrogateJob, ...],
+    y_auc: np.ndarray,
+    groups: np.ndarray | None,
+) -> tuple[dict[float, np.ndarray], AttackerCheck]:
+    """The job's adversarial images and the attacker's own checks, each from the cache where it is there.
+    Neither depends on the target; the surrogates are loaded only when something is missing."""
+    cache = Cache(ctx.cache_dir)
+    stored = cache.load_record("attacker", job.attacker_key)
+    if stored is not None and cache.has("adversarial", job.adversarial_key):
+        return _stored_adversarial(cache, job), AttackerCheck.model_validate_json(stored)
+    task, test = live(ctx).data.task, live(ctx).data.test
+    by_key = {s.key: s for s in surrogates}
+    models = _attacker(ctx, tuple(by_key[k] for k in job.member_keys))
+    model = models[0] if len(models) == 1 else LogitEnsemble(models).eval()
+    adversarial = _adversarial_images(ctx, job, models, test)
+    if stored is not None:
+        return adversarial, AttackerCheck.model_validate_json(stored)
+    siblings = _attacker(ctx, tuple(by_key[k] for k in job.sibling_keys))
+    sibling_clean = [auc(y_auc, predict_scores(m, test.x, task, ctx.device)) for m in siblings]
+    whitebox, sibling_relative = [], []
+    for eps in job.epsilons_pm1:
+        x_adv = adversarial[eps]
+        if ctx.scenario.delivery == "uint8":
+            from medaudit.attacks import deliver_uint8
+
+            x_adv = deliver_uint8(x_adv)  # what the target is handed is what the attacker is checked on
+        whitebox.append(auc(y_auc, predict_scores(model, x_adv, task, ctx.device)))
+        moved = [auc(y_auc, predict_scores(m, x_adv, task, ctx.device)) / c for m, c in zip(siblings, sibling_clean)]
+        sibling_relative.append(float(np.mean(moved)) if moved else None)
+    check = AttackerCheck(
+        surrogate_auc_clean=_bootstrap_auc(ctx, y_auc, predict_scores(model, test.x, task, ctx.device), groups),
+        whitebox_auc=tuple(whitebox),
+        sibling_relative_auc=tuple(sibling_relative),
+    )
+    cache.store("attacker", job.attacker_key, check.model_dump_json())
+    return adversarial, check
+
+
+def _stored_adversarial(cache: Cache, job: CellJob) -> dict[float, np.ndarray]:
+    stored = cache.load_arrays("adversarial", job.adversarial_key)
+    return {eps: stored[str(i)] for i, eps in enumerate(job.epsilons_pm1)}
+
+
 def _adversarial_images(
     ctx: RunContext, job: CellJob, models: list[torch.nn.Module], test: Images
 ) -> dict[float, np.ndarray]:
@@ -235,8 +283,7 @@ def _adversarial_images(
     test images but not on the target, so audits of several targets share them through the cache."""
     cache = Cache(ctx.cache_dir)
     if cache.has("adversarial", job.adversarial_key):
-        stored = cache.load_arrays("adversarial", job.adversarial_key)
-        return {eps: stored[str(i)] for i, eps in enumerate(job.epsilons_pm1)}
+        return _stored_adversarial(cache, job)
     lv = live(ctx)
     perturbed = craft_adversarial(
         job.attack,

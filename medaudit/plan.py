@@ -74,6 +74,9 @@ class CellJob:
     epsilons_pm1: tuple[float, ...]
     key: str  # cache key of the cell job (depends on the target)
     adversarial_key: str  # cache key of its adversarial images (independent of the target)
+    attacker_key: (
+        str  # cache key of the attacker's own checks: clean, white-box, sibling AUC (independent of the target)
+    )
 
     def cell_id(self, epsilon_pm1: float) -> str:
         return f"{self.attacker_id}/{attack_id(self.attack)}/eps{epsilon_pm1:g}"
@@ -239,6 +242,16 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
                 "seed": sc.seed,
             }
             adversarial_key = content_key("adversarial", adv_fields)
+            attacker_fields = {
+                **adv_fields,
+                "siblings": [m.key for m in siblings],
+                "data": sc.data.model_dump(mode="json"),  # task and label mapping: which AUC is measured
+                "data_sha256": data.source_sha256,
+                "split_ids_sha256": data.split_ids_sha256,
+                "test_selection": data.test_selection,
+                "bootstrap": sc.bootstrap.model_dump(mode="json"),
+                "delivery": sc.delivery,  # the attacker is checked on the images the target is handed
+            }
             cells.append(
                 CellJob(
                     id=f"{attacker_id}/{attack_id(attack)}",
@@ -250,6 +263,7 @@ def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str
                     attack=attack,
                     epsilons_pm1=sc.epsilons_pm1,
                     adversarial_key=adversarial_key,
+                    attacker_key=content_key("attacker", attacker_fields),
                     key=content_key(
                         "cell", {**adv_fields, **measured, "row_id": row_id, "siblings": [m.key for m in siblings]}
                     ),

@@ -43,8 +43,17 @@ def inputs(tmp_path_factory):
     return root, path, model
 
 
-def _run(inputs, name: str, executor: str = "local", resume: bool = False, progress=None, cache: str | None = None):
+def _run(
+    inputs,
+    name: str,
+    executor: str = "local",
+    resume: bool = False,
+    progress=None,
+    cache: str | None = None,
+    target=None,
+):
     root, path, model = inputs
+    model = target or model
     options = RunOptions(
         out_dir=root / f"out-{name}", cache_dir=root / f"cache-{cache or name}", executor=executor, resume=resume
     )
@@ -80,6 +89,31 @@ def test_the_run_covers_seeds_and_their_ensemble(local_run):
     assert len(ensemble.member_ids) == 2 and ensemble.row_id == "tiny_cnn-random-d2"
     assert {s.n_surrogates for s in local_run.seed_spread} == {2}  # seeds only; the ensemble stands apart
     assert len(local_run.per_image) == 1 + len(local_run.cells)
+
+
+ATTACKER_FIELDS = ("surrogate_auc_clean", "surrogate_auc_whitebox", "sibling_relative_auc")
+
+
+def test_a_second_target_reuses_the_attackers_checks_without_loading_a_surrogate(inputs, local_run, monkeypatch):
+    from medaudit import execute
+
+    other = tiny_target(inputs[0] / "other.onnx", seed=5)
+    fresh = _run(inputs, "other-fresh", target=other)  # its own cache: every check measured for this target
+    cache = inputs[0] / "cache-local"
+    entries = sorted(p.name for p in (cache / "attacker").iterdir())
+    assert len(entries) == len(local_run.cells) // 2  # one per cell job (attacker x attack)
+
+    def no_surrogate(*args):
+        raise AssertionError("a cell loaded a surrogate although its images and checks are cached")
+
+    monkeypatch.setattr(execute, "_attacker", no_surrogate)
+    shared = _run(inputs, "other-shared", target=other, cache="local")
+    assert shared.execution.cell_jobs_computed == len(shared.cells) // 2  # a new target: its cells are new
+    assert sorted(p.name for p in (cache / "attacker").iterdir()) == entries
+    assert [c.model_dump_json() for c in shared.cells] == [c.model_dump_json() for c in fresh.cells]
+    for mine, first in zip(shared.cells, local_run.cells, strict=True):
+        assert [getattr(mine, f) for f in ATTACKER_FIELDS] == [getattr(first, f) for f in ATTACKER_FIELDS]
+    assert [c.auc_clean.point for c in shared.cells] != [c.auc_clean.point for c in local_run.cells]
 
 
 class Interrupted(Exception):
