@@ -89,6 +89,12 @@ def breaks(auc_whitebox: float, bound: float) -> bool:
     return auc_whitebox <= bound
 
 
+def moves_siblings(sibling_relative_auc: float | None, bound: float) -> bool:
+    """Fitness criterion 3: the attack's images bring the row's other seeds to `bound` of their clean AUC or
+    below (None: the row has no other seed, so there is nothing to check)."""
+    return sibling_relative_auc is None or sibling_relative_auc <= bound
+
+
 def fitness(
     surrogate_id: str,
     test_auc: IntervalRecord,
@@ -122,7 +128,7 @@ def fitness(
             continue
         broken = breaks(cell.surrogate_auc_whitebox, section.max_whitebox_auc)
         sibling = cell.sibling_relative_auc
-        moves = sibling is None or sibling <= section.max_sibling_relative_auc
+        moves = moves_siblings(sibling, section.max_sibling_relative_auc)
         checks.append(
             WhiteboxCheck(
                 attack_id=choice.attack_id,

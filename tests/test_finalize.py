@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medaudit.finalize import choose_epsilons, fitness, seed_spread, with_fitness
+from medaudit.finalize import choose_epsilons, fitness, moves_siblings, seed_spread, with_fitness
 from medaudit.results import CellRecord, IntervalRecord
 from medaudit.scenario import FGSM, FitnessSection, Perceptibility
 from tests.fixtures_results import make_surrogate
@@ -161,3 +161,9 @@ def test_seed_spread_and_the_most_harmful_seed():
         0.9,
     )
     assert spread.most_harmful_surrogate_id == "s1"
+
+
+def test_moves_siblings_is_criterion_3_at_its_bound():
+    assert moves_siblings(0.96, 0.97) and moves_siblings(0.97, 0.97)  # at the bound: it moved them enough
+    assert not moves_siblings(0.971, 0.97)
+    assert moves_siblings(None, 0.97)  # no sibling: nothing to check

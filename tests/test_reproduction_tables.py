@@ -167,6 +167,49 @@ def _with_whitebox(surrogate, **auc_by_attack):
     return surrogate.model_copy(update={"fitness": fitness})
 
 
+def _with_siblings(surrogate, sibling_relative_auc):
+    """`surrogate` whose every white-box check records `sibling_relative_auc` (bound 0.97, from the fixture)."""
+    checks = tuple(
+        w.model_copy(update={"sibling_relative_auc": sibling_relative_auc}) for w in surrogate.fitness.whitebox
+    )
+    return surrogate.model_copy(update={"fitness": surrogate.fitness.model_copy(update={"whitebox": checks})})
+
+
+def test_an_attacker_none_of_whose_seeds_moves_a_sibling_is_a_caveat_not_a_blocker():
+    row = "same-random-d1"
+    seeds = [
+        _with_siblings(make_surrogate(row, f"s{i}", i, init="random", split="d1"), a)
+        for i, a in enumerate((0.999, 1.002, 0.98))
+    ]
+    ensemble = make_surrogate(row, "ens", -1, init="random", split="d1", member_ids=("s0", "s1", "s2"))
+    everyone = [*seeds, ensemble]
+    (caveat,) = verdicts.no_sibling_transfer(ensemble, everyone, f"row {row}", PGD_ID)
+    assert caveat == (
+        f"row {row}: the {PGD_ID} images of none of its 3 seeds move another seed of the row "
+        "(siblings keep 0.98–1.00 of their clean AUC > 0.97)"
+    )
+    assert verdicts.unfit(ensemble, everyone, f"row {row}", PGD_ID) == ()  # still evidence for a finding
+    # one seed whose images bring a sibling to 0.97 of its clean AUC (the bound itself) is enough: no caveat
+    moving = [*seeds[:2], _with_siblings(seeds[2], 0.97), ensemble]
+    assert verdicts.no_sibling_transfer(ensemble, moving, f"row {row}", PGD_ID) == ()
+    # a row of one surrogate has no sibling to move: nothing to say
+    alone = _with_siblings(seeds[0], None)
+    assert verdicts.no_sibling_transfer(alone, [alone], "x", PGD_ID) == ()
+
+
+def test_a_verdict_carries_the_caveats_of_judged_comparisons_only():
+    caveat, hidden = "row a: no sibling moves", "row b: no sibling moves"
+    comparisons = [
+        Comparison("a", fixed(-0.3, -0.1), caveats=(caveat,)),
+        Comparison("b", None, ("row b unfit",), caveats=(hidden,)),  # not judged: its caveat says nothing
+        Comparison("c", fixed(-0.2, -0.1), caveats=(caveat,)),
+    ]
+    verdict = judge(comparisons, BELOW_0)
+    assert verdict.outcome == "holds"
+    assert verdict.caveats == (caveat,)
+    assert judge(comparisons[1:2], BELOW_0).caveats == ()
+
+
 def test_fitness_for_a_finding_is_per_attack():
     s = _with_whitebox(make_surrogate("same-random-d1", "s0", 0, init="random", split="d1"), fgsm=0.62)
     (reason,) = verdicts.unfit(s, [s], "row r", "fgsm")

@@ -24,6 +24,7 @@ from verdicts import (
     at_chance,
     auc_difference,
     judge,
+    no_sibling_transfer,
     premise,
     relative_difference,
     representative,
@@ -44,6 +45,7 @@ class Attacked:
     adversarial: np.ndarray | None
     control: np.ndarray | None
     blockers: tuple[str, ...]
+    caveats: tuple[str, ...] = ()  # `verdicts.no_sibling_transfer`
 
 
 def attacked(run: Run | None, what: str, row: str, kind: str, eps: float, *, fitness: bool = True) -> Attacked:
@@ -58,10 +60,12 @@ def attacked(run: Run | None, what: str, row: str, kind: str, eps: float, *, fit
     cells = run.cells(attacker=attacker.id, kind=kind, eps=eps)
     if not cells:
         return Attacked(run, None, None, blockers + (f"{run.name}: no {kind} cell at ε {eps:g} for row {row}",))
+    where, attack_id = f"row {row} against the {what}", cells[0].attack_id
+    caveats = no_sibling_transfer(attacker, run.results.surrogates, where, attack_id) if fitness else ()
     if fitness:
-        blockers += unfit(attacker, run.results.surrogates, f"row {row} against the {what}", cells[0].attack_id)
+        blockers += unfit(attacker, run.results.surrogates, where, attack_id)
     adversarial, control = run.scores(cells[0])
-    return Attacked(run, adversarial, control, blockers)
+    return Attacked(run, adversarial, control, blockers, caveats)
 
 
 def target_name(arch: str, init: str, split: str = "d1") -> str:
@@ -80,6 +84,7 @@ def _relative(label: str, a: Attacked, b: Attacked, extra: tuple[str, ...] = ())
         relative_difference(
             y, groups, Scored(a.run.clean.scores, a.adversarial), Scored(b.run.clean.scores, b.adversarial)
         ),
+        caveats=tuple(dict.fromkeys(a.caveats + b.caveats)),
     )
 
 
@@ -216,7 +221,7 @@ def _small_targets(c: Committed) -> list[Comparison]:
                 interval = relative_difference(
                     clean.y, s.run.bootstrap_groups, Scored(clean.scores, s.adversarial), unmoved
                 )
-                out.append(Comparison(label, interval))
+                out.append(Comparison(label, interval, caveats=s.caveats))
         return out
 
     return _per_arch(c, "small_data", one)

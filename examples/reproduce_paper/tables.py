@@ -219,13 +219,13 @@ def findings_section(judged: dict[str, Verdict]) -> list[str]:
     lines = [
         "### The paper's findings, judged here",
         "",
-        "| finding | outcome | comparisons: d (interval at the confidence Holm judged it) ✓ supports / ✗ contradicts / ≈ undecided | not testable because |",
-        "|---|---|---|---|",
+        "| finding | outcome | comparisons: d (interval at the confidence Holm judged it) ✓ supports / ✗ contradicts / ≈ undecided | not testable because | judged, but on attackers whose images move no other seed of their row |",
+        "|---|---|---|---|---|",
     ]
     for f in FINDINGS:
         v = judged[f.key]
         lines.append(
-            f"| {f.key}. {f.statement} | **{v.outcome}** | {verdict_detail(v)} | {'; '.join(v.reasons) or '—'} |"
+            f"| {f.key}. {f.statement} | **{v.outcome}** | {verdict_detail(v)} | {'; '.join(v.reasons) or '—'} | {'; '.join(v.caveats) or '—'} |"
         )
     return lines + [""]
 
@@ -275,7 +275,8 @@ def method_section() -> list[str]:
         "carry a PGD comparison), and the audit's third criterion, that an attacker's images move the other seeds "
         "of its row, is not required, because findings 1–5 and 7 compare how far perturbations transfer and "
         "requiring them to transfer to a sibling would assume the answer; the white-box table reports that sibling "
-        "transfer beside each attack. Finding 6 needs no fit attacker, since control noise is the perturbation "
+        "transfer beside each attack, and the findings table names every judged comparison whose attacker has no "
+        "seed whose images move another seed of its row. Finding 6 needs no fit attacker, since control noise is the perturbation "
         "shuffled.",
         "",
         "The testable comparisons of one finding on one modality form a family, judged by **Holm's step-down "

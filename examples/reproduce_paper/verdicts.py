@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from medaudit.finalize import breaks, learned
+from medaudit.finalize import breaks, learned, moves_siblings
 from medaudit.metrics import Interval, bootstrap_paired_difference
 from medaudit.results import SurrogateResult
 
@@ -54,6 +54,7 @@ class Comparison:
     label: str  # e.g. "Lite0 target, FGSM"
     interval_at: IntervalAt | None  # None when blocked
     blockers: tuple[str, ...] = ()  # why it is not testable (empty: testable)
+    caveats: tuple[str, ...] = ()  # what a reader must know about a testable one (`no_sibling_transfer`)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Verdict:
     outcome: Outcome
     judged: tuple[Judged, ...]
     reasons: tuple[str, ...]  # distinct blockers, for the not-testable comparisons
+    caveats: tuple[str, ...] = ()  # distinct caveats of the comparisons that were judged
 
 
 def decide(interval: Interval, claim: Claim) -> Decision:
@@ -120,7 +122,8 @@ def judge(comparisons: Sequence[Comparison], claim: Claim, family_confidence: fl
         for i, c in enumerate(comparisons)
     )
     reasons = tuple(dict.fromkeys(b for c in comparisons for b in c.blockers))
-    return Verdict(outcome([j.decision for j in judged if j.decision], claim), judged, reasons)
+    caveats = tuple(dict.fromkeys(x for i, c in enumerate(comparisons) if i in results for x in c.caveats))
+    return Verdict(outcome([j.decision for j in judged if j.decision], claim), judged, reasons, caveats)
 
 
 # ---------------------------------------------------------------- blockers
@@ -181,6 +184,30 @@ def unfit(
         return ()
     first, why = bad[0]
     return (f"{what}: {len(bad)} of {len(involved)} surrogates unfit for {attack_id} ({first.id}: {why})",)
+
+
+def no_sibling_transfer(
+    attacker: SurrogateResult, surrogates: Sequence[SurrogateResult], what: str, attack_id: str
+) -> tuple[str, ...]:
+    """A caveat, not a blocker (see `not_competent`): none of the seeds behind `attacker` has `attack_id` images
+    that move another seed of its row (the audit's fitness criterion 3), so a comparison resting on it compares
+    perturbations that do not even transfer between copies of one model."""
+    by_id = {s.id: s for s in surrogates}
+    seeds = [by_id[m] for m in attacker.member_ids] or [attacker]
+    checks = [
+        w
+        for s in seeds
+        if s.fitness is not None
+        for w in s.fitness.whitebox
+        if w.attack_id == attack_id and w.sibling_relative_auc is not None
+    ]
+    if not checks or any(moves_siblings(w.sibling_relative_auc, w.sibling_bound) for w in checks):
+        return ()
+    low, high = min(w.sibling_relative_auc for w in checks), max(w.sibling_relative_auc for w in checks)
+    return (
+        f"{what}: the {attack_id} images of none of its {len(seeds)} seeds move another seed of the row "
+        f"(siblings keep {low:.2f}–{high:.2f} of their clean AUC > {checks[0].sibling_bound:g})",
+    )
 
 
 def premise(difference: Interval, what: str) -> tuple[str, ...]:
