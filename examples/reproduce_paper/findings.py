@@ -60,10 +60,11 @@ def attacked(run: Run | None, what: str, row: str, kind: str, eps: float, *, fit
     cells = run.cells(attacker=attacker.id, kind=kind, eps=eps)
     if not cells:
         return Attacked(run, None, None, blockers + (f"{run.name}: no {kind} cell at ε {eps:g} for row {row}",))
-    where, attack_id = f"row {row} against the {what}", cells[0].attack_id
-    caveats = no_sibling_transfer(attacker, run.results.surrogates, where, attack_id) if fitness else ()
+    caveats: tuple[str, ...] = ()
     if fitness:
+        where, attack_id = f"row {row} against the {what}", cells[0].attack_id
         blockers += unfit(attacker, run.results.surrogates, where, attack_id)
+        caveats = no_sibling_transfer(attacker, run.results.surrogates, where, attack_id)
     adversarial, control = run.scores(cells[0])
     return Attacked(run, adversarial, control, blockers, caveats)
 

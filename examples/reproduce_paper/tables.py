@@ -276,8 +276,8 @@ def method_section() -> list[str]:
         "of its row, is not required, because findings 1–5 and 7 compare how far perturbations transfer and "
         "requiring them to transfer to a sibling would assume the answer; the white-box table reports that sibling "
         "transfer beside each attack, and the findings table names every judged comparison whose attacker has no "
-        "seed whose images move another seed of its row. Finding 6 needs no fit attacker, since control noise is the perturbation "
-        "shuffled.",
+        "seed whose images move another seed of its row. Finding 6 needs no fit attacker, since control noise is "
+        "the perturbation shuffled.",
         "",
         "The testable comparisons of one finding on one modality form a family, judged by **Holm's step-down "
         f"procedure** at a family-wise confidence of {FAMILY_CONFIDENCE:.0%}: with m comparisons open, each is "
