@@ -18,7 +18,7 @@ from PIL import Image
 
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from medaudit.sources import SOURCE_SPLIT_RULE, SourcePart, read_csv, read_npz
+from medaudit.sources import SOURCE_SPLIT_RULE, SourceFiles, SourcePart, read_csv, read_npz
 
 SPLIT_NAMES = ("d1", "d2", "d2/2", "d1/10", "full")
 
@@ -58,15 +58,39 @@ class AuditData:
 
     @property
     def split_ids_sha256(self) -> str:
-        h = hashlib.sha256()
-        for name in sorted(self.splits):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(self.splits[name], dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(self.test.groups).astype(str).tobytes())
-        return h.hexdigest()
+        return split_ids_sha256(self.splits, self.test.groups)
 
     def split(self, name: str) -> Images:
         return self.development.subset(self.splits[name])
+
+
+def split_ids_sha256(splits: dict[str, np.ndarray], test_groups: np.ndarray) -> str:
+    """Which images each development split and the test set hold: the audit's cache keys and its record name it."""
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(splits[name], dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(test_groups).astype(str).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which of a source's images an audit uses, with their task labels and patient ids, chosen before any image
+    is converted: the labels of an audit's test images can be re-read from its data file without the images."""
+
+    development: np.ndarray  # indices into the source's development part (train + val) that the task keeps
+    development_y: np.ndarray  # task labels of those images: (N,) 0/1, or (N, K) 0/1
+    development_groups: np.ndarray  # (N,) patient id per image; the image's index among those kept where none
+    test: np.ndarray  # indices into the source's test part: kept by the task, then `data.test_limit`'s subset
+    test_y: np.ndarray
+    test_groups: np.ndarray
+    splits: dict[str, np.ndarray]  # split name -> indices into the kept development images
+    test_selection: str  # how the test images were chosen, in words
+
+    @property
+    def split_ids_sha256(self) -> str:
+        return split_ids_sha256(self.splits, self.test_groups)
 
 
 GREY_LEVELS_PER_PM1 = 127.5  # canonical images span [-1, 1], the 255 steps of an 8-bit grey scale
@@ -147,10 +171,11 @@ def binarise(
     return pos.astype(np.int64), keep
 
 
-def task_images(
-    part: SourcePart, section: DataSection, size: int, where: str, name: str, n_classes: int | None
-) -> Images:
-    """One part of a source (development or test): apply the task's labels, drop filtered images, go canonical."""
+def task_labels(
+    part: SourcePart, section: DataSection, where: str, name: str, n_classes: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One part of a source (development or test) under the task's labels: (indices kept, their labels, their
+    patient ids, or their index among those kept where the source has none)."""
     y, keep = binarise(part.labels, section, where, n_classes)
     if not keep.any():
         raise AuditInputError(
@@ -161,7 +186,43 @@ def task_images(
         )
     ids = part.patient_ids
     groups = ids[keep] if ids is not None else np.arange(int(keep.sum())).astype(str)
-    return Images(to_canonical(part.images[keep], size), y[keep], groups)
+    return np.flatnonzero(keep), y[keep], groups
+
+
+def select(
+    loaded: SourceFiles, section: DataSection, *, seed: int, where: str, class_names: tuple[str, ...] = ()
+) -> Selection:
+    """The images an audit of `loaded` uses: the task's labels, the test subset and the d1/d2/... splits."""
+    n_classes = len(class_names) if class_names and section.task != "binary" else None
+    dev_index, dev_y, dev_groups = task_labels(
+        loaded.development, section, where, "development (train + val)", n_classes
+    )
+    test_index, test_y, test_groups = task_labels(loaded.test, section, where, "test", n_classes)
+    if len(np.unique(dev_groups)) < 2:
+        raise AuditInputError(
+            f"{where}: the development set (train + val) has {len(dev_index)} image(s) from one "
+            "patient; the d1/d2 splits need at least two"
+        )
+    if test_y.ndim == 1 and section.task == "binary" and len(np.unique(test_y)) < 2:
+        raise AuditInputError(
+            f"{where}: the test split has one class only; AUC is undefined; check "
+            "`data.positive_labels` or use a test set with both classes"
+        )
+    selection = "all"
+    if section.test_limit is not None and section.test_limit < len(test_index):
+        keep = stratified_subset(test_y, section.test_limit, seed)
+        test_index, test_y, test_groups = test_index[keep], test_y[keep], test_groups[keep]
+        selection = f"stratified seeded subset of {len(keep)} (seed {seed})"
+    return Selection(
+        development=dev_index,
+        development_y=dev_y,
+        development_groups=dev_groups,
+        test=test_index,
+        test_y=test_y,
+        test_groups=test_groups,
+        splits=make_splits(dev_groups, seed),
+        test_selection=selection,
+    )
 
 
 # ---------------------------------------------------------------- MedMNIST-style .npz
@@ -212,7 +273,6 @@ def load_data(
     if path.stat().st_size == 0:
         raise AuditInputError(f"{path}: the data file is empty (0 bytes)")
     suffix = path.suffix.lower()
-    n_classes = len(class_names) if class_names and section.task != "binary" else None
     if suffix == ".npz":
         loaded = read_npz(path)
         h, w = loaded.test.images.shape[1:3]
@@ -224,27 +284,16 @@ def load_data(
         resampling = f"each image file → {image_size}×{image_size} px, bilinear"
     else:
         raise AuditInputError(f"{path}: unknown data format {suffix!r}; give a .npz (MedMNIST layout) or a .csv")
-    dev = task_images(loaded.development, section, image_size, str(path), "development (train + val)", n_classes)
-    test = task_images(loaded.test, section, image_size, str(path), "test", n_classes)
-    data_c = dev.x.shape[1]
-    if data_c == 3 and channels == 1:
+    chosen = select(loaded, section, seed=seed, where=str(path), class_names=class_names)
+    dev = Images(
+        to_canonical(loaded.development.images[chosen.development], image_size),
+        chosen.development_y,
+        chosen.development_groups,
+    )
+    test = Images(to_canonical(loaded.test.images[chosen.test], image_size), chosen.test_y, chosen.test_groups)
+    if dev.x.shape[1] == 3 and channels == 1:
         raise AuditInputError(f"{path}: colour images, but the target takes 1 channel; convert the data to grey")
-    if len(np.unique(dev.groups)) < 2:
-        raise AuditInputError(
-            f"{path}: the development set (train + val) has {len(dev)} image(s) from one "
-            "patient; the d1/d2 splits need at least two"
-        )
     notes = list(loaded.notes)
-    if test.y.ndim == 1 and section.task == "binary" and len(np.unique(test.y)) < 2:
-        raise AuditInputError(
-            f"{path}: the test split has one class only; AUC is undefined; check "
-            "`data.positive_labels` or use a test set with both classes"
-        )
-    selection = "all"
-    if section.test_limit is not None and section.test_limit < len(test):
-        keep = stratified_subset(test.y, section.test_limit, seed)
-        test = test.subset(keep)
-        selection = f"stratified seeded subset of {len(keep)} (seed {seed})"
     if loaded.split_rule != SOURCE_SPLIT_RULE:
         notes.append(loaded.split_rule)
     patient_level = loaded.development.patient_ids is not None
@@ -255,13 +304,13 @@ def load_data(
     return AuditData(
         development=dev,
         test=test,
-        splits=make_splits(dev.groups, seed),
+        splits=chosen.splits,
         patient_level=patient_level,
         source=str(source),
         source_sha256=loaded.sha256,
         task=section.task,
         class_names=tuple(class_names),
-        test_selection=selection,
+        test_selection=chosen.test_selection,
         resolved_path=str(path),
         resampling=resampling,
         split_rule=f"{loaded.split_rule}; development split into disjoint halves d1/d2 (d1/10 a tenth of "

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.data import grey_from_pm1, load_data, make_splits, pm1_from_grey, to_canonical
+from medaudit.data import grey_from_pm1, load_data, make_splits, pm1_from_grey, select, to_canonical
 from medaudit.errors import AuditInputError
 from medaudit.scenario import DataSection
-from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split
+from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split, read_npz
 from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 
@@ -41,6 +41,24 @@ def test_generated_npz_with_patient_ids(tmp_path):
     assert set(data.test.groups) == {f"test-p{i}" for i in range(16)}
     groups = data.development.groups
     assert not set(groups[data.splits["d1"]]) & set(groups[data.splits["d2"]])
+
+
+@pytest.mark.parametrize("patient_ids", [True, False])
+def test_the_selection_names_the_audits_images_without_converting_them(tmp_path, patient_ids):
+    """Labels, ids, splits and hash re-read from the file alone are those of the loaded audit data (what a
+    reader re-scoring committed per-image scores needs), and the test indices pick the very images loaded."""
+    path = write_synthetic_npz(tmp_path / "s.npz", counts=(40, 8, 30), patient_ids=patient_ids)
+    section = DataSection(positive_labels=[1], negative_labels=[0], test_limit=12)
+    data = load_data(path, section, image_size=16, channels=1, seed=5)
+    loaded = read_npz(path)
+    chosen = select(loaded, section, seed=5, where=str(path))
+    np.testing.assert_array_equal(chosen.test_y, data.test.y)
+    np.testing.assert_array_equal(chosen.test_groups, data.test.groups)
+    np.testing.assert_array_equal(pm1_from_grey(loaded.test.images[chosen.test][:, None]), data.test.x)
+    assert chosen.split_ids_sha256 == data.split_ids_sha256 and chosen.test_selection == data.test_selection
+    assert len(chosen.test) == 12 and len(chosen.development) == len(data.development)
+    assert chosen.splits.keys() == data.splits.keys()
+    assert all(np.array_equal(chosen.splits[k], data.splits[k]) for k in data.splits)
 
 
 def test_splits_are_disjoint_nested_and_seeded(pneumonia_path):
