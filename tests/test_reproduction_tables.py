@@ -420,11 +420,13 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
         "run_info.json",
         "small_data__tiny_cnn-random-d1over10",
     ]
-    loaded = committed.load(folder)
+    loaded = committed.load(folder, reproduction.parent / SYNTHETIC.file)
     for run in loaded.runs:
         cited = {f.path for f in run.results.per_image}
         assert cited == {str(p.relative_to(run.folder)) for p in (run.folder / "per_image").iterdir()}
         assert run.clean.scores.shape == run.clean.y.shape == (40,)
+        with np.load(run.folder / committed.CLEAN_SCORES) as kept:
+            assert kept.files == ["scores"]  # the labels and patient ids stay in the data file
         # the audit's own results show test images; the committed copy keeps none (they are copies of the data)
         audited = read_results(reproduction.parent / "work" / run.folder.name / "results.json")
         assert audited.examples and not run.results.examples
@@ -433,14 +435,14 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites(reproduction):
 
 
 def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
-    text = tables.render(reproduction, [SYNTHETIC], header="# test\n")
+    text = tables.render(reproduction, [SYNTHETIC], header="# test\n", data_dir=reproduction.parent)
     section = text[text.index(f"## {SYNTHETIC.title}") :]
     assert (
         f"Settings: 16 px (default {SYNTHETIC.image_size} px), test limit 40; why: 16 px keeps tests fast." in section
     )
     for heading in ("### ε per modality", "### Table 2", "### Table 3", "### Table 4", "### Table 5", "### White-box"):
         assert heading in section
-    judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key))
+    judged = findings.verdicts(committed.load(reproduction / SYNTHETIC.key, reproduction.parent / SYNTHETIC.file))
     assert set(judged) == {f.key for f in findings.FINDINGS}
     assert all(v.outcome in verdicts.OUTCOMES for v in judged.values())
     # no ImageNet-pretrained target was run: finding 1 cannot be tested, and says why
@@ -461,16 +463,78 @@ def test_a_tampered_score_file_is_refused(reproduction, tmp_path):
         arrays = {k: data[k] for k in data.files}
     arrays["scores"] = arrays["scores"][::-1].copy()
     np.savez_compressed(run_dir / "per_image" / "clean.npz", **arrays)
-    run = next(r for r in committed.load(copy).runs if r.experiment == "perturbation_degree")
+    run = next(
+        r
+        for r in committed.load(copy, reproduction.parent / SYNTHETIC.file).runs
+        if r.experiment == "perturbation_degree"
+    )
     with pytest.raises(AuditInputError, match="sha256 differs"):
         run.clean
+
+
+def test_labels_come_only_from_the_data_file_the_run_was_made_from(reproduction, tmp_path):
+    folder = reproduction / SYNTHETIC.key
+    run = committed.load(folder).runs[0]  # no data file given
+    with pytest.raises(AuditInputError, match=r"^None: data file not found; the per-image files in .* hold scores "):
+        run.clean
+    other = write_synthetic_npz(tmp_path / "other.npz", counts=(1200, 300, 80), patient_ids=True, seed=9)
+    with pytest.raises(
+        AuditInputError, match=r"other.npz: sha256 [0-9a-f]{12}… differs from the [0-9a-f]{12}… the run in"
+    ):
+        committed.load(folder, other).runs[0].clean
+    # the same file, but results whose data section picks other test images
+    copy = tmp_path / "copy"
+    shutil.copytree(run.folder, copy / run.name)
+    raw = json.loads((copy / run.name / "results.json").read_text())
+    raw["scenario"]["data"]["test_limit"] = 30
+    (copy / run.name / "results.json").write_text(json.dumps(raw))
+    with pytest.raises(AuditInputError, match=r"picks other images than the run recorded \(split ids sha256 differs\)"):
+        committed.load(copy, reproduction.parent / SYNTHETIC.file).runs[0].clean
+
+
+def test_rendering_without_the_data_says_so_in_one_line_and_writes_nothing(reproduction, tmp_path, monkeypatch, capsys):
+    shutil.copytree(reproduction / SYNTHETIC.key, tmp_path / "results" / "retina")  # read as retina: its data is absent
+    out = tmp_path / "reproduction.md"
+    argv = ["tables.py", "--results", str(tmp_path / "results"), "--out", str(out), "--data", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        tables.main()
+    assert exit_.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'retinamnist.npz'}: data file not found;") and "\n" not in err
+
+
+COMMITTED = REPO / "docs" / "reproduction"
+SCORE_ARRAYS = {"clean.npz": ["scores"]}  # any other per-image file: one cell's target scores
+CELL_ARRAYS = ["adversarial_scores", "control_scores"]
+
+
+def test_committed_per_image_files_hold_scores_only():
+    """The data rule: no committed file holds labels, patient ids or images of the data, only float scores."""
+    files = sorted(COMMITTED.glob("*/*/per_image/*.npz"))
+    assert len(files) > 100  # the committed reproduction, not an empty glob
+    for path in files:
+        with np.load(path, allow_pickle=False) as arrays:  # an object array (pickled ids) would raise here
+            assert sorted(arrays.files) == SCORE_ARRAYS.get(path.name, CELL_ARRAYS), path
+            assert all(arrays[k].dtype.kind == "f" and arrays[k].ndim == 1 for k in arrays.files), path
+
+
+@pytest.mark.parametrize("key, fixture", [("kermany", "chest128_path"), ("retina", "retina_path")])
+def test_committed_runs_find_their_test_labels_in_the_data_file(key, fixture, request):
+    data_file = request.getfixturevalue(fixture)
+    runs = committed.load(COMMITTED / key, data_file).runs
+    assert len(runs) == 12
+    for run in runs:
+        clean = run.clean
+        assert len(clean.y) == run.results.data.test_size and int(clean.y.sum()) == run.results.data.test_positives
+        committed.same_images(runs[0], run)
 
 
 def test_a_modality_with_only_old_protocol_results_says_it_was_not_re_run(tmp_path):
     folder = tmp_path / "retina"
     folder.mkdir()
     (folder / "pretraining__efficientnet_lite0-random-d1.json").write_text(json.dumps({"schema_version": "1.0"}))
-    text = tables.render(tmp_path, [MODALITIES["retina"]], header="")
+    text = tables.render(tmp_path, [MODALITIES["retina"]], header="", data_dir=tmp_path)  # no data needed
     assert "**Not re-run with the new protocol.**" in text
     assert "1 results files in `docs/reproduction/retina/` are results schema 1.0" in text
     assert "| 1. Pre-trained pairs transfer more when pre-training helps clean AUC | not re-run |" in text

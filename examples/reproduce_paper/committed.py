@@ -1,5 +1,9 @@
 """Read one modality's committed results: each run's schema-2.0 `results.json` and its per-image score files
 (hash-checked against the results), the folder's `run_info.json`, and any old-protocol files left beside them.
+
+The committed files hold scores only. The labels and patient ids of a run's test images are a slice of the data
+file, which may not be committed, so they are re-read from the data file the run used (the file's sha256 and the
+split hash the results record must both match): rendering needs the data folder, as running did.
 """
 
 from __future__ import annotations
@@ -7,17 +11,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 from protocol import RUN_INFO, SSIM_CURVE, RunInfo, SsimCurves
 
+from medaudit.data import select
 from medaudit.errors import AuditInputError
 from medaudit.files import sha256_file
 from medaudit.plan import safe_name
 from medaudit.results import AuditResults, CellRecord, read_results
+from medaudit.sources import SourceFiles, read_npz
 
+CLEAN_SCORES = "per_image/clean.npz"  # the target's clean scores; the only array the committed file keeps
 PAPER_PGD = {"step_pm1": 0.01, "iterations": 20, "random_start": False, "diversity_prob": 0.0, "ti_kernel": 0}
 
 
@@ -32,11 +39,46 @@ def attack_kind(cell: CellRecord) -> str:
 
 @dataclass(frozen=True)
 class Clean:
-    """A target's clean test scores with the labels and patient ids they belong to."""
+    """A target's clean test scores with the labels and patient ids they belong to (re-read from the data file)."""
 
     y: np.ndarray  # (N,) 0/1
     groups: np.ndarray  # (N,) patient id (or the image's own index) per image
     scores: np.ndarray  # (N,)
+
+
+@lru_cache(maxsize=1)
+def _source(path: Path) -> SourceFiles:
+    return read_npz(path)  # one modality's runs share a file; reading it once per modality keeps a render fast
+
+
+def reread_labels(folder: Path, results: AuditResults, data_file: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, patient ids) of the run's test images, re-read from its data file and checked to be its images."""
+    if data_file is None or not data_file.is_file():
+        raise AuditInputError(
+            f"{data_file}: data file not found; the per-image files in {folder} hold scores only (the labels and "
+            "patient ids are part of the data and are not committed), so they are re-read from the data file the "
+            "run used: give tables.py --data DIR, a folder holding it"
+        )
+    loaded = _source(data_file)
+    if loaded.sha256 != results.data.sha256:
+        raise AuditInputError(
+            f"{data_file}: sha256 {loaded.sha256[:12]}… differs from the {results.data.sha256[:12]}… the run in "
+            f"{folder} read; give the data file it was made from"
+        )
+    data = results.scenario.data
+    chosen = select(
+        loaded,
+        data,
+        seed=results.scenario.seed,
+        where=str(data_file),
+        class_names=results.target.card.class_names or (),
+    )
+    if chosen.split_ids_sha256 != results.data.split_ids_sha256:
+        raise AuditInputError(
+            f"{folder}/results.json: its scenario's data section, applied to {data_file}, picks other images than "
+            "the run recorded (split ids sha256 differs); the results and the data file do not belong together"
+        )
+    return chosen.test_y, chosen.test_groups
 
 
 @dataclass(frozen=True)
@@ -47,6 +89,7 @@ class Run:
     experiment: str
     folder: Path
     results: AuditResults
+    data_file: Path | None  # the data file the run read, for its test labels and patient ids
 
     @property
     def arch(self) -> str:
@@ -72,8 +115,11 @@ class Run:
 
     @cached_property
     def clean(self) -> Clean:
-        a = self._array("per_image/clean.npz")
-        return Clean(y=a["labels"], groups=a["groups"], scores=a["scores"])
+        scores = self._array(CLEAN_SCORES)["scores"]
+        y, groups = reread_labels(self.folder, self.results, self.data_file)
+        if y.shape != scores.shape:
+            raise AuditInputError(f"{self.folder / CLEAN_SCORES}: {len(scores)} scores for {len(y)} test images")
+        return Clean(y=y, groups=groups, scores=scores)
 
     def scores(self, cell: CellRecord) -> tuple[np.ndarray, np.ndarray]:
         """(adversarial, control) scores of the target on the cell's images."""
@@ -116,9 +162,16 @@ class Committed:
         return list(dict.fromkeys(r.arch for r in self.runs if experiment is None or r.experiment == experiment))
 
 
-def load(folder: Path) -> Committed:
+def load(folder: Path, data_file: Path | None = None) -> Committed:
+    """The modality's committed results; `data_file` (its data) is read only when a run's labels are needed."""
     runs = tuple(
-        Run(name=p.parent.name, experiment=p.parent.name.split("__")[0], folder=p.parent, results=read_results(p))
+        Run(
+            name=p.parent.name,
+            experiment=p.parent.name.split("__")[0],
+            folder=p.parent,
+            results=read_results(p),
+            data_file=data_file,
+        )
         for p in sorted(folder.glob("*__*/results.json"))
         if not p.parent.name.endswith(".partial")  # a copy `reproduce.collect` did not finish
     )

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "reproduction"
+DATA_ENV = "MEDAUDIT_DATA"  # folder holding the data files; default ../shared/data beside the repository
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
 RUN_INFO = "run_info.json"
 SCHEMA_1_NOTE = "results schema 1.0 from the old protocol (epoch caps of 4-10, one surrogate per row)"
 

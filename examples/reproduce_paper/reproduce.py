@@ -9,8 +9,8 @@ card, and audits each with the scenario (`scenarios/<experiment>.yaml`, found th
 size, test subset): seeds (three per row), ensembles, attacks, epsilons and training (to a validation-AUC
 plateau under the scenario's epoch budget) stay as shipped, for targets and surrogates alike.
 
-After each audit its `results.json` and the per-image score files it cites (`per_image/*.npz`: scores and
-labels, no images) are copied, hash-checked, to `docs/reproduction/<modality>/<experiment>__<target>/`, and
+After each audit its `results.json` and the per-image score files it cites (`per_image/*.npz`: scores only,
+no labels, ids or images) are copied, hash-checked, to `docs/reproduction/<modality>/<experiment>__<target>/`, and
 `run_info.json` records the settings, the machine and each run's time. Resumable: targets, surrogates,
 adversarial images and cells are cached by content under --cache. Data files are read where they are and
 never copied into the repository. Then `python examples/reproduce_paper/tables.py` renders the document.
@@ -31,8 +31,12 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
+from committed import CLEAN_SCORES
 from protocol import (
+    DATA_ENV,
+    DEFAULT_DATA,
     EXPERIMENTS,
     MODALITIES,
     RESULTS,
@@ -55,8 +59,6 @@ from medaudit.files import atomic_write, sha256_file
 from medaudit.results import AuditResults, read_results, write_results
 from medaudit.scenario import Scenario, load_scenario
 
-DATA_ENV = "MEDAUDIT_DATA"  # folder holding the data files; default ../shared/data beside the repository
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
 MIN_TEST_IMAGES = 10  # the scenario format's floor for `data.test_limit`
 
 
@@ -102,21 +104,38 @@ def without_images(results: AuditResults) -> AuditResults:
     return results.model_copy(update={"examples": ()})
 
 
+def scores_only(folder: Path, results: AuditResults) -> AuditResults:
+    """Rewrite `folder/per_image/clean.npz` with the target's clean scores only; the results citing its new sha256.
+
+    The audit's own file also holds the test images' labels and patient ids: a slice of the data file, which may not
+    be committed (the ids are the dataset's own, e.g. 'PNEUMONIA:person19'). The renderer re-reads both from the
+    data file, checked against the data and split hashes the results record (`committed.reread_labels`)."""
+    path = folder / CLEAN_SCORES
+    with np.load(path, allow_pickle=False) as data:
+        scores = data["scores"]
+    if scores.dtype.kind != "f":
+        raise ValueError(f"{path}: scores of dtype {scores.dtype}; expected floats")
+    np.savez_compressed(path, scores=scores)
+    sha = sha256_file(path)
+    cited = tuple(f.model_copy(update={"sha256": sha}) if f.path == CLEAN_SCORES else f for f in results.per_image)
+    return results.model_copy(update={"per_image": cited})
+
+
 def collect(run_dir: Path, dest: Path) -> None:
     """Copy `results.json` (less its example images) and every per-image file it cites into `dest`, replacing an
-    earlier copy; each file is checked against the sha256 the results record. The old protocol's `<dest>.json`
-    is superseded."""
+    earlier copy; each file is checked against the sha256 the results record, and the clean scores keep no labels
+    or ids (`scores_only`). The old protocol's `<dest>.json` is superseded."""
     results = read_results(run_dir / "results.json")
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    write_results(without_images(results), staging / "results.json")
     for cited in results.per_image:
         copy = staging / cited.path
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run_dir / cited.path, copy)
         if sha256_file(copy) != cited.sha256:
             raise AuditInputError(f"{run_dir / cited.path}: sha256 differs from the one results.json records")
+    write_results(without_images(scores_only(staging, results)), staging / "results.json")
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     superseded = dest.parent / f"{dest.name}.json"

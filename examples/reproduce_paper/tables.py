@@ -1,16 +1,20 @@
 """Render docs/reproduction.md from the committed results under docs/reproduction/<modality>/:
 
-    python examples/reproduce_paper/tables.py [--results DIR] [--out FILE]
+    python examples/reproduce_paper/tables.py [--data DIR] [--results DIR] [--out FILE]
 
 Every number is read from the schema-2.0 `results.json` files, their per-image score files (the findings'
-paired intervals are computed from those) and `run_info.json`; the paper's numbers come from `paper.py`. A
+paired intervals are computed from those) and `run_info.json`; the paper's numbers come from `paper.py`. The
+per-image files hold scores only: the test images' labels and patient ids are re-read from the data files
+(--data, as for reproduce.py), which are never committed. A
 modality without schema-2.0 results gets a section saying it has not been re-run with the new protocol.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,8 +23,10 @@ import numpy as np
 from committed import Committed, load
 from findings import ATTACK_NAMES, CONTROL_TOLERANCE_AUC, FINDINGS, IMMUNE_RELATIVE_AUC, verdicts
 from paper_tables import EPS, KINDS, arch_name, duration, table_2, table_3, table_4, table_5
-from protocol import EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality
+from protocol import DATA_ENV, DEFAULT_DATA, EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality
 from verdicts import CHANCE_AUC, FAMILY_CONFIDENCE, PREMISE_CONFIDENCE, VERDICT_RESAMPLES, Verdict
+
+from medaudit.errors import AuditInputError
 
 HEADER = Path(__file__).with_name("HEADER.md")
 OUT = ROOT / "docs" / "reproduction.md"
@@ -318,8 +324,8 @@ def summary_section(judged: dict[str, dict[str, Verdict] | None]) -> list[str]:
     return lines + [""]
 
 
-def render(results: Path, modalities: Sequence[Modality], header: str) -> str:
-    loaded = {m.key: load(results / m.key) for m in modalities}
+def render(results: Path, modalities: Sequence[Modality], header: str, data_dir: Path) -> str:
+    loaded = {m.key: load(results / m.key, data_dir / m.file) for m in modalities}
     sections, judged = [], {}
     for m in modalities:
         lines, judged[m.key] = modality_section(loaded[m.key], m)
@@ -333,8 +339,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"committed results (default {RESULTS})")
     parser.add_argument("--out", type=Path, default=OUT, help=f"the document to write (default {OUT})")
+    parser.add_argument(
+        "--data", type=Path, help=f"folder holding the data files (default ${DATA_ENV}, else {DEFAULT_DATA})"
+    )
     args = parser.parse_args()
-    args.out.write_text(render(args.results, list(MODALITIES.values()), HEADER.read_text()))
+    data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
+    try:
+        text = render(args.results, list(MODALITIES.values()), HEADER.read_text(), data_dir)
+    except AuditInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # one line, nothing written: a missing or other data file
+        sys.exit(2)
+    args.out.write_text(text)
     print(f"wrote {args.out}")
 
 
