@@ -190,7 +190,9 @@ def run_paragraph(c: Committed, modality: Modality) -> list[str]:
             + (f"; why: {info.settings_why}" if info.settings_why else "")
             + ". "
             f"Ran on {', '.join(machines)}; {len(info.runs)} audits in {duration(info.total_seconds)} (per audit "
-            f"{duration(min(e.seconds for e in info.runs.values()))}–{duration(max(e.seconds for e in info.runs.values()))})."
+            f"{duration(min(e.seconds for e in info.runs.values()))}–{duration(max(e.seconds for e in info.runs.values()))}"
+            "; wall-clock as each audit ran: models and cells it found in the cache, trained by an earlier audit "
+            "of the modality or by an interrupted attempt at this one, are not counted again)."
         )
     missing = [
         f"{experiment} vs {arch_name(arch)} {INIT_NAMES[init]}"
