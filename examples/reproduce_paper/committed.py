@@ -65,10 +65,9 @@ def reread_labels(folder: Path, results: AuditResults, data_file: Path | None) -
             f"{data_file}: sha256 {loaded.sha256[:12]}… differs from the {results.data.sha256[:12]}… the run in "
             f"{folder} read; give the data file it was made from"
         )
-    data = results.scenario.data
     chosen = select(
         loaded,
-        data,
+        results.scenario.data,
         seed=results.scenario.seed,
         where=str(data_file),
         class_names=results.target.card.class_names or (),

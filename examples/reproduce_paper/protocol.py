@@ -7,6 +7,7 @@ Layout: `docs/reproduction/<modality>/<experiment>__<arch>-<init>-<split>/result
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "reproduction"
 DATA_ENV = "MEDAUDIT_DATA"  # folder holding the data files; default ../shared/data beside the repository
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DATA_HELP = f"folder holding the data files (default ${DATA_ENV}, else {DEFAULT_DATA})"  # the --data option's help
+
+
+def data_folder(given: Path | None) -> Path:
+    """The data folder reproduce.py and tables.py read: --data, else $MEDAUDIT_DATA, else ../shared/data."""
+    return given or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
+
+
 RUN_INFO = "run_info.json"
 SCHEMA_1_NOTE = "results schema 1.0 from the old protocol (epoch caps of 4-10, one surrogate per row)"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import torch
 from committed import CLEAN_SCORES
 from protocol import (
     DATA_ENV,
-    DEFAULT_DATA,
+    DATA_HELP,
     EXPERIMENTS,
     MODALITIES,
     RESULTS,
@@ -48,6 +47,7 @@ from protocol import (
     RunInfo,
     Settings,
     TargetTraining,
+    data_folder,
     run_name,
     target_tag,
 )
@@ -253,9 +253,7 @@ class Common:
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modality", choices=list(MODALITIES))
-    parser.add_argument(
-        "--data", type=Path, help=f"folder holding the data file (default ${DATA_ENV}, else {DEFAULT_DATA})"
-    )
+    parser.add_argument("--data", type=Path, help=DATA_HELP)
     parser.add_argument("--image-size", type=int, help="px; default 32 for the 28 px MedMNIST files, 128 for kermany")
     parser.add_argument("--test-limit", type=int, help="a stratified seeded subset of the test split (default: all)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -266,8 +264,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Common:
     modality = MODALITIES[args.modality]
-    data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
-    data_path = data_dir / modality.file
+    data_path = data_folder(args.data) / modality.file
     if not data_path.is_file():
         parser.error(f"{data_path} not found: give --data DIR (a folder holding {modality.file}) or set {DATA_ENV}")
     if args.test_limit is not None and args.test_limit < MIN_TEST_IMAGES:

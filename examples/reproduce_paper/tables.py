@@ -12,7 +12,6 @@ modality without schema-2.0 results gets a section saying it has not been re-run
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from committed import Committed, load
 from findings import ATTACK_NAMES, CONTROL_TOLERANCE_AUC, FINDINGS, IMMUNE_RELATIVE_AUC, verdicts
 from paper_tables import EPS, KINDS, arch_name, duration, table_2, table_3, table_4, table_5
-from protocol import DATA_ENV, DEFAULT_DATA, EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality
+from protocol import DATA_HELP, EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality, data_folder
 from verdicts import CHANCE_AUC, FAMILY_CONFIDENCE, PREMISE_CONFIDENCE, VERDICT_RESAMPLES, Verdict
 
 from medaudit.errors import AuditInputError
@@ -341,13 +340,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"committed results (default {RESULTS})")
     parser.add_argument("--out", type=Path, default=OUT, help=f"the document to write (default {OUT})")
-    parser.add_argument(
-        "--data", type=Path, help=f"folder holding the data files (default ${DATA_ENV}, else {DEFAULT_DATA})"
-    )
+    parser.add_argument("--data", type=Path, help=DATA_HELP)
     args = parser.parse_args()
-    data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
     try:
-        text = render(args.results, list(MODALITIES.values()), HEADER.read_text(), data_dir)
+        text = render(args.results, list(MODALITIES.values()), HEADER.read_text(), data_folder(args.data))
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one line, nothing written: a missing or other data file
         sys.exit(2)
