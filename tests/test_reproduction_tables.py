@@ -28,6 +28,7 @@ from tests.fixtures_results import iv, make_surrogate
 sys.path.insert(0, str(REPO / "examples" / "reproduce_paper"))
 
 import committed  # noqa: E402
+import departures  # noqa: E402
 import findings  # noqa: E402
 import reproduce  # noqa: E402
 import tables  # noqa: E402
@@ -540,6 +541,51 @@ def test_a_modality_with_only_old_protocol_results_says_it_was_not_re_run(tmp_pa
     assert "**Not re-run with the new protocol.**" in text
     assert "1 results files in `docs/reproduction/retina/` are results schema 1.0" in text
     assert "| 1. Pre-trained pairs transfer more when pre-training helps clean AUC | not re-run |" in text
+
+
+# ---------------------------------------------------------------- departures from the paper
+def contradicted(*keys: str) -> dict[str, verdicts.Verdict]:
+    """A modality's verdicts where the findings named do not hold and every other finding holds."""
+    return {f.key: verdicts.Verdict("does not hold" if f.key in keys else "holds", (), ()) for f in findings.FINDINGS}
+
+
+def test_a_contradicted_finding_5_is_explained_from_the_architecture_study_numbers():
+    study = json.loads(departures.STUDY.read_text())
+    text = "\n".join(departures.section({"kermany": contradicted("5"), "retina": None}))
+    assert f"**Finding 5** does not hold on {MODALITIES['kermany'].title}." in text
+    for stage in departures.STUDY_STAGES:  # every drop quoted is the study's own, at its largest epsilon
+        cells = [c for c in study[stage]["cells"] if c["bn"] == "eval"]
+        epsilon = max(c["epsilon_pm1"] for c in cells)
+        (rn_rn,) = [
+            c for c in cells if (c["surrogate"], c["target"], c["epsilon_pm1"]) == ("resnet18", "resnet18", epsilon)
+        ]
+        d = rn_rn["adversarial_specific_drop"]
+        assert f"{d['point']:.3f} ({d['low']:.3f}, {d['high']:.3f})" in text
+    assert "With ResNet-18 on both sides the matched pair transfers more, as the paper says" in text
+    assert "Finding 1" not in text  # findings that hold get no paragraph
+
+
+def test_a_study_that_does_not_separate_family_from_match_leaves_the_cause_open(tmp_path):
+    study = json.loads(departures.STUDY.read_text())
+    for stage in departures.STUDY_STAGES:  # the ResNet-18 target moved less by its twin than by MobileNetV2
+        for c in study[stage]["cells"]:
+            if (c["surrogate"], c["target"]) == ("resnet18", "resnet18"):
+                c["adversarial_specific_drop"] = {"point": 0.0, "low": -0.001, "high": 0.001}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    text = "\n".join(departures.section({"kermany": contradicted("5")}, path))
+    assert "so the matched pair transfers less" in text
+    assert "The study does not separate the attacker's family from the match, so the cause is still open." in text
+    assert "as the paper says" not in text
+
+
+def test_a_contradiction_no_experiment_has_tested_says_so_and_none_says_none(tmp_path):
+    text = "\n".join(departures.section({"retina": contradicted("2", "6")}, tmp_path / "absent.json"))
+    assert f"**Finding 2** does not hold on {MODALITIES['retina'].title}. No experiment has tested why yet." in text
+    assert f"**Finding 6** does not hold on {MODALITIES['retina'].title}. No experiment has tested why yet." in text
+    assert departures.section({"retina": contradicted(), "derma": None})[2] == (
+        "No finding is contradicted on any modality re-run so far."
+    )
 
 
 def test_the_epsilon_page_shows_each_image_full_size_and_zoomed_at_every_epsilon():
