@@ -454,6 +454,20 @@ def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
         assert all(j.decision is not None for j in judged[key].judged), judged[key]
     for key, v in judged.items():
         assert f"| {key}. " in section and f"**{v.outcome}**" in section
+    # the departures section quotes the ensembles' relative AUC of the random-init R/R row of Table 3
+    c = committed.load(reproduction / SYNTHETIC.key, reproduction.parent / SYNTHETIC.file)
+    ensembles = [
+        x.relative_auc.point
+        for run in c.runs
+        if run.experiment == "pretraining"
+        for x in run.results.cells
+        if x.row_id == "same-random-d1"
+        and len(x.member_ids) > 1
+        and x.epsilon_pm1 == 0.02
+        and committed.attack_kind(x) in ("fgsm", "pgd")
+    ]
+    assert sorted(departures.ours_random_init({SYNTHETIC.key: c})[SYNTHETIC.key]) == sorted(ensembles)
+    assert f"ε 0.02): {SYNTHETIC.key} {min(ensembles):.0%}–{max(ensembles):.0%}." in text
 
 
 def test_a_tampered_score_file_is_refused(reproduction, tmp_path):
@@ -551,8 +565,8 @@ def contradicted(*keys: str) -> dict[str, verdicts.Verdict]:
 
 def test_a_contradicted_finding_5_is_explained_from_the_architecture_study_numbers():
     study = json.loads(departures.STUDY.read_text())
-    text = "\n".join(departures.section({"kermany": contradicted("5"), "retina": None}))
-    assert f"**Finding 5** does not hold on {MODALITIES['kermany'].title}." in text
+    text = "\n".join(departures.section({"kermany": contradicted("5"), "retina": None}, {}))
+    assert "**Finding 5** does not hold on kermany. For a random-init target" in text
     for stage in departures.STUDY_STAGES:  # every drop quoted is the study's own, at its largest epsilon
         cells = [c for c in study[stage]["cells"] if c["bn"] == "eval"]
         epsilon = max(c["epsilon_pm1"] for c in cells)
@@ -573,17 +587,17 @@ def test_a_study_that_does_not_separate_family_from_match_leaves_the_cause_open(
                 c["adversarial_specific_drop"] = {"point": 0.0, "low": -0.001, "high": 0.001}
     path = tmp_path / "study.json"
     path.write_text(json.dumps(study))
-    text = "\n".join(departures.section({"kermany": contradicted("5")}, path))
+    text = "\n".join(departures.section({"kermany": contradicted("5")}, {}, path))
     assert "so the matched pair transfers less" in text
     assert "The study does not separate the attacker's family from the match, so the cause is still open." in text
     assert "as the paper says" not in text
 
 
-def test_a_contradiction_no_experiment_has_tested_says_so_and_none_says_none(tmp_path):
-    text = "\n".join(departures.section({"retina": contradicted("2", "6")}, tmp_path / "absent.json"))
-    assert f"**Finding 2** does not hold on {MODALITIES['retina'].title}. No experiment has tested why yet." in text
-    assert f"**Finding 6** does not hold on {MODALITIES['retina'].title}. No experiment has tested why yet." in text
-    assert departures.section({"retina": contradicted(), "derma": None})[2] == (
+def test_a_contradiction_no_experiment_has_tested_says_so_and_none_says_none():
+    text = "\n".join(departures.section({"retina": contradicted("2", "6")}, {}))
+    assert "**Finding 2** does not hold on retina. No experiment has tested why yet." in text
+    assert "**Finding 6** does not hold on retina. No experiment has tested why yet." in text
+    assert departures.section({"retina": contradicted(), "derma": None}, {})[4] == (
         "No finding is contradicted on any modality re-run so far."
     )
 

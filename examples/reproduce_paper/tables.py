@@ -333,7 +333,7 @@ def render(results: Path, modalities: Sequence[Modality], header: str, data_dir:
         lines, judged[m.key] = modality_section(loaded[m.key], m)
         sections += lines
     body = [header, "## Deviations from the paper's protocol", ""] + deviations.table(loaded) + [""]
-    body += method_section() + summary_section(judged) + departures.section(judged) + sections
+    body += method_section() + summary_section(judged) + departures.section(judged, loaded) + sections
     return "\n".join(body)
 
 
