@@ -468,6 +468,8 @@ def test_the_renderer_builds_a_modality_section_from_real_results(reproduction):
     ]
     assert sorted(departures.ours_random_init({SYNTHETIC.key: c})[SYNTHETIC.key]) == sorted(ensembles)
     assert f"ε 0.02): {SYNTHETIC.key} {min(ensembles):.0%}–{max(ensembles):.0%}." in text
+    clean = [r.results.cells[0].auc_clean.point for r in c.runs if r.experiment == "pretraining"]
+    assert clean and departures.ours_random_init_clean({SYNTHETIC.key: c}) == {SYNTHETIC.key: clean}
 
 
 def test_a_tampered_score_file_is_refused(reproduction, tmp_path):
