@@ -20,7 +20,7 @@ import pytest
 
 from medaudit.errors import AuditInputError
 from medaudit.metrics import Interval
-from medaudit.results import read_results
+from medaudit.results import read_results, write_results
 from medaudit.scenario import FitnessSection, SurrogateRow, load_scenario
 from tests.conftest import REPO, data_file, write_synthetic_npz
 from tests.fixtures_results import iv, make_surrogate
@@ -327,23 +327,40 @@ def test_run_info_refuses_to_mix_settings_in_one_folder(tmp_path):
         reproduce.previous_runs(tmp_path, Settings(image_size=64, test_limit=None))
 
 
-def test_a_resumed_reproduction_skips_only_runs_recorded_with_their_results(tmp_path):
-    entry = reproduce.RunEntry(
+def run_entry(val_auc: float = 0.9, epochs_run: int = 1, cpu: str | None = None) -> RunEntry:
+    return reproduce.RunEntry(
         seconds=9564.0,
         finished_at="2026-12-02T21:33:23+00:00",
-        machine=reproduce.Machine(device="cpu", torch="2", cuda=None, gpu=None, cpu_threads=2),
+        machine=reproduce.Machine(device="cpu", torch="2", cuda=None, gpu=None, cpu_threads=2, cpu=cpu),
         target=reproduce.TargetTraining(
             id="t",
             n_train=1,
             n_val=1,
-            val_auc=0.9,
-            epochs_run=1,
+            val_auc=val_auc,
+            epochs_run=epochs_run,
             best_epoch=1,
             stop_reason="plateau",
             train_seconds=1.0,
             from_cache=False,
         ),
     )
+
+
+def test_a_target_trained_again_unlike_the_recorded_one_is_warned_about():
+    runs = {"pretraining__t": run_entry()}
+    assert reproduce.retrained_target("data_disparity__t", run_entry(), runs) is None  # same training: same model
+    assert reproduce.retrained_target("pretraining__t", run_entry(0.8), runs) is None  # a rerun replaces its own entry
+    warning = reproduce.retrained_target("data_disparity__t", run_entry(0.8, 3, cpu="AMD EPYC (AVX512)"), runs)
+    assert warning == (
+        "warning: target t trained here (validation AUC 0.8000, 3 epochs, AMD EPYC (AVX512), 2 threads) differs "
+        "from the one pretraining__t recorded (0.9000, 1 epochs, processor not recorded, 2 threads): its cache was "
+        "lost and this machine's kernels differ; the document names both (Model identity), or --rerun every run "
+        "of the modality on one machine"
+    )
+
+
+def test_a_resumed_reproduction_skips_only_runs_recorded_with_their_results(tmp_path):
+    entry = run_entry()
     runs = {"pretraining__a": entry, "pretraining__b": entry}
     (tmp_path / "pretraining__a").mkdir()
     (tmp_path / "pretraining__a" / "results.json").write_text("{}")
@@ -519,6 +536,43 @@ def test_rendering_without_the_data_says_so_in_one_line_and_writes_nothing(repro
     assert exit_.value.code == 2 and not out.exists()
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'retinamnist.npz'}: data file not found;") and "\n" not in err
+
+
+def _retrain(run_dir, surrogate_id: str, target_sha: str) -> None:
+    """Rewrite a run's results as if its target and one surrogate had been trained again on another machine."""
+    results = read_results(run_dir / "results.json")
+    surrogates = tuple(
+        s.model_copy(update={"val_auc": s.val_auc / 2, "epochs_run": s.epochs_run + 1}) if s.id == surrogate_id else s
+        for s in results.surrogates
+    )
+    target = results.target.model_copy(update={"sha256": target_sha})
+    write_results(results.model_copy(update={"surrogates": surrogates, "target": target}), run_dir / "results.json")
+
+
+def test_a_model_id_trained_twice_is_named_with_the_runs_of_each_version(reproduction, tmp_path):
+    loaded = committed.load(reproduction / SYNTHETIC.key)
+    assert committed.retrained(loaded) == []
+    assert tables.identity_paragraph(loaded)[0].startswith("**Model identity**: every target and surrogate id names")
+    # pretraining and perturbation_degree audit the same tiny_cnn R (d1) target with the same d1 seed-0 surrogate
+    copy = tmp_path / SYNTHETIC.key
+    shutil.copytree(reproduction / SYNTHETIC.key, copy)
+    shared = "tiny_cnn-random-d1-s0"
+    surrogate = next(s.id for s in loaded.runs[0].results.surrogates if s.id.startswith(shared))
+    _retrain(copy / "pretraining__tiny_cnn-random-d1", surrogate, "0" * 64)
+    split = committed.retrained(committed.load(copy))
+    assert [(r.kind, r.id) for r in split] == [("target", "tiny_cnn-random-d1"), ("surrogate", surrogate)]
+    assert [v.runs for v in split[0].versions] == [
+        ("data_disparity__tiny_cnn-random-d1", "perturbation_degree__tiny_cnn-random-d1"),
+        ("pretraining__tiny_cnn-random-d1",),
+    ]
+    text = tables.identity_paragraph(committed.load(copy))[0]
+    assert text.startswith("**Model identity: some ids name two trained models.**")
+    assert f"1 surrogate ids ({surrogate}), one version in each of: " in text
+    assert "; pretraining vs tiny_cnn R (d1)." in text
+    # the training summary counts the retrained surrogate once per trained model
+    assert tables.training_section(committed.load(copy))[0].startswith(
+        f"**Surrogates**: {int(tables.training_section(loaded)[0].split()[1]) + 1} trained"
+    )
 
 
 COMMITTED = REPO / "docs" / "reproduction"

@@ -8,11 +8,13 @@ split hash the results record must both match): rendering needs the data folder,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from protocol import RUN_INFO, SSIM_CURVE, RunInfo, SsimCurves
@@ -21,7 +23,7 @@ from medaudit.data import select
 from medaudit.errors import AuditInputError
 from medaudit.files import sha256_file
 from medaudit.plan import safe_name
-from medaudit.results import AuditResults, CellRecord, read_results
+from medaudit.results import AuditResults, CellRecord, SurrogateResult, read_results
 from medaudit.sources import SourceFiles, read_npz
 
 CLEAN_SCORES = "per_image/clean.npz"  # the target's clean scores; the only array the committed file keeps
@@ -195,3 +197,58 @@ def same_images(a: Run, b: Run) -> None:
             f"{a.folder} and {b.folder}: different test images (labels or ids differ); a paired comparison needs "
             "both runs made with the same data settings"
         )
+
+
+@dataclass(frozen=True)
+class Version:
+    """One trained model behind a model id, and the runs that audited it."""
+
+    fingerprint: str  # the ONNX file's sha256 for a target; a hash of the learning curve for a surrogate
+    auc: float  # a target's clean AUC, a surrogate's clean test AUC, on this version
+    runs: tuple[str, ...]  # run folder names, in load order
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """A model id that names different trained models in different runs of one modality.
+
+    Training is deterministic for one machine and thread count, but CPU kernels differ between machine types (and
+    thread counts, CPU and GPU), so a model trained again after the cache was lost can have other weights under the
+    same id. Each run audits the models it trained or loaded; the document names where a modality has two."""
+
+    kind: Literal["target", "surrogate"]
+    id: str  # the target's tag (`arch-init-split`) or the surrogate's id
+    versions: tuple[Version, ...]  # two or more
+
+
+def surrogate_fingerprint(surrogate: SurrogateResult) -> str:
+    """What tells two trainings of one surrogate id apart: its validation AUC, epochs and learning curve."""
+    learned = (surrogate.val_auc, surrogate.epochs_run, surrogate.best_epoch, surrogate.learning_curve)
+    return hashlib.sha256(json.dumps([learned[:3], [e.model_dump() for e in learned[3]]]).encode()).hexdigest()
+
+
+def versions(c: Committed) -> dict[tuple[str, str], tuple[Version, ...]]:
+    """(kind, id) -> the trained models that id names across the modality's runs: targets by their exported file,
+    single surrogates by their learning curve (an ensemble is its members)."""
+    found: dict[tuple[str, str], dict[str, tuple[float, list[str]]]] = {}
+    for run in c.runs:
+        tag = run.name.split("__", 1)[1]
+        models = [("target", tag, run.results.target.sha256, run.results.target.clean_auc)]
+        models += [
+            ("surrogate", s.id, surrogate_fingerprint(s), s.test_auc.point)
+            for s in run.results.surrogates
+            if not s.member_ids
+        ]
+        for kind, model_id, fingerprint, auc in models:
+            seen = found.setdefault((kind, model_id), {})
+            seen.setdefault(fingerprint, (auc, []))[1].append(run.name)
+    return {
+        key: tuple(Version(fingerprint=f, auc=auc, runs=tuple(names)) for f, (auc, names) in seen.items())
+        for key, seen in found.items()
+    }
+
+
+def retrained(c: Committed) -> list[Retrained]:
+    """Every model id of the modality that names more than one trained model, targets first."""
+    split = [Retrained(kind, model_id, v) for (kind, model_id), v in versions(c).items() if len(v) > 1]
+    return sorted(split, key=lambda r: (r.kind != "target", r.id))

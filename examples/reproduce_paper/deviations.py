@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Callable
 
 import paper
-from committed import Committed
+from committed import Committed, retrained
 from protocol import ARCH_NAMES, INIT_NAMES, MODALITIES
 from verdicts import FAMILY_CONFIDENCE
 
@@ -78,6 +78,7 @@ def _seeds(c: Committed) -> str:
     return (
         f"{'/'.join(map(str, counts))} seeds per surrogate row; the seeds' ensemble attacks in {ensembles} of "
         f"{len(rows)} (run, row) pairs; one target per configuration"
+        + ("" if not any(r.kind == "target" for r in retrained(c)) else ", but some trained twice (Model identity)")
     )
 
 
@@ -85,7 +86,7 @@ def _machines(c: Committed) -> str:
     if c.run_info is None:
         return "not recorded"
     seen = {
-        f"{m.device}{f' ({m.gpu})' if m.gpu else ''}, torch {m.torch}"
+        f"{m.device}{f' ({m.gpu})' if m.gpu else ''}, torch {m.torch}{f', {m.cpu}' if m.cpu else ''}"
         for m in (e.machine for e in c.run_info.runs.values())
     }
     return "; ".join(sorted(seen))
@@ -230,7 +231,10 @@ def rows(loaded: dict[str, Committed]) -> list[tuple[str, str, str, str]]:
             "Hardware",
             paper.HARDWARE,
             _each(loaded, _machines, _not_run),
-            "None beyond floating-point differences between CPU and GPU kernels.",
+            "Floating-point only, but it changes the models: training is deterministic on one machine type with "
+            "one number of CPU threads, and kernels differ between machine types, so a model trained again in a "
+            "later session, its cache lost, has other weights under the same id (each modality's Model identity "
+            "paragraph names such models).",
         ),
         (
             "Statistics",

@@ -134,6 +134,9 @@ class Machine(Record):
     cuda: str | None  # the CUDA version torch was built with, None for a CPU build
     gpu: str | None  # the GPU's name when device is cuda
     cpu_threads: int
+    # the processor and torch's CPU kernel level, e.g. "AMD EPYC (AVX512)": a model trained on another kind of
+    # machine has other weights under the same id (committed.retrained); None in runs recorded before it was kept
+    cpu: str | None = None
 
 
 class TargetTraining(Record):

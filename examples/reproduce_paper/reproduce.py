@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import sys
 import tempfile
@@ -88,6 +89,16 @@ def scenario_for(experiment: str, modality: Modality, settings: Settings) -> Sce
     return scenario.model_copy(update={"name": f"{experiment}-{modality.key}", "data": data})
 
 
+def processor() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else `platform.processor()`) and torch's CPU kernel level."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+    ]
+    name = names[0] if names else platform.processor() or "unknown"
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def machine(device: str) -> Machine:
     return Machine(
         device=device,
@@ -95,7 +106,24 @@ def machine(device: str) -> Machine:
         cuda=torch.version.cuda,
         gpu=torch.cuda.get_device_name(0) if device == "cuda" else None,
         cpu_threads=torch.get_num_threads(),
+        cpu=processor(),
     )
+
+
+def retrained_target(name: str, entry: RunEntry, runs: dict[str, RunEntry]) -> str | None:
+    """A warning when this run's target, trained here, differs from the one an earlier run recorded under its id."""
+    new = entry.target
+    for other, earlier in runs.items():
+        old = earlier.target
+        if other != name and old.id == new.id and (old.val_auc, old.epochs_run) != (new.val_auc, new.epochs_run):
+            return (
+                f"warning: target {new.id} trained here (validation AUC {new.val_auc:.4f}, {new.epochs_run} epochs, "
+                f"{entry.machine.cpu}, {entry.machine.cpu_threads} threads) differs from the one {other} recorded "
+                f"({old.val_auc:.4f}, {old.epochs_run} epochs, {earlier.machine.cpu or 'processor not recorded'}, "
+                f"{earlier.machine.cpu_threads} threads): its cache was lost and this machine's kernels differ; the "
+                "document names both (Model identity), or --rerun every run of the modality on one machine"
+            )
+    return None
 
 
 def without_images(results: AuditResults) -> AuditResults:
@@ -318,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
                 results_root=args.results,
                 command=command,
             )
+            warning = retrained_target(name, entry, runs)
+            if warning:
+                print(warning)
             runs[name] = entry
             write_run_info(folder, modality, settings, runs, why)  # after every run: an interrupted session keeps times
     print(f"{len(runs)} runs recorded in {folder / RUN_INFO}; render with python examples/reproduce_paper/tables.py")

@@ -20,7 +20,7 @@ from pathlib import Path
 import departures
 import deviations
 import numpy as np
-from committed import Committed, load
+from committed import Committed, load, retrained, surrogate_fingerprint
 from findings import ATTACK_NAMES, CONTROL_TOLERANCE_AUC, FINDINGS, IMMUNE_RELATIVE_AUC, verdicts
 from paper_tables import EPS, KINDS, arch_name, duration, table_2, table_3, table_4, table_5
 from protocol import DATA_HELP, EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality, data_folder
@@ -140,8 +140,56 @@ FITNESS_CAUSES = (  # (words in a fitness reason, what they mean) — the reason
 )
 
 
+def run_of(c: Committed, name: str):
+    return next(r for r in c.runs if r.name == name)
+
+
+def run_label(c: Committed, name: str) -> str:
+    run = run_of(c, name)
+    return f"{run.experiment} vs {target_label(run)}"
+
+
+def identity_paragraph(c: Committed) -> list[str]:
+    """Whether every model id names one trained model across the modality's runs, and where one names two."""
+    split = retrained(c)
+    if not split:
+        return [
+            "**Model identity**: every target and surrogate id names one trained model in all the runs that use it.",
+            "",
+        ]
+    labels = {r.name: run_label(c, r.name) for r in c.runs}
+
+    def where(versions) -> str:
+        return "; ".join(f"{v.auc:.3f} in " + ", ".join(labels[n] for n in v.runs) for v in versions)
+
+    targets = [r for r in split if r.kind == "target"]
+    by_runs: dict[tuple, list[str]] = {}
+    for r in split:
+        if r.kind == "surrogate":
+            by_runs.setdefault(tuple(v.runs for v in r.versions), []).append(r.id)
+    parts = [
+        f"target {target_label(run_of(c, r.versions[0].runs[0]))} (clean AUC {where(r.versions)})" for r in targets
+    ]
+    parts += [
+        f"{len(ids)} surrogate ids ({', '.join(ids)}), one version in each of: "
+        + "; ".join(", ".join(labels[n] for n in runs) for runs in partition)
+        for partition, ids in by_runs.items()
+    ]
+    return [
+        "**Model identity: some ids name two trained models.** Training is deterministic on one machine with one "
+        "number of CPU threads, but kernels differ between machine types, so a model trained again after the cache "
+        "was lost between sessions has other weights under the same id: "
+        + "; ".join(parts)
+        + ". Each audit attacks the models it trained or loaded, and each side of a finding's comparison comes from "
+        "one run, so no paired difference mixes two versions; tables that set runs side by side (a target's clean AUC "
+        "in Table 2 and in Table 3) can show both.",
+        "",
+    ]
+
+
 def training_section(c: Committed) -> list[str]:
-    seen = {s.id: s for r in c.runs for s in r.results.surrogates}
+    # a surrogate id trained again on another machine (identity_paragraph) counts once per trained model
+    seen = {(s.id, surrogate_fingerprint(s)): s for r in c.runs for s in r.results.surrogates}
     single = [s for s in seen.values() if not s.member_ids]
     stops = [s.stop_reason for s in single]
     epochs = [s.epochs_run for s in single]
@@ -158,7 +206,10 @@ def training_section(c: Committed) -> list[str]:
         + "."
     ]
     if c.run_info is not None:
-        unique = {e.target.id: e.target for e in c.run_info.runs.values()}.values()  # experiments share targets
+        # experiments share targets; one trained again on another machine counts once per trained model
+        unique = {
+            (e.target.id, e.target.val_auc, e.target.epochs_run): e.target for e in c.run_info.runs.values()
+        }.values()
         lines.append(
             f"**Targets**: {len(unique)} trained with the same training section, "
             f"{sum(t.stop_reason == 'plateau' for t in unique)} stopped on a plateau and "
@@ -252,7 +303,7 @@ def modality_section(c: Committed, modality: Modality) -> tuple[list[str], dict[
         return lines + [""], None
     judged = verdicts(c)
     app = modality.paper_column
-    lines += run_paragraph(c, modality) + training_section(c) + epsilon_section(c)
+    lines += run_paragraph(c, modality) + identity_paragraph(c) + training_section(c) + epsilon_section(c)
     lines += table_2(c, app) + table_3(c, app) + table_4(c, app) + table_5(c, app)
     lines += whitebox_section(c) + findings_section(judged)
     return lines, judged
