@@ -354,8 +354,28 @@ def test_a_target_trained_again_unlike_the_recorded_one_is_warned_about():
     assert warning == (
         "warning: target t trained here (validation AUC 0.8000, 3 epochs, AMD EPYC (AVX512), 2 threads) differs "
         "from the one pretraining__t recorded (0.9000, 1 epochs, processor not recorded, 2 threads): its cache was "
-        "lost and this machine's kernels differ; the document names both (Model identity), or --rerun every run "
-        "of the modality on one machine"
+        "lost and this machine's kernels differ; the document names both (Model identity), or --rerun the runs "
+        "that used the other one, on this machine"
+    )
+
+
+def test_rerun_audits_again_every_selected_run_or_only_those_named():
+    assert not reproduce.audits_again("pretraining__a", None)  # no --rerun
+    assert reproduce.audits_again("pretraining__a", [])  # bare --rerun
+    assert reproduce.audits_again("pretraining__a", ["pretraining__a", "small_data__b"])
+    assert not reproduce.audits_again("pretraining__c", ["pretraining__a"])
+
+
+def test_rerun_of_a_run_the_experiments_do_not_make_is_refused_before_anything_runs(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / MODALITIES["retina"].file).write_bytes(b"")
+    argv = ["retina", "--data", str(data), "--results", str(tmp_path / "results"), "--only", "small_data"]
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main([*argv, "--rerun", "pretraining__mobilenet_v2-random-d1"])
+    assert exit_.value.code == 2 and not (tmp_path / "results").exists()
+    assert "--rerun pretraining__mobilenet_v2-random-d1: not a run of the selected experiments; choose from " in (
+        capsys.readouterr().err
     )
 
 

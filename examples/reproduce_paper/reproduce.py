@@ -121,7 +121,7 @@ def retrained_target(name: str, entry: RunEntry, runs: dict[str, RunEntry]) -> s
                 f"{entry.machine.cpu}, {entry.machine.cpu_threads} threads) differs from the one {other} recorded "
                 f"({old.val_auc:.4f}, {old.epochs_run} epochs, {earlier.machine.cpu or 'processor not recorded'}, "
                 f"{earlier.machine.cpu_threads} threads): its cache was lost and this machine's kernels differ; the "
-                "document names both (Model identity), or --rerun every run of the modality on one machine"
+                "document names both (Model identity), or --rerun the runs that used the other one, on this machine"
             )
     return None
 
@@ -246,6 +246,11 @@ def recorded(folder: Path, runs: dict[str, RunEntry], name: str) -> bool:
     return name in runs and (folder / name / "results.json").is_file()
 
 
+def audits_again(name: str, rerun: list[str] | None) -> bool:
+    """Whether --rerun asks to audit run `name` again: absent (None) no run, bare ([]) every one, else those named."""
+    return rerun is not None and (not rerun or name in rerun)
+
+
 def write_run_info(
     folder: Path, modality: Modality, settings: Settings, runs: dict[str, RunEntry], why: str | None = None
 ) -> None:
@@ -317,21 +322,37 @@ def main(argv: list[str] | None = None) -> None:
         "--why", help="why --image-size or --test-limit differ from the defaults (shown in the document)"
     )
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
-    parser.add_argument("--rerun", action="store_true", help="audit again the runs already recorded in the folder")
+    parser.add_argument(
+        "--rerun",
+        nargs="*",
+        metavar="RUN",
+        help="audit again runs already recorded in the folder: every selected one, or only the RUN folder names given "
+        "(e.g. pretraining__mobilenet_v2-random-d1)",
+    )
     args = parser.parse_args(argv)
     c = common(parser, args)
     modality, settings, folder = c.modality, c.settings, c.results
+    scenarios = {name: scenario_for(name, modality, settings) for name in args.only}
+    selected = [
+        run_name(experiment, arch, init, scenario.target.trained_on)
+        for experiment, scenario in scenarios.items()
+        for arch, init in EXPERIMENTS[experiment]
+    ]
+    unknown = sorted(set(args.rerun or ()) - set(selected))
+    if unknown:
+        parser.error(
+            f"--rerun {' '.join(unknown)}: not a run of the selected experiments; choose from {', '.join(selected)}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     runs = previous_runs(folder, settings)  # checked before anything is trained
     earlier = previous_info(folder)
     why = args.why or (earlier.settings_why if earlier else None)
-    scenarios = {name: scenario_for(name, modality, settings) for name in args.only}
     command = " ".join(["python", "examples/reproduce_paper/reproduce.py", *(argv or sys.argv[1:])])
     for experiment, scenario in scenarios.items():
         for arch, init in EXPERIMENTS[experiment]:
             name = run_name(experiment, arch, init, scenario.target.trained_on)
-            if not args.rerun and recorded(folder, runs, name):
-                print(f"{name}: already recorded in {folder / RUN_INFO}, skipped (--rerun to audit it again)")
+            if not audits_again(name, args.rerun) and recorded(folder, runs, name):
+                print(f"{name}: already recorded in {folder / RUN_INFO}, skipped (--rerun {name} to audit it again)")
                 continue
             name, entry = run_target(
                 modality,
