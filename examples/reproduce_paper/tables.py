@@ -233,14 +233,18 @@ def run_paragraph(c: Committed, modality: Modality) -> list[str]:
     if c.run_info is not None:
         info = c.run_info
         machines = sorted(
-            {f"{e.machine.device}{f' ({e.machine.gpu})' if e.machine.gpu else ''}" for e in info.runs.values()}
+            {
+                f"{e.machine.device}{f' ({e.machine.gpu})' if e.machine.gpu else ''}, "
+                f"{e.machine.cpu or 'processor not recorded'}, {e.machine.cpu_threads} threads"
+                for e in info.runs.values()
+            }
         )
         lines.append(
             f"Settings: {info.settings.image_size} px (default {modality.image_size} px), test limit "
             f"{info.settings.test_limit or 'none (all test images)'}"
             + (f"; why: {info.settings_why}" if info.settings_why else "")
             + ". "
-            f"Ran on {', '.join(machines)}; {len(info.runs)} audits in {duration(info.total_seconds)} (per audit "
+            f"Ran on {'; '.join(machines)}; {len(info.runs)} audits in {duration(info.total_seconds)} (per audit "
             f"{duration(min(e.seconds for e in info.runs.values()))}–{duration(max(e.seconds for e in info.runs.values()))}"
             "; wall-clock as each audit ran: models and cells it found in the cache, trained by an earlier audit "
             "of the modality or by an interrupted attempt at this one, are not counted again)."
