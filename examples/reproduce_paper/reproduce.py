@@ -92,9 +92,8 @@ def scenario_for(experiment: str, modality: Modality, settings: Settings) -> Sce
 def processor() -> str:
     """The CPU's model name (Linux /proc/cpuinfo, else `platform.processor()`) and torch's CPU kernel level."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     name = names[0] if names else platform.processor() or "unknown"
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
