@@ -18,10 +18,11 @@ from committed import Committed, Run
 from findings import ATTACK_NAMES, PAPER_ATTACKS, target_name
 from paper_tables import EPS, row_cells
 from protocol import ROOT
-from verdicts import Verdict, auc_difference, representative
+from verdicts import Verdict, auc_difference, judged_text, representative, signed
 
 from medaudit.metrics import Interval
 
+NOT_TESTED = "No experiment has tested why yet."  # a contradiction without an experiment behind its explanation
 STUDY = ROOT / "docs" / "random_init_transfer.json"
 STUDY_DOC = "docs/random_init_transfer.md"
 # The study's stages on the Kermany file, split by patient, models to a plateau: at the 64 px the reproduction
@@ -242,7 +243,7 @@ def below_control(tests: Sequence[ControlTest]) -> list[ControlTest]:
 
 
 def _test(t: ControlTest) -> str:
-    return f"{t.where}: {t.drop.point:+.3f} ({t.drop.low:+.3f}, {t.drop.high:+.3f})"
+    return f"{t.where}: {signed(t.drop)}"
 
 
 def _largest(tests: Sequence[ControlTest]) -> str:
@@ -273,11 +274,7 @@ Explanation = Callable[[dict, Mapping[str, Committed], Mapping[str, Verdict]], s
 
 def contradicting(verdict: Verdict) -> list[str]:
     """The judged comparisons that contradict the claim, as the findings table shows them."""
-    return [
-        f"{j.label}: {j.interval.point:+.3f} ({j.interval.low:+.3f}, {j.interval.high:+.3f}) at {j.interval.confidence:.2%}"
-        for j in verdict.judged
-        if j.decision == "contradicts" and j.interval is not None
-    ]
+    return [judged_text(j) for j in verdict.judged if j.decision == "contradicts"]
 
 
 def matched_random_at_floor(key: str) -> Explanation:
@@ -287,6 +284,8 @@ def matched_random_at_floor(key: str) -> Explanation:
     the R targets), and for finding 2 the mismatched ImageNet row's control tests (pretraining, the R targets)."""
 
     def explain(study: dict, loaded: Mapping[str, Committed], judged: Mapping[str, Verdict]) -> str:
+        if not loaded:
+            return NOT_TESTED
         parts = []
         for modality, c in loaded.items():
             runs = _random_targets(c, "perturbation_degree")
@@ -366,8 +365,7 @@ def section(
         return lines + ["No finding is contradicted on any modality re-run so far.", ""]
     for key, modalities in sorted(contradicted.items()):
         where = {m: loaded[m] for m in modalities if m in loaded}
-        explained = key in EXPLANATIONS and (key == "5" or where)
         verdicts = {m: judged[m][key] for m in where}
-        why = EXPLANATIONS[key](study, where, verdicts) if explained else "No experiment has tested why yet."
+        why = EXPLANATIONS[key](study, where, verdicts) if key in EXPLANATIONS else NOT_TESTED
         lines += [f"**Finding {key}** does not hold on {', '.join(modalities)}. {why}", ""]
     return lines

@@ -24,7 +24,7 @@ from committed import Committed, load, retrained, surrogate_fingerprint
 from findings import ATTACK_NAMES, CONTROL_TOLERANCE_AUC, FINDINGS, IMMUNE_RELATIVE_AUC, verdicts
 from paper_tables import EPS, KINDS, arch_name, duration, table_2, table_3, table_4, table_5
 from protocol import DATA_HELP, EXPERIMENTS, INIT_NAMES, MODALITIES, RESULTS, ROOT, SCHEMA_1_NOTE, Modality, data_folder
-from verdicts import CHANCE_AUC, FAMILY_CONFIDENCE, PREMISE_CONFIDENCE, VERDICT_RESAMPLES, Verdict
+from verdicts import CHANCE_AUC, FAMILY_CONFIDENCE, PREMISE_CONFIDENCE, VERDICT_RESAMPLES, Verdict, judged_text
 
 from medaudit.errors import AuditInputError
 
@@ -268,10 +268,7 @@ def verdict_detail(v: Verdict) -> str:
     for j in v.judged:
         if j.decision is None:
             continue
-        iv = j.interval
-        parts.append(
-            f"{j.label}: {iv.point:+.3f} ({iv.low:+.3f}, {iv.high:+.3f}) at {iv.confidence:.2%} {MARKS[j.decision]}"
-        )
+        parts.append(f"{judged_text(j)} {MARKS[j.decision]}")
     blocked = sum(j.decision is None for j in v.judged)
     if blocked:
         parts.append(f"{blocked} of {len(v.judged)} comparisons not testable")

@@ -126,6 +126,16 @@ def judge(comparisons: Sequence[Comparison], claim: Claim, family_confidence: fl
     return Verdict(outcome([j.decision for j in judged if j.decision], claim), judged, reasons, caveats)
 
 
+def signed(interval: Interval) -> str:
+    """A difference and its interval as the document writes them: "+0.037 (+0.008, +0.073)"."""
+    return f"{interval.point:+.3f} ({interval.low:+.3f}, {interval.high:+.3f})"
+
+
+def judged_text(j: Judged) -> str:
+    """A judged comparison with the interval and confidence Holm decided it on (`j.interval` is set)."""
+    return f"{j.label}: {signed(j.interval)} at {j.interval.confidence:.2%}"
+
+
 # ---------------------------------------------------------------- blockers
 def at_chance(clean_auc: Interval, what: str) -> tuple[str, ...]:
     """A target whose clean AUC interval reaches chance has nothing an attack could take away."""
@@ -215,8 +225,7 @@ def premise(difference: Interval, what: str) -> tuple[str, ...]:
     if difference.low > 0:
         return ()
     return (
-        f"{what}: {difference.point:+.3f} ({difference.low:+.3f}, {difference.high:+.3f}), not above 0 "
-        f"at {PREMISE_CONFIDENCE:.0%}, so the finding's condition is not met",
+        f"{what}: {signed(difference)}, not above 0 at {PREMISE_CONFIDENCE:.0%}, so the finding's condition is not met",
     )
 
 
