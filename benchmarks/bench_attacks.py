@@ -1,4 +1,4 @@
-"""Attack speed: medaudit's `craft_adversarial` against torchattacks and a default ART script, in one run.
+"""Attack speed: medaudit's attack path (`Attack.craft`) against torchattacks and a default ART script, in one run.
 
 PGD-10 (step 0.01, eps 0.03 in [-1, 1] units, no random start) and FGSM on the same surrogate and the same
 images: 256 PneumoniaMNIST test images at 64x64, EfficientNet-Lite0 and MobileNetV2 (random init, 2 logits),
@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from medaudit import zoo
-from medaudit.attacks import craft_adversarial
+from medaudit.attacks import FGSM, PGD, Crafting
 from medaudit.data import to_canonical
-from medaudit.scenario import FGSM, PGD
 
 HERE = Path(__file__).resolve().parent
 N_IMAGES = 256  # test images attacked per measurement (--images)
@@ -54,18 +53,8 @@ def _model(arch: str) -> torch.nn.Module:
 
 def medaudit_runner(attack, model, x, y) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
-        return craft_adversarial(
-            attack,
-            [model],
-            x,
-            y,
-            epsilons_pm1=[EPS_PM1],
-            n_logits=2,
-            multilabel=False,
-            batch_size=BATCH,
-            seed=0,
-            device="cpu",
-        )[EPS_PM1].x_adv
+        how = Crafting(n_logits=2, multilabel=False, batch_size=BATCH, seed=0, device="cpu")
+        return attack.craft([model], x, y, [EPS_PM1], how)[EPS_PM1].x_adv
 
     return run
 

@@ -6,7 +6,7 @@ MobileNetV2 target trained on d1 of PneumoniaMNIST and random-init ResNet-18 sur
 32 px. Plain PGD from one ResNet-18 moved that target to about 0.91 of its clean AUC at epsilon 0.03:
 weak transfer, with room for the stronger methods to show what they add.
 
-Each configuration runs through medaudit's attack path (`craft_adversarial`, the code an audit runs) on
+Each configuration runs through medaudit's attack path (`Attack.craft`, the code an audit runs) on
 all test images at two epsilons. For each we report the target's clean / adversarial / control AUC and
 relative AUC with 95% paired-bootstrap intervals, and the paired-bootstrap difference in adversarial
 AUC against plain PGD on the same images (negative: the method hurts the target more). Single-surrogate
@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit.attacks import attack_id, control_noise, craft_adversarial
+from medaudit.attacks import MIFGSM, PGD, Crafting, control_noise
 from medaudit.data import load_data
 from medaudit.metrics import auc, bootstrap_paired_auc, bootstrap_paired_difference
-from medaudit.scenario import MIFGSM, PGD, DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, predict_scores, train_surrogate
+from medaudit.scenario import DataSection, TrainingSection
+from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 
 HERE = Path(__file__).resolve().parent
 SIZE = 32  # image side in pixels (PneumoniaMNIST is 28 px; 32 is the smallest size every zoo model takes)
@@ -73,13 +73,12 @@ def train(arch: str, split: str, seed: int, data, digest: str, cache: Path):
         init="random",
         split=split,
         seed=seed,
-        training=TrainingSection().model_dump(mode="json"),
+        training=TrainingSection(),
         task="binary",
         n_logits=2,
         in_channels=1,
         image_size=SIZE,
         data_sha256=digest,
-        code_version=code_version(),
         split_seed=DATA_SEED,
     )
     record = train_surrogate(spec, data.development.subset(data.splits[split]), cache, device="cpu")
@@ -129,18 +128,8 @@ def main() -> None:
     rows = []
     for name, attack, n_models, first in runs:
         t = time.perf_counter()
-        out = craft_adversarial(
-            attack,
-            surrogates[first : first + n_models],
-            x,
-            y,
-            epsilons_pm1=EPSILONS,
-            n_logits=2,
-            multilabel=False,
-            batch_size=BATCH,
-            seed=DATA_SEED,
-            device="cpu",
-        )
+        how = Crafting(n_logits=2, multilabel=False, batch_size=BATCH, seed=DATA_SEED, device="cpu")
+        out = attack.craft(surrogates[first : first + n_models], x, y, EPSILONS, how)
         seconds = time.perf_counter() - t
         for eps, perturbed in out.items():
             adv = predict_scores(target, perturbed.x_adv, "binary", "cpu")
@@ -149,7 +138,7 @@ def main() -> None:
             paired = bootstrap_paired_auc(y, clean, adv, ctrl, resamples=RESAMPLES, seed=DATA_SEED)
             row = {
                 "config": name,
-                "attack_id": attack_id(attack),
+                "attack_id": attack.id,
                 "surrogate_seeds": list(SURROGATE_SEEDS[first : first + n_models]),
                 "epsilon_pm1": eps,
                 "target_auc_clean": interval(paired.clean),

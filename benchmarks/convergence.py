@@ -20,7 +20,7 @@ import torch
 
 from medaudit.data import load_data
 from medaudit.scenario import DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, code_version, train_surrogate
+from medaudit.surrogates import SurrogateSpec, train_surrogate
 
 MODELS = (
     ("efficientnet_lite0", "imagenet"),
@@ -49,13 +49,12 @@ def main() -> None:
                 init=init,
                 split=args.split,
                 seed=0,
-                training=training.model_dump(mode="json"),
+                training=training,
                 task="binary",
                 n_logits=2,
                 in_channels=1,
                 image_size=32,
                 data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}",
-                code_version=code_version(),
                 split_seed=0,
             )
             started = time.perf_counter()

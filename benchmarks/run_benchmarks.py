@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from medaudit import zoo
-from medaudit.attacks import art_classifier, run_attack
+from medaudit.attacks import PGD, Crafting
 from medaudit.data import to_canonical
-from medaudit.scenario import PGD
 
 HERE = Path(__file__).resolve().parent
 PNEUMONIA = HERE.parents[1] / "shared" / "data" / "pneumoniamnist.npz"
@@ -59,13 +58,13 @@ def _hand_pgd(model, x: np.ndarray, y: np.ndarray, eps: float, step: float, iter
 def bench_attack(n: int = 128, size: int = 64, iters: int = 20) -> dict:
     x, y = _images(n, size)
     model = _model(size)
-    classifier = art_classifier(model, n_logits=2, input_shape=x.shape[1:], multilabel=False, device=DEVICE)
     attack = PGD(name="pgd", step_pm1=0.01, iterations=iters)
-    run_attack(attack, classifier, x[:16], y[:16], epsilon_pm1=0.02, n_logits=2, multilabel=False)  # warm-up
+    how = Crafting(n_logits=2, multilabel=False, batch_size=64, seed=0, device=DEVICE)
+    attack.craft([model], x[:16], y[:16], [0.02], how)  # warm-up
     timings = {"art": [], "hand": []}
     for _ in range(3):
         t = time.perf_counter()
-        art_adv = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False).x_adv
+        art_adv = attack.craft([model], x, y, [0.02], how)[0.02].x_adv
         timings["art"].append(time.perf_counter() - t)
         t = time.perf_counter()
         hand_adv = _hand_pgd(model, x, y, 0.02, 0.01, iters, 64)
@@ -139,9 +138,10 @@ AUDIT_TEST_LIMIT = 300
 
 
 def bench_audit(executor: str = "local", one_seed: bool = False) -> dict:
-    from medaudit.demo.run import build_target
-    from medaudit.engine import RunOptions, run_audit
+    from medaudit.engine import run_audit
+    from medaudit.plan import RunOptions
     from medaudit.scenario import load_scenario
+    from medaudit.train import build_target
 
     scenario_path = Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml"))
     scenario = load_scenario(scenario_path)

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit.attacks import art_classifier, control_noise, run_attack
+from medaudit.attacks import PGD, Crafting, control_noise
 from medaudit.data import Images, load_data, make_splits, stratified_subset, to_canonical
 from medaudit.metrics import auc, bootstrap_paired_auc
-from medaudit.scenario import PGD, DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, predict_scores, train_surrogate
+from medaudit.scenario import DataSection, TrainingSection
+from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 
 EPSILONS_PM1 = (0.01, 0.03)  # L-inf, [-1, 1] units
 ATTACK = PGD(name="pgd", step_pm1=0.01, iterations=20)  # the paper's PGD
@@ -121,13 +121,12 @@ def train(kind: str, arch: str, role: str, dev: Images, splits: dict, size: int,
         init="random",
         split=split,
         seed=seed,
-        training=TRAINING[kind].model_dump(mode="json"),
+        training=TRAINING[kind],
         task="binary",
         n_logits=2,
         in_channels=1,
         image_size=size,
         data_sha256=digest,
-        code_version=code_version(),
         split_seed=DATA_SEED,
     )
     images = dev.subset(splits[split])
@@ -213,14 +212,10 @@ def run_stage(
             )
         for bn in bn_modes:
             surrogate = models[(arch, "surrogate")][bn]
-            classifier = art_classifier(
-                surrogate, n_logits=2, input_shape=tuple(test.x.shape[1:]), multilabel=False, device="cpu"
-            )
+            how = Crafting(n_logits=2, multilabel=False, batch_size=64, seed=DATA_SEED, device="cpu")
             for eps in EPSILONS_PM1:
                 t0 = time.perf_counter()
-                x_adv = run_attack(
-                    ATTACK, classifier, test.x, test.y, epsilon_pm1=eps, n_logits=2, multilabel=False, seed=DATA_SEED
-                ).x_adv
+                x_adv = ATTACK.craft([surrogate], test.x, test.y, (eps,), how)[eps].x_adv
                 white = auc(test.y, predict_scores(surrogate, x_adv, "binary", "cpu"))
                 crafted[(arch, bn, eps)] = (x_adv, control_noise(test.x, x_adv, seed=DATA_SEED), white)
                 log(

@@ -17,25 +17,33 @@ import numpy as np
 
 from medaudit.files import atomic_write
 
-SCHEME = "medaudit-cache-2"  # bump when the layout changes: old entries are then ignored, never misread
+SCHEME = "medaudit-cache-3"  # bump when the layout changes: old entries are then ignored, never misread
+_MODEL = ("zoo", "surrogates", "data", "pixels")  # what decides a trained surrogate
+_ATTACK = _MODEL + ("attacks",)  # ... and the images an attack crafts on it
+_TARGET = ("card", "runners", "target", "whitebox")  # how the target is read and run
+_MEASURE = ("metrics", "measure", "records")  # what is computed from scores
 # the modules whose code determines each kind of entry: editing one invalidates exactly those entries
 CODE = {
-    "surrogate": ("zoo", "surrogates", "data"),
-    "adversarial": ("zoo", "surrogates", "data", "attacks"),
-    "attacker": ("zoo", "surrogates", "data", "attacks", "metrics", "execute"),
-    "clean": ("data", "target"),
-    "cell": ("zoo", "surrogates", "data", "attacks", "target", "metrics", "execute"),
+    "surrogate": _MODEL,
+    "adversarial": _ATTACK,
+    "attacker": _ATTACK + _MEASURE,
+    "reference": ("data", "pixels") + _TARGET + _MEASURE,
+    "search": _ATTACK + _TARGET + _MEASURE,
+    "cell": _ATTACK + _TARGET + _MEASURE,
+    "bound": _ATTACK + _TARGET + _MEASURE,
 }
 
 
 @functools.cache
 def code_version(kind: str) -> str:
-    """Hash of the modules behind `kind`, taken once per process, so edits mid-run cannot split a run's keys."""
-    import importlib
-
+    """Hash of the modules behind `kind` (every file of a package), taken once per process, so edits mid-run cannot
+    split a run's keys."""
     h = hashlib.sha256()
+    package = Path(__file__).parent
     for name in CODE[kind]:
-        h.update(Path(importlib.import_module(f"medaudit.{name}").__file__).read_bytes())
+        files = sorted((package / name).glob("*.py")) if (package / name).is_dir() else [package / f"{name}.py"]
+        for file in files:
+            h.update(file.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -74,6 +82,3 @@ class Cache:
         if arrays is not None:
             atomic_write(self._path(kind, key, ".npz"), lambda f: np.savez_compressed(f, **arrays))
         atomic_write(self._path(kind, key, ".json"), record_json)
-
-    def arrays_path(self, kind: str, key: str) -> Path:
-        return self._path(kind, key, ".npz")

@@ -45,6 +45,7 @@ class OneLineErrors(TyperGroup):
 
 app = typer.Typer(
     cls=OneLineErrors,
+    rich_markup_mode=None,  # help texts are plain: `medaudit[ray]` must not be read as markup
     add_completion=False,  # a bare `medaudit` prints the help (OneLineErrors)
     help="Audit a deployed medical-image classifier for black-box adversarial transferability.",
 )
@@ -92,7 +93,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Scenario YAML fil
             scenario = load_scenario(f)
             out.print(
                 f"{f}: valid scenario {scenario.name!r}: {len(scenario.surrogate_rows())} surrogate row(s), "
-                f"{len(scenario.attacks)} attack(s), {len(scenario.epsilons_pm1)} epsilon(s)",
+                f"{len(scenario.attacks)} attack(s) in tier(s) {', '.join(dict.fromkeys(a.tier for a in scenario.attacks))}, "
+                + (
+                    "epsilons searched per attack (auto)"
+                    if scenario.epsilons_pm1 == "auto"
+                    else f"{len(scenario.epsilons_pm1)} epsilon(s)"
+                ),
                 highlight=False,
             )
     except AuditInputError as exc:
@@ -115,8 +121,8 @@ def inspect(
 ) -> None:
     """Show every target card field that can be read (and where it came from), the line to add for each missing
     one, then exit 2 if one is missing; with --data, run the input/output check on those images."""
+    from medaudit.card import CARD_HOMES, read_card
     from medaudit.scenario import CardFields, load_scenario
-    from medaudit.target import CARD_HOMES, read_card
 
     try:
         sc = load_scenario(scenario) if scenario else None
@@ -130,10 +136,11 @@ def inspect(
         table.add_column("source")
         missing = {m.field: m for m in reading.missing}
         for key in CardFields.model_fields:
+            value = getattr(reading.fields, key)
             if key in missing:
                 table.add_row(key, "MISSING", f"add `{missing[key].yaml_line}`")
-            elif key in reading.fields:
-                table.add_row(key, str(reading.fields[key]), reading.sources.get(key, "derived"))
+            elif value is not None:
+                table.add_row(key, str(value), reading.sources.get(key, "derived"))
             else:
                 table.add_row(key, "—", reading.sources.get(key, "—"))
         out.print(table)
@@ -144,11 +151,13 @@ def inspect(
                 f"{CARD_HOMES.format(name=model.name)}"
             )
         if data or (sc and sc.data.source):
-            from medaudit.plan import prepare
+            from medaudit.inputs import prepare
 
             target, audit_data = prepare(sc or _bare_scenario(), model, data)
+            check = target.load_check
             out.print(
-                f"check on {target.check_report or 'audit images'}: passed; "
+                f"check on {check.images} audit images: passed ({check.output_columns} output column(s), same output "
+                f"twice within {check.deterministic_max_diff:.2g}); "
                 f"test images {len(audit_data.test)}, development {len(audit_data.development)}; "
                 f"{'patient-level' if audit_data.patient_level else 'image-level'} splits",
                 highlight=False,
@@ -173,14 +182,23 @@ def run(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when torch sees one).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Attack batch size.")] = 64,
-    executor: Annotated[str, typer.Option(help="local, or ray (pip install medaudit[ray]).")] = "local",
+    executor: Annotated[str, typer.Option(help="local, or ray (pip install 'medaudit[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,
-    no_report: Annotated[bool, typer.Option(help="Skip the PDF (results.json, junit.xml still written).")] = False,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Skip the PDF (results.json, junit.xml, summary.md still written).")
+    ] = False,
+    baseline: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="The previous release's results.json: compare, and report it."),
+    ] = None,
 ) -> None:
     """Run the audit the scenario describes against the target; write results, report and gate files."""
-    from medaudit.engine import RunOptions, run_audit
+    from medaudit.compare import compare, read_release
+    from medaudit.engine import run_audit
     from medaudit.errors import look_up_option
     from medaudit.execute import EXECUTORS
+    from medaudit.plan import RunOptions
+    from medaudit.publish import finish
     from medaudit.scenario import load_scenario
 
     try:
@@ -191,6 +209,8 @@ def run(
         look_up_option(executor, EXECUTORS, what="executor", where="--executor")
         if address and executor != "ray":
             raise AuditInputError("--address names a Ray cluster; add --executor ray")
+        if baseline is not None and read_release(baseline).provenance.scenario_canonical_sha256 != sc.content_hash():
+            raise AuditInputError(f"{baseline}: the previous release ran another scenario; compare like with like")
         options = RunOptions(
             out_dir=out_dir,
             cache_dir=cache_dir or default_cache(),
@@ -210,7 +230,12 @@ def run(
             log=lambda m: err.print(m, highlight=False),
             progress=_progress,
         )
-        code = finish(results, out_dir, out_dir / "results.json", render=not no_report)
+        if baseline is not None:
+            from medaudit.results import write_results
+
+            results = results.model_copy(update={"release_comparison": compare(baseline, out_dir / "results.json")})
+            write_results(results, out_dir / "results.json")
+        code = finish(results, out_dir, out_dir / "results.json", render=not no_report, say=_say)
     except AuditInputError as exc:
         fail_input(exc)
         return
@@ -221,17 +246,8 @@ def _progress(phase: str, done: int, total: int) -> None:
     err.print(f"{phase}: {done}/{total}", highlight=False)
 
 
-def finish(results, out_dir: Path, results_path: Path, *, render: bool = True) -> int:
-    """Write junit, summary and report from the record; print where they are and the verdict; return the exit code."""
-    from medaudit.gate import exit_code
-    from medaudit.publish import publish
-
-    for path in publish(results, out_dir, results_path=results_path, render=render):
-        if path.suffix == ".pdf":
-            out.print(f"report: {path}", highlight=False)
-    out.print(f"results: {results_path}", highlight=False)
-    out.print(f"verdict: {results.verdict}", highlight=False)
-    return exit_code(results.verdict)
+def _say(message: str) -> None:
+    out.print(message, highlight=False)
 
 
 @app.command()
@@ -240,6 +256,7 @@ def report(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside the results).")] = None,
 ) -> None:
     """Re-render report, junit.xml and summary from a results.json (never rewritten); exit with the gate."""
+    from medaudit.publish import finish
     from medaudit.results import read_results
 
     try:
@@ -248,11 +265,39 @@ def report(
             raise AuditInputError(
                 f"{results_file}: the run did not finish; continue it with `medaudit run ... --resume`"
             )
-        code = finish(results, out_dir or results_file.parent, results_file)
+        code = finish(results, out_dir or results_file.parent, results_file, say=_say)
     except AuditInputError as exc:
         fail_input(exc)
         return
     raise typer.Exit(code)
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The previous release's results.json.")],
+    new: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="This release's results.json.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder (default: beside NEW).")] = None,
+    max_regression: Annotated[
+        Optional[float], typer.Option(min=0, max=1, help="Largest allowed worsening (default: NEW's gate).")
+    ] = None,
+) -> None:
+    """Compare a release with the previous one (same scenario, same test images); exit 0 when no criterion worsened
+    beyond the allowed regression, 3 when one did or may have, 2 on bad input."""
+    from medaudit.compare import COMPARE_EXIT, comparison_junit, comparison_markdown, read_release
+    from medaudit.compare import compare as compare_releases
+    from medaudit.files import atomic_write
+
+    try:
+        comparison = compare_releases(base, new, max_regression)
+    except AuditInputError as exc:
+        fail_input(exc)
+        return
+    folder = out_dir or new.parent
+    atomic_write(folder / "comparison.md", comparison_markdown(comparison, read_release(new)))
+    atomic_write(folder / "comparison.junit.xml", comparison_junit(comparison))
+    _say(f"comparison: {folder / 'comparison.md'}")
+    _say(f"regression check: {comparison.verdict}")
+    raise typer.Exit(COMPARE_EXIT[comparison.verdict])
 
 
 @app.command()
@@ -273,7 +318,9 @@ def demo(
     from medaudit.demo.run import run_demo
 
     try:
-        code = run_demo(out_dir, cache_dir or default_cache(), data_dir, log=lambda m: err.print(m, highlight=False))
+        code = run_demo(
+            out_dir, cache_dir or default_cache(), data_dir, log=lambda m: err.print(m, highlight=False), say=_say
+        )
     except AuditInputError as exc:
         fail_input(exc)
         return

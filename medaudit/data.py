@@ -10,17 +10,24 @@ of d2) — by patient when patient ids exist.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from medaudit.csv_source import read_csv
 from medaudit.errors import AuditInputError
+from medaudit.pixels import pm1_from_grey
 from medaudit.scenario import DataSection
-from medaudit.sources import SOURCE_SPLIT_RULE, SourceFiles, SourcePart, read_csv, read_npz
+from medaudit.sources import SOURCE_SPLIT_RULE, SourceFiles, SourcePart, read_npz
 
-SPLIT_NAMES = ("d1", "d2", "d2/2", "d1/10", "full")
+# file suffix -> reader (path, data section, image size, seed) -> SourceFiles; tests enrol every entry
+SOURCE_FORMATS: dict[str, Callable[[Path, DataSection, int, int], SourceFiles]] = {
+    ".npz": lambda path, section, size, seed: read_npz(path),  # stored size; resampled below
+    ".csv": read_csv,  # image files of any size, resized as they are read
+}
 
 
 @dataclass(frozen=True)
@@ -91,20 +98,6 @@ class Selection:
     @property
     def split_ids_sha256(self) -> str:
         return split_ids_sha256(self.splits, self.test_groups)
-
-
-GREY_LEVELS_PER_PM1 = 127.5  # canonical images span [-1, 1], the 255 steps of an 8-bit grey scale
-
-
-def pm1_from_grey(images: np.ndarray) -> np.ndarray:
-    """8-bit grey levels 0..255 (any shape) -> float32 in [-1, 1]: the one conversion into the canonical range."""
-    return (np.asarray(images, dtype=np.float32) / GREY_LEVELS_PER_PM1 - 1.0).astype(np.float32)
-
-
-def grey_from_pm1(x: np.ndarray) -> np.ndarray:
-    """Float images in [-1, 1] (any shape) -> uint8 grey levels, rounded to the nearest and clipped: the one way
-    back (8-bit delivery, example images)."""
-    return np.rint((np.asarray(x) + 1.0) * GREY_LEVELS_PER_PM1).clip(0, 255).astype(np.uint8)
 
 
 def to_canonical(images: np.ndarray, size: int) -> np.ndarray:
@@ -273,17 +266,18 @@ def load_data(
     if path.stat().st_size == 0:
         raise AuditInputError(f"{path}: the data file is empty (0 bytes)")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        loaded = read_npz(path)
-        h, w = loaded.test.images.shape[1:3]
+    if suffix not in SOURCE_FORMATS:
+        raise AuditInputError(
+            f"{path}: unknown data format {suffix!r}; give one of {', '.join(SOURCE_FORMATS)} (or medmnist:NAME)"
+        )
+    loaded = SOURCE_FORMATS[suffix](path, section, image_size, seed)
+    h, w = loaded.test.images.shape[1:3]
+    if loaded.resampled_on_reading:
+        resampling = f"each image file → {image_size}×{image_size} px, bilinear"
+    else:
         resampling = (
             "none" if (h, w) == (image_size, image_size) else f"{h}×{w} → {image_size}×{image_size} px, bilinear"
         )
-    elif suffix == ".csv":
-        loaded = read_csv(path, section, image_size, seed)
-        resampling = f"each image file → {image_size}×{image_size} px, bilinear"
-    else:
-        raise AuditInputError(f"{path}: unknown data format {suffix!r}; give a .npz (MedMNIST layout) or a .csv")
     chosen = select(loaded, section, seed=seed, where=str(path), class_names=class_names)
     dev = Images(
         to_canonical(loaded.development.images[chosen.development], image_size),

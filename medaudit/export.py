@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from medaudit.files import atomic_write
-from medaudit.target import CARD_METADATA_KEY
+from medaudit.runners import CARD_METADATA_KEY
 
 
 class _Softmax(torch.nn.Module):

@@ -1,317 +1,293 @@
-"""Finalize: cell records in, the complete and frozen results record out.
+"""Finalize: what the executor stored in, the judged parts of the results record out.
 
-Pure functions of what the executor stored: the epsilon choice under the perceptibility bound,
-each surrogate's fitness (did it learn; do its own attacks break it), the gate (`criteria.judge`),
-the spread over seeds, paired comparisons between rows, and the report's example images.
+Pure functions of the cell records and their per-image scores: which epsilons the perceptibility bound admits,
+each attacker's fitness (did it learn; do its perturbations move a model of its row that did not make them
+beyond that model's own control), each attacker's breaking epsilon per criterion, and the surrogates' records.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-from medaudit.data import grey_from_pm1
-from medaudit.execute import auc_labels
-from medaudit.metrics import bootstrap_paired_difference
-from medaudit.results import (
-    CellRecord,
-    EpochRecord,
-    EpsilonChoice,
-    Example,
-    IntervalRecord,
-    PairedComparison,
-    SeedSpread,
-    SurrogateFitness,
-    SurrogateResult,
-    WhiteboxCheck,
-)
-from medaudit.scenario import FitnessSection, Perceptibility, Scenario
+from medaudit import zoo
+from medaudit.breaking import breaking_epsilon
+from medaudit.criteria import Criterion, stated
+from medaudit.metrics import bootstrap_curves
+from medaudit.plan import Plan, atlas_ids
+from medaudit.records import AttackerFitness, CellRecord, EpsilonSearch, IntervalRecord, SurrogateResult
+from medaudit.results import BreakingEpsilon, EpsilonChoice
+from medaudit.scenario import FitnessSection, Scenario
+from medaudit.surrogates import SurrogateRecord
 
-ArraysOf = Callable[[CellRecord], dict[str, np.ndarray]]  # a cell's per-image arrays: adversarial_scores, ...
+_EPS_DIGITS = 9  # epsilons are matched after rounding (grid values, not computed ones)
 
 
-def choose_epsilons(cells: Sequence[CellRecord], perceptibility: Perceptibility) -> tuple[EpsilonChoice, ...]:
-    """Per attack: mean SSIM over attackers at each epsilon; every epsilon at or above the bound is
-    admissible (criteria are judged at each); the largest admissible one is shown in examples."""
-    bound = perceptibility.min_mean_ssim
+@dataclass(frozen=True)
+class CellScores:
+    """One cell's per-image target scores, on the test images it measured."""
+
+    image_indices: np.ndarray  # (M,) into the test set
+    adversarial: np.ndarray  # (M,) or (M, K)
+    control: np.ndarray
+
+
+ScoresOf = Callable[[CellRecord], CellScores]
+
+
+def eps_key(e: float) -> float:
+    return round(e, _EPS_DIGITS)
+
+
+def choose_epsilons(
+    cells: Sequence[CellRecord], scenario: Scenario, searches: dict[str, EpsilonSearch]
+) -> tuple[EpsilonChoice, ...]:
+    """Per attack: mean SSIM over its cells at each epsilon measured; every epsilon at or above the bound is
+    admissible (criteria are judged at each); the largest admissible one is shown in examples and plots."""
+    p = scenario.perceptibility
+    bound = p.min_mean_ssim if p else None
     choices = []
-    for attack in dict.fromkeys(c.attack_id for c in cells):
-        mine = [c for c in cells if c.attack_id == attack]
+    for attack in scenario.attacks:
+        mine = [c for c in cells if c.attack_id == attack.id]
+        if not mine:
+            continue
         curve = tuple(
-            (eps, float(np.mean([c.mean_ssim for c in mine if c.epsilon_pm1 == eps])))
-            for eps in sorted({c.epsilon_pm1 for c in mine})
+            (eps, float(np.mean([c.mean_ssim for c in mine if eps_key(c.epsilon_pm1) == eps])))
+            for eps in sorted({eps_key(c.epsilon_pm1) for c in mine})
         )
-        admissible = tuple(eps for eps, ssim in curve if ssim >= bound)
+        admissible = tuple(eps for eps, ssim in curve if bound is None or ssim >= bound)
+        search = searches.get(attack.id)
         binds = len(admissible) < len(curve)
-        if not admissible:
-            chosen = None
+        chosen = max(admissible) if admissible else None
+        if bound is None:
+            reason = "no perceptibility bound: every epsilon measured is admissible"
+        elif not admissible:
             reason = (
-                f"no epsilon kept mean SSIM ≥ {bound:g} (SSIM {curve[0][1]:.3f} at the smallest, "
-                f"{curve[0][0]:g}); extend `epsilons_pm1` downward"
+                f"no epsilon kept mean SSIM ≥ {bound:g} (SSIM {curve[0][1]:.3f} at the smallest, {curve[0][0]:g}); "
+                "extend `epsilons_pm1` downward"
             )
+        elif binds:
+            reason = f"largest epsilon with mean SSIM ≥ {bound:g}: {chosen:g} (SSIM {dict(curve)[chosen]:.3f})"
         else:
-            chosen = max(admissible)
-            ssim = dict(curve)[chosen]
             reason = (
-                f"largest epsilon with mean SSIM ≥ {bound:g}: {chosen:g} (SSIM {ssim:.3f})"
-                if binds
-                else f"every epsilon in the grid kept mean SSIM ≥ {bound:g} (SSIM {ssim:.3f} at the largest, "
-                f"{chosen:g}): the grid, not perceptibility, limited epsilon; extend `epsilons_pm1` upward "
-                "to find where the bound binds"
+                f"every epsilon measured kept mean SSIM ≥ {bound:g} (SSIM {dict(curve)[chosen]:.3f} at the largest, "
+                f"{chosen:g}): the grid, not perceptibility, limited epsilon"
             )
+        if search is not None and not search.monotone:
+            reason += "; SSIM rose somewhere with epsilon during the search, so each epsilon was checked on its cells"
         choices.append(
             EpsilonChoice(
-                attack_id=attack,
+                attack_id=attack.id,
+                tier=attack.tier,
                 curve=curve,
                 bound=bound,
+                near_invisible_ssim=p.near_invisible_ssim if p else None,
                 admissible_epsilons_pm1=admissible,
                 chosen_epsilon_pm1=chosen,
+                bound_epsilon_pm1=search.bound_epsilon_pm1 if search else (chosen if binds else None),
+                near_invisible_epsilon_pm1=search.near_invisible_epsilon_pm1 if search else None,
                 bound_binds=binds,
+                search=search,
                 reason=reason,
             )
         )
     return tuple(choices)
 
 
+# ---------------------------------------------------------------- fitness
 def learned(test_auc: IntervalRecord, floor: float) -> bool:
     """Fitness criterion 1: the clean test AUC's lower bound is finite and reaches `floor`."""
     return math.isfinite(test_auc.low) and test_auc.low >= floor
 
 
-def breaks(auc_whitebox: float, bound: float) -> bool:
-    """Fitness criterion 2: the attack, run white-box on the surrogate, brings its own AUC to `bound` or below."""
-    return auc_whitebox <= bound
+def transfers(cell: CellRecord, floor: float) -> bool | None:
+    """Fitness criterion 2: at this cell's epsilon the attacker's images lower the AUC of its row's models outside it
+    by more than the same perturbation shuffled does (lower bound of control - adversarial above `floor`);
+    None when its row has no model outside it."""
+    if cell.transfer is None:
+        return None
+    return cell.transfer.drop_beyond_control.finite and cell.transfer.drop_beyond_control.low > floor
 
 
-def moves_siblings(sibling_relative_auc: float | None, bound: float) -> bool:
-    """Fitness criterion 3: the attack's images bring the row's other seeds to `bound` of their clean AUC or
-    below (None: the row has no other seed, so there is nothing to check)."""
-    return sibling_relative_auc is None or sibling_relative_auc <= bound
-
-
-def fitness(
-    surrogate_id: str,
-    test_auc: IntervalRecord,
-    cells: Sequence[CellRecord],
-    choices: Sequence[EpsilonChoice],
-    section: FitnessSection,
-) -> SurrogateFitness:
-    """Fit = the clean test AUC's lower bound reaches the floor, and every attack run white-box on the
-    surrogate at its chosen epsilon brings the surrogate's own AUC to the bound or below."""
+def attacker_fitness(
+    attack_id: str, cells: Sequence[CellRecord], choice: EpsilonChoice | None, section: FitnessSection
+) -> AttackerFitness:
+    """One attacker with one attack: fit when it learned and, at the attack's largest admissible epsilon, its
+    perturbations move a model of its row that did not make them beyond that model's own control."""
+    eps = choice.chosen_epsilon_pm1 if choice else None
+    cell = next((c for c in cells if eps is not None and eps_key(c.epsilon_pm1) == eps_key(eps)), None)
+    test_auc = cells[0].surrogate_auc_clean
     reasons = []
     if not learned(test_auc, section.min_surrogate_auc):
         reasons.append(
             f"clean test AUC {test_auc.point:.3f} (lower bound {test_auc.low:.3f}) below the floor "
-            f"{section.min_surrogate_auc:g}: the surrogate did not learn the task"
+            f"{section.min_surrogate_auc:g}: it did not learn the task"
         )
-    checks = []
-    for choice in choices:
-        if choice.chosen_epsilon_pm1 is None:
-            continue
-        cell = next(
-            (
-                c
-                for c in cells
-                if c.surrogate_id == surrogate_id
-                and c.attack_id == choice.attack_id
-                and math.isclose(c.epsilon_pm1, choice.chosen_epsilon_pm1, abs_tol=1e-12)
-            ),
-            None,
+    if cell is None:
+        reasons.append(f"{attack_id}: no admissible epsilon to check its transfer at")
+    elif transfers(cell, section.min_transfer_drop) is None:
+        reasons.append("its row has no model it is not made of, so its transfer cannot be checked")
+    elif not transfers(cell, section.min_transfer_drop):
+        d = cell.transfer.drop_beyond_control
+        reasons.append(
+            f"{attack_id} at ε {cell.epsilon_pm1:g} lowers the AUC of its row's other models by {d.point:+.3f} "
+            f"beyond the shuffled control (lower bound {d.low:+.3f}, needs > {section.min_transfer_drop:g}): "
+            "its perturbations do not transfer"
         )
-        if cell is None:
-            continue
-        broken = breaks(cell.surrogate_auc_whitebox, section.max_whitebox_auc)
-        sibling = cell.sibling_relative_auc
-        moves = moves_siblings(sibling, section.max_sibling_relative_auc)
-        checks.append(
-            WhiteboxCheck(
-                attack_id=choice.attack_id,
-                epsilon_pm1=cell.epsilon_pm1,
-                auc_whitebox=cell.surrogate_auc_whitebox,
-                bound=section.max_whitebox_auc,
-                sibling_relative_auc=sibling,
-                sibling_bound=section.max_sibling_relative_auc,
-                passed=broken and moves,
-            )
-        )
-        if not broken:
-            reasons.append(
-                f"{choice.attack_id} white-box at ε {cell.epsilon_pm1:g} leaves the surrogate's own AUC at "
-                f"{cell.surrogate_auc_whitebox:.3f} > {section.max_whitebox_auc:g}: the attack does not "
-                "break its own model"
-            )
-        if not moves:
-            reasons.append(
-                f"{choice.attack_id} at ε {cell.epsilon_pm1:g} leaves the row's other seeds at "
-                f"{sibling:.3f} of their clean AUC > {section.max_sibling_relative_auc:g}: its perturbations "
-                "do not transfer even to a copy of the surrogate trained with another seed"
-            )
-    return SurrogateFitness(
-        fit=not reasons, test_auc_floor=section.min_surrogate_auc, whitebox=tuple(checks), reasons=tuple(reasons)
+    return AttackerFitness(
+        attack_id=attack_id,
+        fit=not reasons,
+        epsilon_pm1=cell.epsilon_pm1 if cell else None,
+        test_auc=test_auc,
+        test_auc_floor=section.min_surrogate_auc,
+        transfer=cell.transfer if cell else None,
+        transfer_floor=section.min_transfer_drop,
+        whitebox_auc=cell.surrogate_auc_whitebox if cell else None,
+        reasons=tuple(reasons),
     )
 
 
-def with_fitness(
-    surrogates: Sequence[SurrogateResult],
+def surrogate_results(
+    plan: Plan,
+    trained: dict[str, SurrogateRecord],
     cells: Sequence[CellRecord],
     choices: Sequence[EpsilonChoice],
     section: FitnessSection,
 ) -> tuple[SurrogateResult, ...]:
-    """Each surrogate with its fitness. An ensemble is also unfit when any of its members is: its own
-    sibling-transfer check cannot be measured (its members are not independent copies of it), and averaging
-    models whose perturbations do not transfer, or that did not learn, is no stronger evidence than they are."""
-    own = {s.id: fitness(s.id, s.test_auc, cells, choices, section) for s in surrogates}
-    out = []
-    for s in surrogates:
-        verdict = own[s.id]
-        unfit_members = [m for m in s.member_ids if not own[m].fit]
-        if unfit_members:
-            verdict = verdict.model_copy(
-                update={
-                    "fit": False,
-                    "reasons": verdict.reasons
-                    + (
-                        f"{len(unfit_members)} of its {len(s.member_ids)} members are unfit "
-                        f"({', '.join(unfit_members)}): an ensemble is no stronger evidence than the models it averages",
-                    ),
-                }
-            )
-        out.append(s.model_copy(update={"fitness": verdict}))
-    return tuple(out)
+    """One record per trained surrogate (attackers and probes), then per ensemble, each attacker with its fitness
+    per attack."""
+    by_attacker: dict[str, list[CellRecord]] = {}
+    for c in cells:
+        by_attacker.setdefault(c.attacker_id, []).append(c)
+    choice = {c.attack_id: c for c in choices}
 
+    def fitness(attacker_id: str) -> tuple[AttackerFitness, ...]:
+        mine = by_attacker.get(attacker_id, [])
+        attacks = dict.fromkeys(c.attack_id for c in mine)
+        return tuple(
+            attacker_fitness(a, [c for c in mine if c.attack_id == a], choice.get(a), section) for a in attacks
+        )
 
-def seed_spread(cells: Sequence[CellRecord]) -> tuple[SeedSpread, ...]:
-    """Per row, attack and epsilon: min / median / max relative AUC over the row's single surrogates (seeds;
-    ensembles are attackers of their own, shown apart)."""
-    groups: dict[tuple[str, str, float], list[CellRecord]] = {}
-    for c in (c for c in cells if len(c.member_ids) == 1):
-        groups.setdefault((c.row_id, c.attack_id, c.epsilon_pm1), []).append(c)
     out = []
-    for (row_id, attack_id, eps), group in groups.items():
-        values = [c.relative_auc.point for c in group]
-        worst = min(group, key=lambda c: c.relative_auc.point)
+    for job in plan.surrogates:
+        r = trained[job.id]
+        own = by_attacker.get(job.id)
         out.append(
-            SeedSpread(
-                row_id=row_id,
-                attack_id=attack_id,
-                epsilon_pm1=eps,
-                n_surrogates=len(group),
-                relative_auc_min=min(values),
-                relative_auc_median=float(statistics.median(values)),
-                relative_auc_max=max(values),
-                most_harmful_surrogate_id=worst.surrogate_id,
+            SurrogateResult(
+                id=job.id,
+                row_id=job.row_id,
+                arch=r.arch,
+                family=zoo.family(r.arch),
+                init=r.init,
+                split=r.split,
+                seed=r.seed,
+                member_ids=(),
+                role=job.role,
+                n_train=r.n_train,
+                n_val=r.n_val,
+                val_auc=r.val_auc,
+                test_auc=own[0].surrogate_auc_clean if own else None,
+                epochs_run=r.epochs_run,
+                best_epoch=r.best_epoch,
+                stop_reason=r.stop_reason,
+                learning_curve=r.curve,
+                train_seconds=r.train_seconds,
+                from_cache=r.from_cache,
+                trained_by=r.trained_by,
+                atlas=atlas_ids(job.row),
+                fitness=fitness(job.id),
             )
         )
+    by_id = {s.id: s for s in out}
+    for job in plan.cells:
+        if len(job.member_ids) < 2 or job.attacker_id in by_id:
+            continue
+        members = [by_id[m] for m in job.member_ids]
+        by_id[job.attacker_id] = SurrogateResult(
+            id=job.attacker_id,
+            row_id=job.row_id,
+            arch="+".join(dict.fromkeys(m.arch for m in members)),
+            family="ensemble",
+            init="+".join(dict.fromkeys(m.init for m in members)),
+            split="+".join(dict.fromkeys(m.split for m in members)),
+            seed=-1,
+            member_ids=job.member_ids,
+            role="attacker",
+            n_train=sum(m.n_train for m in members),
+            n_val=members[0].n_val,
+            val_auc=float(np.mean([m.val_auc for m in members])),
+            test_auc=by_attacker[job.attacker_id][0].surrogate_auc_clean,
+            epochs_run=0,
+            best_epoch=0,
+            stop_reason="ensemble of trained members (logits averaged)",
+            learning_curve=(),
+            train_seconds=sum(m.train_seconds for m in members),
+            from_cache=all(m.from_cache for m in members),
+            trained_by=", ".join(dict.fromkeys(m.trained_by for m in members)),
+            atlas=tuple(dict.fromkeys(a for m in members for a in m.atlas)),
+            fitness=fitness(job.attacker_id),
+        )
+        out.append(by_id[job.attacker_id])
     return tuple(out)
 
 
-def most_harmful(cells: Sequence[CellRecord], row_id: str, attack_id: str, eps: float) -> CellRecord | None:
-    mine = [c for c in cells if c.row_id == row_id and c.attack_id == attack_id and c.epsilon_pm1 == eps]
-    return min(mine, key=lambda c: c.relative_auc.point) if mine else None
-
-
-def comparisons(
+# ---------------------------------------------------------------- breaking epsilon
+def breaking_epsilons(
     scenario: Scenario,
     cells: Sequence[CellRecord],
     choices: Sequence[EpsilonChoice],
-    y: np.ndarray,
+    y_auc: np.ndarray,
     clean_scores: np.ndarray,
     groups: np.ndarray | None,
-    task: str,
-    k: int,
-    arrays_of: ArraysOf,
-) -> tuple[PairedComparison, ...]:
-    """Each scenario pair (A, B), per attack at its chosen epsilon: paired bootstrap of A - B on the same
-    images, each row represented by its surrogate most harmful to the target."""
+    scores_of: ScoresOf,
+) -> tuple[BreakingEpsilon, ...]:
+    """epsilon* of every attacker, attack and stated criterion, from its cells' per-image scores."""
+    criteria: list[tuple[Criterion, float]] = stated(scenario.gate)
+    choice = {c.attack_id: c for c in choices}
+    groups_of: dict[tuple[str, str], list[CellRecord]] = {}
+    for c in cells:
+        groups_of.setdefault((c.attacker_id, c.attack_id), []).append(c)
+    b = scenario.bootstrap
     out = []
-    y_auc = auc_labels(y, task, k)
-    for row_a, row_b in scenario.comparisons:
-        for choice in choices:
-            eps = choice.chosen_epsilon_pm1
-            if eps is None:
-                continue
-            a, b = (most_harmful(cells, r, choice.attack_id, eps) for r in (row_a, row_b))
-            if a is None or b is None:
-                continue
-            d = bootstrap_paired_difference(
-                y_auc,
-                clean_scores,
-                arrays_of(a)["adversarial_scores"],
-                clean_scores,
-                arrays_of(b)["adversarial_scores"],
-                resamples=scenario.bootstrap.resamples,
-                confidence=scenario.bootstrap.confidence,
-                seed=scenario.seed,
-                groups=groups,
+    for (attacker_id, attack_id), mine in groups_of.items():
+        mine = sorted(mine, key=lambda c: c.epsilon_pm1)
+        scores = [scores_of(c) for c in mine]
+        index = scores[0].image_indices
+        curves = bootstrap_curves(
+            y_auc[index],
+            clean_scores[index],
+            [s.adversarial for s in scores],
+            [s.control for s in scores],
+            resamples=b.resamples,
+            seed=scenario.seed,
+            groups=groups[index] if groups is not None else None,
+        )
+        eps = np.array([c.epsilon_pm1 for c in mine])
+        for criterion, threshold in criteria:
+            crossing = breaking_epsilon(
+                eps,
+                getattr(curves, criterion.cell_field),
+                getattr(curves, f"resampled_{criterion.cell_field}"),
+                threshold=threshold,
+                at_least=criterion.at_least,
+                start=criterion.clean_value,
+                confidence=b.confidence,
             )
+            c = choice.get(attack_id)
             out.append(
-                PairedComparison(
-                    row_a=row_a,
-                    row_b=row_b,
-                    attack_id=choice.attack_id,
-                    epsilon_pm1=eps,
-                    difference_auc_adversarial=IntervalRecord.of(d.auc_adversarial),
-                    difference_relative_auc=IntervalRecord.of(d.relative_auc),
+                BreakingEpsilon(
+                    criterion_id=criterion.id,
+                    attacker_id=attacker_id,
+                    attack_id=attack_id,
+                    epsilon_pm1=crossing.point,
+                    low_pm1=crossing.low,
+                    high_pm1=crossing.high,
+                    largest_tried_pm1=float(eps.max()),
+                    bound_epsilon_pm1=c.bound_epsilon_pm1 if c else None,
+                    near_invisible_epsilon_pm1=c.near_invisible_epsilon_pm1 if c else None,
                 )
             )
     return tuple(out)
-
-
-def _png(x_pm1: np.ndarray) -> str:
-    arr = grey_from_pm1(np.asarray(x_pm1).transpose(1, 2, 0))
-    im = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def examples(
-    cells: Sequence[CellRecord],
-    choices: Sequence[EpsilonChoice],
-    *,
-    labels: np.ndarray,
-    clean_scores: np.ndarray,
-    shown: np.ndarray,
-    originals: np.ndarray,
-    arrays_of: ArraysOf,
-) -> tuple[Example, ...]:
-    """Original, adversarial and amplified perturbation at each attack's chosen epsilon (first attacker)."""
-    out = []
-    for choice in choices:
-        if choice.chosen_epsilon_pm1 is None:
-            continue
-        cell = next(c for c in cells if c.attack_id == choice.attack_id and c.epsilon_pm1 == choice.chosen_epsilon_pm1)
-        arrays = arrays_of(cell)
-        amplification = float(np.floor(0.5 / max(cell.max_abs_delta_pm1, 1e-6)))
-        for j, index in enumerate(shown):
-            original, adversarial = originals[j], arrays["example_adversarial"][j]
-            label = labels[index]
-            out.append(
-                Example(
-                    row_id=cell.row_id,
-                    attack_id=cell.attack_id,
-                    epsilon_pm1=cell.epsilon_pm1,
-                    label=tuple(int(v) for v in label) if np.ndim(label) else int(label),
-                    original_png=_png(original),
-                    adversarial_png=_png(adversarial),
-                    perturbation_png=_png(np.clip((adversarial - original) * amplification, -1, 1)),
-                    amplification=amplification,
-                    score_clean=float(np.ravel(clean_scores[index])[0]),
-                    score_adversarial=float(np.ravel(arrays["adversarial_scores"][index])[0]),
-                )
-            )
-    return tuple(out)
-
-
-def learning_curve(record) -> tuple[EpochRecord, ...]:
-    """A trained surrogate's per-epoch curve as result records."""
-    return tuple(
-        EpochRecord(epoch=e.epoch, train_loss=e.train_loss, val_auc=e.val_auc, learning_rate=e.learning_rate)
-        for e in record.curve
-    )

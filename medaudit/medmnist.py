@@ -174,7 +174,7 @@ def fetch_medmnist(name: str, *, cache_dir: Path | None = None, base_url: str | 
 
 def _download(url: str, out: BinaryIO) -> str:
     """Stream `url` into `out` in chunks; return the MD5 of what arrived."""
-    by_hand = f"download {url} by hand and pass the .npz path with --data"
+    by_hand = f"download {url} by hand, then give `medaudit demo --data` the folder holding it (`medaudit run --data` the file)"
     # Some hosts refuse urllib's default agent; torchvision (which medmnist uses) sends its own too.
     request = urllib.request.Request(url, headers={"User-Agent": "medaudit"})
     try:

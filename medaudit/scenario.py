@@ -10,15 +10,16 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medaudit.attacks import ATTACKS, FGSM, PGD, AttackSpec, Tier
 from medaudit.errors import AuditInputError, describe_validation_error
 
-SPLITS = ("d1", "d2", "d2/2", "d1/10", "full")
-INITS = ("imagenet", "random")
+Split = Literal["d1", "d2", "d2/2", "d1/10", "full"]  # development splits (Bortsova et al. 2021, Table 1)
+Init = Literal["imagenet", "random"]
 
 
 class Strict(BaseModel):
@@ -41,7 +42,7 @@ class CardFields(Strict):
     name: str | None = None
     intended_use: str | None = None  # as the manufacturer states it; quoted in the report
     architecture: str | None = None  # needed to resolve a surrogate `arch: same`
-    init: Literal["imagenet", "random"] | None = None  # how the target was initialised, if known
+    init: Init | None = None  # how the target was initialised, if known
     input_size: tuple[int, int] | None = None  # (height, width) in pixels
     channels: Literal[1, 3] | None = None
     layout: Literal["NCHW", "NHWC"] | None = None
@@ -55,6 +56,9 @@ class CardFields(Strict):
     positive_index: int | None = None  # binary task: column of the positive class (two-output models)
     input_name: str | None = None
     output_name: str | None = None  # which output when the model has several
+    # the device's locked operating threshold on the positive score (binary), in the score space medaudit reads
+    # (probabilities); without it the audit sets one on development images the target was not trained on
+    decision_threshold: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _normalisation_is_one_of(self) -> "CardFields":
@@ -71,7 +75,7 @@ class TargetSection(Strict):
     """What the scenario says about the target: its card (overrides) and its development split."""
 
     card: CardFields = CardFields()
-    trained_on: Literal["d1", "d2", "d2/2", "d1/10", "full"] = "d1"  # the target's development split
+    trained_on: Split = "d1"  # the target's development split
 
 
 class DataSection(Strict):
@@ -122,8 +126,8 @@ class SurrogateRow(Strict):
     """One surrogate of the grid: what the attacker's proxy model shares with the target."""
 
     arch: str = "same"  # `same` (target card architecture), `different` (another family) or a zoo name
-    init: Literal["imagenet", "random"] = "random"
-    data: Literal["d1", "d2", "d2/2", "d1/10", "full"] = "d2"
+    init: Init = "random"
+    data: Split = "d2"
     seed: int = 0  # training seed; several seeds give a spread
 
     @property
@@ -136,8 +140,8 @@ class SurrogateGrid(Strict):
     """A cartesian product of surrogate rows."""
 
     arch: tuple[str, ...] = ("same",)
-    init: tuple[Literal["imagenet", "random"], ...] = ("random",)
-    data: tuple[Literal["d1", "d2", "d2/2", "d1/10", "full"], ...] = ("d2",)
+    init: tuple[Init, ...] = ("random",)
+    data: tuple[Split, ...] = ("d2",)
     seed: tuple[int, ...] = (0,)
 
     def rows(self) -> list[SurrogateRow]:
@@ -147,63 +151,39 @@ class SurrogateGrid(Strict):
         ]
 
 
-class FGSM(Strict):
-    """Fast Gradient Sign Method (Goodfellow et al. 2015): one step of size epsilon."""
+class Perceptibility(Strict):
+    """Which epsilons an attacker may use: those whose adversarial images keep mean SSIM at or above the bound.
 
-    name: Literal["fgsm"]
-
-
-class TransferTricks(Strict):
-    """Input diversity and translation invariance, the transfer boosters of the iterative attacks.
-
-    Both are off by default. `diversity_prob` is DI's p (Xie et al. 2019): each step, with probability p,
-    the surrogate sees the image shrunk to a random side and padded back at a random place. `ti_kernel` is
-    TI's Gaussian kernel side in pixels (Dong et al. 2019), odd; the paper's 15 at 299 px is about 3 at
-    64 px; 0 turns TI off.
+    The bound is the attacker's budget, judged at every admissible epsilon. `near_invisible_ssim` names a stricter
+    reference the report sets each breaking epsilon beside: Bortsova et al. (2021, 4.1) call epsilon 0.02 already
+    visible on radiographs, which at 32-64 px is mean SSIM about 0.98 (docs/perceptibility.md).
     """
 
-    diversity_prob: float = Field(default=0.0, ge=0, le=1)  # probability of the DI transform per step
-    ti_kernel: int = Field(default=0, ge=0)  # Gaussian kernel side in pixels, odd; 0 = off
-
-    @field_validator("ti_kernel")
-    @classmethod
-    def _odd_kernel(cls, v: int) -> int:
-        if v and v % 2 == 0:
-            raise ValueError(f"ti_kernel {v} must be odd (the kernel is centred on a pixel); use {v + 1} or 0")
-        return v
-
-
-class PGD(TransferTricks):
-    """Projected Gradient Descent (Madry et al. 2018); the paper uses step 0.01, 20 iterations."""
-
-    name: Literal["pgd"]
-    step_pm1: float = Field(default=0.01, gt=0)  # step size in [-1, 1] image units
-    iterations: int = Field(default=20, ge=1)
-    random_start: bool = False
-
-
-class MIFGSM(TransferTricks):
-    """Momentum Iterative FGSM (Dong et al. 2018), a stronger transfer attack."""
-
-    name: Literal["mifgsm"]
-    step_pm1: float = Field(default=0.01, gt=0)
-    iterations: int = Field(default=10, ge=1)
-    decay: float = Field(default=1.0, ge=0)  # momentum decay factor mu
-
-
-AttackSpec = Annotated[Union[FGSM, PGD, MIFGSM], Field(discriminator="name")]
-
-
-class Perceptibility(Strict):
-    """How epsilon is chosen: the largest epsilon whose mean SSIM stays at or above the bound."""
-
     metric: Literal["ssim"] = "ssim"
-    min_mean_ssim: float = Field(default=0.9, gt=0, le=1)
+    min_mean_ssim: float = Field(default=0.8, gt=0, lt=1)  # the bound: lowest mean SSIM an admissible epsilon keeps
+    near_invisible_ssim: float = Field(default=0.98, gt=0, lt=1)  # the reference shown beside it (not judged)
+
+    @model_validator(mode="after")
+    def _reference_is_stricter(self) -> "Perceptibility":
+        if self.near_invisible_ssim < self.min_mean_ssim:
+            raise ValueError(
+                f"near_invisible_ssim {self.near_invisible_ssim:g} must be at least min_mean_ssim "
+                f"{self.min_mean_ssim:g} (the near-invisible reference is the stricter one)"
+            )
+        return self
 
 
 class BootstrapSection(Strict):
     resamples: int = Field(default=1000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class Rationale(Strict):
+    """Why each acceptance threshold has its value, in the manufacturer's words; quoted in the report."""
+
+    min_relative_auc: str | None = None
+    max_adversarial_specific_drop: str | None = None
+    min_control_relative_auc: str | None = None
 
 
 class GateSection(Strict):
@@ -212,18 +192,29 @@ class GateSection(Strict):
     min_relative_auc: float | None = Field(default=None, gt=0, le=1.5)  # lower bound of adv/clean
     max_adversarial_specific_drop: float | None = Field(default=None, ge=0, le=1)  # upper bound
     min_control_relative_auc: float | None = Field(default=None, gt=0, le=1.5)  # lower bound of control/clean (noise)
-    specificity: float = Field(default=0.9, gt=0, lt=1)  # clinical operating point: specificity on clean images
-    threshold: float | None = Field(default=None, ge=0, le=1)  # or a fixed score threshold (overrides specificity)
+    rationale: Rationale = Rationale()
+    # the tiers whose results decide the verdict (exit code); the others are reported as bounds beside it
+    tiers: tuple[Tier, ...] = ("transfer",)
+    # clinical operating point when the card states no `decision_threshold`: the threshold giving this specificity
+    # on development images the target was not trained on (never on the test images it is judged on)
+    specificity: float = Field(default=0.9, gt=0, lt=1)
+    max_regression: float = Field(default=0.05, ge=0, le=1)  # `medaudit compare`: largest allowed worsening
+
+    @field_validator("tiers")
+    @classmethod
+    def _some_tier(cls, v: tuple) -> tuple:
+        if not v:
+            raise ValueError("name at least one tier (transfer, query, whitebox)")
+        return tuple(dict.fromkeys(v))
 
 
 class FitnessSection(Strict):
-    """When a surrogate counts as evidence: it learned, and its own attacks break it (white-box check)."""
+    """When an attacker counts as evidence of robustness: it learned the task, and its perturbations move a model of
+    its row that did not make them (another seed, or the row's held-out probe) beyond that model's own control."""
 
     min_surrogate_auc: float = Field(default=0.6, ge=0, le=1)  # lower interval bound of its clean test AUC
-    max_whitebox_auc: float = Field(default=0.5, ge=0, le=1)  # its AUC under each attack, white-box, at most this
-    # another seed of the same row, attacked with this surrogate's images, keeps at most this fraction of its clean
-    # AUC: depthwise surrogates break themselves yet move no copy of themselves (docs/random_init_transfer.md)
-    max_sibling_relative_auc: float = Field(default=0.97, gt=0, le=1.5)
+    # lower interval bound of (control - adversarial) AUC on the models of its row it is not made of
+    min_transfer_drop: float = Field(default=0.0, ge=0, le=1)
 
 
 class Scenario(Strict):
@@ -238,13 +229,16 @@ class Scenario(Strict):
     surrogates: tuple[SurrogateRow, ...] | SurrogateGrid = SurrogateGrid()
     training: TrainingSection = TrainingSection()
     attacks: tuple[AttackSpec, ...] = (FGSM(name="fgsm"), PGD(name="pgd"))
-    epsilons_pm1: tuple[float, ...] = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06)  # L-inf, [-1,1] units
-    perceptibility: Perceptibility = Perceptibility()
+    # L-inf bounds in [-1, 1] units, or `auto`: per attack, search the epsilon where mean SSIM meets the bound and
+    # measure a few multiples of it on both sides (each attack's `auto_fractions`)
+    epsilons_pm1: tuple[float, ...] | Literal["auto"] = "auto"
+    perceptibility: Perceptibility | None = Perceptibility()  # None: every epsilon given is admissible
     delivery: Literal["float", "uint8"] = "float"  # uint8: adversarial images round-trip 8 bits
     bootstrap: BootstrapSection = BootstrapSection()
     seed: int = 0
     gate: GateSection = GateSection()
     fitness: FitnessSection = FitnessSection()
+    risk_acceptability: str | None = None  # the manufacturer's risk acceptability criteria (ISO 14971), quoted
     # extra attackers that average the logits of several surrogates: `seeds` (each row's seeds together)
     # or a list of row ids (every seed of those rows together)
     ensembles: tuple[Literal["seeds"] | tuple[str, ...], ...] = ()
@@ -253,9 +247,11 @@ class Scenario(Strict):
 
     @field_validator("epsilons_pm1")
     @classmethod
-    def _epsilons_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+    def _epsilons_in_range(cls, v):
+        if v == "auto":
+            return v
         if not v:
-            raise ValueError("give at least one epsilon")
+            raise ValueError("give at least one epsilon, or `auto`")
         if any(not 0 < e <= 1 for e in v):
             raise ValueError("each epsilon must be in (0, 1] (L-inf bound on [-1, 1] images)")
         return tuple(sorted(set(v)))
@@ -266,6 +262,30 @@ class Scenario(Strict):
         if not v:
             raise ValueError("give at least one attack")
         return v
+
+    @model_validator(mode="after")
+    def _auto_needs_a_bound(self) -> "Scenario":
+        if self.epsilons_pm1 == "auto" and self.perceptibility is None:
+            raise ValueError(
+                "epsilons_pm1: `auto` searches the epsilon where the perceptibility bound binds, and `perceptibility` "
+                "is null; give `perceptibility: {metric: ssim, min_mean_ssim: 0.8}` or a list of epsilons"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _gated_tiers_are_attacked(self) -> "Scenario":
+        attacked = {a.tier for a in self.attacks}
+        for tier in self.gate.tiers:
+            if tier not in attacked:
+                raise ValueError(
+                    f"gate.tiers names {tier!r} but no attack of that tier is listed in `attacks`; add one "
+                    f"({', '.join(sorted(n for n, c in ATTACKS.items() if c.tier == tier))}) or drop the tier"
+                )
+        return self
+
+    def tier_attacks(self, tier: str) -> tuple:
+        """The scenario's attacks of one tier, in their order."""
+        return tuple(a for a in self.attacks if a.tier == tier)
 
     @model_validator(mode="after")
     def _rows_named_exist(self) -> "Scenario":

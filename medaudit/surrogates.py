@@ -10,12 +10,10 @@ trained on it whatever its own seed (Bortsova et al. 2021, 3.3 and 4.3).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,71 +27,50 @@ from medaudit.data import Images
 from medaudit.errors import AuditInputError
 from medaudit.files import atomic_write
 from medaudit.metrics import auc
-from medaudit.scenario import TrainingSection
+from medaudit.provenance import code_version
+from medaudit.records import EpochRecord, Record
+from medaudit.scenario import Init, TrainingSection
 
 
-@functools.cache
-def code_version() -> str:
-    """Hash of the code that defines a trained surrogate: a change here invalidates the cache. Taken
-    once per process, so editing the files during a run cannot split one run's cache keys."""
-    h = hashlib.sha256()
-    for module in (zoo, __import__(__name__, fromlist=["_"])):
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class SurrogateSpec:
-    """Everything that determines a trained surrogate; its id is the cache key."""
+class SurrogateSpec(Record):
+    """Everything that determines a trained model (a surrogate, or a target the demo trains); its key is the
+    cache key, and it names the code that trains it through `cache.content_key`."""
 
     arch: str  # zoo name (resolved: never `same`)
-    init: str  # imagenet | random
-    split: str  # d1 | d2 | d2/2 | d1/10 | full
+    init: Init
+    split: str  # the development split it learns from: d1 | d2 | d2/2 | d1/10 | full (or an experiment's own)
     seed: int
-    training: dict  # TrainingSection as plain data
+    training: TrainingSection
     task: str
     n_logits: int
     in_channels: int
     image_size: int
-    data_sha256: str  # source file + split ids: the images this surrogate learns from
-    code_version: str
+    data_sha256: str  # source file + split ids: the images this model learns from
     split_seed: int = 0  # the data seed that drew the development splits (scenario.seed): fixes the validation split
 
     @property
     def key(self) -> str:
         """Its cache key, in the one scheme every cache entry uses (`cache.content_key`)."""
-        return content_key("surrogate", asdict(self))
+        return content_key("surrogate", self.model_dump(mode="json"))
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.arch}-{self.init}-{self.split.replace('/', 'over')}-s{self.seed}-{digest}"
 
 
 StopReason = Literal["plateau", "budget"]
 
 
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch of a surrogate's learning curve."""
-
-    epoch: int  # 1-based
-    train_loss: float  # mean training loss over the epoch's batches (augmented, class-balanced)
-    val_auc: float  # on the split's fixed validation images, after the epoch
-    learning_rate: float  # Adam's learning rate during the epoch
-    seconds: float  # wall time of the epoch, validation included
-
-
-@dataclass(frozen=True)
-class SurrogateRecord:
-    """A trained surrogate: where its weights are, how well it learned and how its training went."""
+class SurrogateRecord(Record):
+    """A trained model: where its weights are, how well it learned, how its training went and which code did it."""
 
     id: str
     arch: str
     init: str
     split: str
     seed: int
-    weights_path: str
+    weights_path: str  # set when read back: the cache folder may have moved
     val_auc: float  # best validation AUC (the kept weights' epoch)
     epochs_run: int
     best_epoch: int  # the epoch whose weights were kept
@@ -104,19 +81,8 @@ class SurrogateRecord:
     val_groups_sha256: str  # the validation images' patient ids, hashed: equal for all models validated alike
     train_seconds: float
     device: str
-    from_cache: bool
-
-    @classmethod
-    def from_json(cls, data: dict, *, weights_path: str, from_cache: bool) -> "SurrogateRecord":
-        """The record `train_surrogate` wrote as JSON, its weights at `weights_path`."""
-        return cls(
-            **{
-                **data,
-                "curve": tuple(EpochRecord(**e) for e in data["curve"]),
-                "weights_path": weights_path,
-                "from_cache": from_cache,
-            }
-        )
+    trained_by: str  # the code commit of the process that trained it (`provenance.code_version`)
+    from_cache: bool  # set when read back
 
 
 def default_device() -> str:
@@ -228,11 +194,10 @@ def train_surrogate(
     record_path = cache_dir / f"{spec.key}.json"
     weights_path = cache_dir / f"{spec.key}.pt"
     if record_path.is_file() and weights_path.is_file():  # paths are relative to the cache: it can move
-        return SurrogateRecord.from_json(
-            json.loads(record_path.read_text()), weights_path=str(weights_path), from_cache=True
-        )
+        stored = SurrogateRecord.model_validate_json(record_path.read_text())
+        return stored.model_copy(update={"weights_path": str(weights_path), "from_cache": True})
     device = device or default_device()
-    cfg = TrainingSection(**spec.training)
+    cfg = spec.training
     torch.manual_seed(spec.seed)
     gen = torch.Generator().manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
@@ -311,9 +276,10 @@ def train_surrogate(
         val_groups_sha256=_groups_sha256(images.groups[val_idx]),
         train_seconds=time.perf_counter() - started,
         device=device,
+        trained_by=str(code_version()),
         from_cache=False,
     )
-    atomic_write(record_path, json.dumps(asdict(record), indent=1))
+    atomic_write(record_path, record.model_dump_json(indent=1))
     return record
 
 

@@ -1,4 +1,5 @@
-"""Real ART attacks on small trained surrogates (16x16 chest X-rays), the transfer boosters, and the control noise."""
+"""Real ART attacks on small trained models (16x16 chest X-rays): every registered attack in its tier, the transfer
+boosters, and the control noise. The table of attacks enrols every entry of `attacks.ATTACKS`."""
 
 from __future__ import annotations
 
@@ -11,39 +12,37 @@ import pytest
 import torch
 
 from medaudit import zoo
-from medaudit.attacks import (
+from medaudit.attacks import ATTACKS, FGSM, MIFGSM, PGD, TIERS, AttackSpec, Crafting, Square, control_noise
+from medaudit.attacks.base import art_classifier
+from medaudit.attacks.square import RememberedQueries
+from medaudit.attacks.surrogate import (
     ChannelsLast,
     GradientSmoothing,
     InputDiversity,
     LogitEnsemble,
-    art_classifier,
-    attack_id,
-    attacked_model,
-    control_noise,
-    craft_adversarial,
-    deliver_uint8,
     diverse_input,
     fold_batchnorm,
     gaussian_kernel,
-    make_art_attack,
-    run_attack,
+    surrogate_model,
 )
 from medaudit.errors import AuditInputError
 from medaudit.metrics import auc
-from medaudit.scenario import FGSM, MIFGSM, PGD, AttackSpec, load_scenario
+from medaudit.pixels import deliver_uint8
+from medaudit.scenario import load_scenario
+
+pytestmark = pytest.mark.slow  # trains two models, then runs every attack
 
 EPS = 0.05  # L-inf budget of the table test, [-1, 1] units
-FAST = {"iterations": 5}  # fewer steps than the defaults keep the table fast
+FAST = {"iterations": 5, "queries_per_image": 400}  # fewer steps than the defaults keep the table fast (APGD keeps 100)
+HOW = Crafting(n_logits=2, multilabel=False, batch_size=32, seed=0, device="cpu")
 
 
 def _every_attack() -> list:
-    """Every spec of the scenario's AttackSpec union with its defaults (iterations cut to 5); each spec with
-    the transfer boosters also with DI, with TI, and with both."""
-    union = typing.get_args(typing.get_args(AttackSpec)[0])
+    """Every registered attack with its defaults (iterations and queries cut where allowed); each attack with the
+    transfer boosters also with DI, with TI, and with both."""
     attacks = []
-    for cls in union:
-        name = typing.get_args(cls.model_fields["name"].annotation)[0]
-        fast = {k: v for k, v in FAST.items() if k in cls.model_fields}
+    for name, cls in ATTACKS.items():
+        fast = {k: v for k, v in FAST.items() if k in cls.model_fields and cls.tier != "whitebox"}
         attacks.append(cls(name=name, **fast))
         if "diversity_prob" in cls.model_fields:
             attacks += [
@@ -54,7 +53,11 @@ def _every_attack() -> list:
     return attacks
 
 
-ATTACKS = _every_attack()
+EVERY_ATTACK = _every_attack()
+
+
+def _id(attack) -> str:
+    return attack.id
 
 
 def _train(x_train: np.ndarray, y_train: np.ndarray, seed: int) -> torch.nn.Module:
@@ -90,20 +93,55 @@ def _scores(model, x):
 
 
 def _craft(attack, models, x, y, eps=(EPS,), seed=0):
-    return craft_adversarial(
-        attack, models, x, y, epsilons_pm1=eps, n_logits=2, multilabel=False, batch_size=32, seed=seed, device="cpu"
-    )
+    """The attack with its tier's victim: the surrogates, the one model white-box, or its probabilities (queries)."""
+    how = Crafting(n_logits=2, multilabel=False, batch_size=32, seed=seed, device="cpu")
+    if attack.tier == "query":
+        (model,) = models
+        return attack.craft(lambda images: _probabilities(model, images), x, y, eps, how)
+    return attack.craft(list(models), x, y, eps, how)
 
 
-# ---------------------------------------------------------------- ids
+def _probabilities(model, x):
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x)), 1).numpy().astype(np.float64)
+
+
+# ---------------------------------------------------------------- the registry and ids
+@pytest.mark.parametrize("name", ATTACKS)
+def test_every_registered_attack_is_named_by_its_key_in_one_tier_and_in_the_scenario_union(name):
+    cls = ATTACKS[name]
+    assert typing.get_args(cls.model_fields["name"].annotation) == (name,)
+    assert cls.tier in TIERS and cls.auto_fractions == tuple(sorted(cls.auto_fractions))
+    assert 1.0 in cls.auto_fractions and max(cls.auto_fractions) == 1.5  # the bound's epsilon, and 1.5x beyond it
+    assert cls in typing.get_args(typing.get_args(AttackSpec)[0])
+
+
 def test_attack_ids_are_built_from_the_fields_and_name_boosters_only_when_on():
-    assert attack_id(FGSM(name="fgsm")) == "fgsm"
-    assert attack_id(PGD(name="pgd")) == "pgd-step0.01-it20"
-    assert attack_id(PGD(name="pgd", random_start=True, diversity_prob=0.0, ti_kernel=0)) == "pgd-step0.01-it20-rs"
-    assert attack_id(MIFGSM(name="mifgsm")) == "mifgsm-step0.01-it10-mu1"
-    assert attack_id(MIFGSM(name="mifgsm", diversity_prob=0.5, ti_kernel=5)) == "mifgsm-step0.01-it10-mu1-di0.5-ti5"
-    assert attack_id(PGD(name="pgd", ti_kernel=3)) == "pgd-step0.01-it20-ti3"
-    assert len({attack_id(a) for a in ATTACKS}) == len(ATTACKS)
+    assert FGSM(name="fgsm").id == "fgsm"
+    assert PGD(name="pgd").id == "pgd-step0.01-it20"
+    assert PGD(name="pgd", random_start=True, diversity_prob=0.0, ti_kernel=0).id == "pgd-step0.01-it20-rs"
+    assert MIFGSM(name="mifgsm").id == "mifgsm-step0.01-it10-mu1"
+    assert MIFGSM(name="mifgsm", diversity_prob=0.5, ti_kernel=5).id == "mifgsm-step0.01-it10-mu1-di0.5-ti5"
+    assert PGD(name="pgd", ti_kernel=3).id == "pgd-step0.01-it20-ti3"
+    assert ATTACKS["apgd"](name="apgd").id == "apgd-ce-it100-r2"
+    assert Square(name="square").id == "square-q1000-p0.8-n200"
+    assert len({a.id for a in EVERY_ATTACK}) == len(EVERY_ATTACK)
+
+
+@pytest.mark.parametrize(
+    "text, field, why",
+    [
+        ("  - name: apgd\n    iterations: 20\n", r"attacks\.0\.apgd\.iterations", "greater than or equal to 100"),
+        ("  - name: square\n    queries_per_image: 0\n", r"attacks\.0\.square\.queries_per_image", "greater than 2"),
+        ("  - name: cw\n", r"attacks\.0", "'fgsm', 'pgd', 'mifgsm', 'apgd', 'square'"),
+    ],
+)
+def test_a_bad_attack_is_one_line_naming_the_field(tmp_path, text, field, why):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nattacks:\n" + text)
+    with pytest.raises(AuditInputError, match=rf"s\.yaml.*{field}.*{why}") as err:
+        load_scenario(path)
+    assert "\n" not in str(err.value)
 
 
 def test_an_even_ti_kernel_is_refused_naming_file_field_and_fix(tmp_path):
@@ -188,18 +226,21 @@ def test_fold_batchnorm_refuses_a_conv_whose_output_is_also_read_elsewhere():
 
 
 # ---------------------------------------------------------------- the table of attacks
-@pytest.mark.parametrize("attack", ATTACKS, ids=attack_id)
-def test_every_attack_lowers_the_surrogates_auc_within_its_budget(trained, attack):
+@pytest.mark.parametrize("attack", EVERY_ATTACK, ids=_id)
+def test_every_attack_lowers_its_victims_auc_within_its_budget(trained, attack):
     model, _, x, y = trained
     clean = auc(y, _scores(model, x))
-    assert clean > 0.85  # the surrogate learned something real
+    assert clean > 0.85  # the model learned something real
     out = _craft(attack, [model], x, y)[EPS]
     assert out.max_abs_delta <= EPS + 1e-6 and out.x_adv.min() >= -1 and out.x_adv.max() <= 1
     assert np.abs(out.x_adv - x).max() == out.max_abs_delta
     assert auc(y, _scores(model, out.x_adv)) < clean - 0.2
 
 
-@pytest.mark.parametrize("attack", [ATTACKS[0], ATTACKS[1], ATTACKS[-1]], ids=attack_id)
+TRANSFER = [a for a in EVERY_ATTACK if a.tier == "transfer"]
+
+
+@pytest.mark.parametrize("attack", [TRANSFER[0], TRANSFER[1], TRANSFER[-1]], ids=_id)
 def test_an_ensemble_of_two_differs_from_each_and_lowers_both_models_auc(trained, attack):
     m0, m1, x, y = trained
     both = _craft(attack, [m0, m1], x, y)[EPS].x_adv
@@ -209,7 +250,7 @@ def test_an_ensemble_of_two_differs_from_each_and_lowers_both_models_auc(trained
         assert auc(y, _scores(model, both)) < auc(y, _scores(model, x)) - 0.2
 
 
-@pytest.mark.parametrize("attack", [ATTACKS[0], ATTACKS[1], ATTACKS[-1]], ids=attack_id)
+@pytest.mark.parametrize("attack", [TRANSFER[0], TRANSFER[1], TRANSFER[-1]], ids=_id)
 def test_an_ensemble_of_one_model_twice_is_the_plain_attack_bit_for_bit(trained, attack):
     model, _, x, y = trained
     np.testing.assert_array_equal(
@@ -217,14 +258,19 @@ def test_an_ensemble_of_one_model_twice_is_the_plain_attack_bit_for_bit(trained,
     )
 
 
-def test_a_single_surrogate_is_plain_art_on_the_channels_last_model(trained):
+def test_a_single_surrogate_is_plain_art_pgd_on_the_channels_last_model(trained):
+    from art.attacks.evasion import ProjectedGradientDescent
+
     model, _, x, y = trained
     classifier = art_classifier(
         ChannelsLast(copy.deepcopy(model)), n_logits=2, input_shape=(1, 16, 16), multilabel=False, device="cpu"
     )
-    attack = PGD(name="pgd", iterations=3)
-    plain = run_attack(attack, classifier, x, y, epsilon_pm1=0.02, n_logits=2, multilabel=False, batch_size=32)
-    np.testing.assert_array_equal(_craft(attack, [model], x, y, eps=(0.02,))[0.02].x_adv, plain.x_adv)
+    np.random.seed(0), torch.manual_seed(0)
+    plain = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=0.02, eps_step=0.01, max_iter=3, num_random_init=0, batch_size=32, verbose=False
+    ).generate(x=x, y=np.eye(2, dtype=np.float32)[y])
+    crafted = _craft(PGD(name="pgd", iterations=3), [model], x, y, eps=(0.02,))[0.02].x_adv
+    np.testing.assert_array_equal(crafted, np.clip(np.clip(plain, x - 0.02, x + 0.02), -1, 1))
 
 
 def test_logit_ensemble_averages_logits():
@@ -235,11 +281,10 @@ def test_logit_ensemble_averages_logits():
 
 def test_ti_kernel_1_is_the_plain_attack(trained):
     model, _, x, y = trained
-    for spec in (PGD, MIFGSM):
-        name = typing.get_args(spec.model_fields["name"].annotation)[0]
+    for name in ("pgd", "mifgsm"):
         np.testing.assert_array_equal(
-            _craft(spec(name=name, iterations=3, ti_kernel=1), [model], x, y)[EPS].x_adv,
-            _craft(spec(name=name, iterations=3), [model], x, y)[EPS].x_adv,
+            _craft(ATTACKS[name](name=name, iterations=3, ti_kernel=1), [model], x, y)[EPS].x_adv,
+            _craft(ATTACKS[name](name=name, iterations=3), [model], x, y)[EPS].x_adv,
         )
 
 
@@ -271,23 +316,52 @@ def test_surrogates_are_frozen_copies_in_channels_last_and_pgd_runs_in_arts_torc
 
     model, _, _, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    attacked = attacked_model(PGD(name="pgd"), [model], torch.zeros(2, 1, 16, 16))
+    attacked = surrogate_model([model], np.zeros((2, 1, 16, 16), np.float32), "cpu")
     assert not any(p.requires_grad for p in attacked.parameters())  # ART then skips weight gradients
     conv = next(p for p in attacked.parameters() if p.ndim == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
     assert next(p for p in model.parameters() if p.ndim == 4).is_contiguous()
     classifier = art_classifier(attacked, n_logits=2, input_shape=(1, 16, 16), multilabel=False, device="cpu")
-    pgd = make_art_attack(PGD(name="pgd"), classifier, 0.02, batch_size=32)
+    pgd = PGD(name="pgd")._art_attack(classifier, 0.02, batch_size=32)
     assert isinstance(pgd._attack, ProjectedGradientDescentPyTorch)
 
 
-def test_attacked_model_stacks_ti_then_di_then_the_ensemble(trained):
+def test_surrogate_model_stacks_ti_then_di_then_the_ensemble(trained):
     m0, m1, _, _ = trained
-    stack = attacked_model(MIFGSM(name="mifgsm", diversity_prob=0.3, ti_kernel=3), [m0, m1], torch.zeros(2, 1, 16, 16))
+    blank = np.zeros((2, 1, 16, 16), np.float32)
+    stack = surrogate_model([m0, m1], blank, "cpu", ti_kernel=3, diversity_prob=0.3)
     assert [type(layer) for layer in stack] == [GradientSmoothing, InputDiversity, LogitEnsemble]
     with pytest.raises(ValueError, match="at least one surrogate"):
-        attacked_model(FGSM(name="fgsm"), [], torch.zeros(2, 1, 16, 16))
+        surrogate_model([], blank, "cpu")
+
+
+def test_the_query_attacker_sends_each_image_once_and_counts_every_one():
+    sent = []
+
+    def target(images):
+        sent.append(len(images))
+        return np.stack([images.reshape(len(images), -1).mean(1), -images.reshape(len(images), -1).mean(1)], 1)
+
+    remembered = RememberedQueries(target)
+    a, b = np.zeros((1, 1, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.float32)
+    first = remembered(np.concatenate([a, b, a]))
+    assert sent == [2]  # a twice in one call is sent once
+    np.testing.assert_array_equal(remembered(np.concatenate([b, a])), first[[1, 0]])
+    assert sent == [2]  # both answers were remembered: nothing more was sent
+
+
+def test_square_spends_at_most_its_query_budget_per_image(trained):
+    model, _, x, y = trained
+    calls = []
+
+    def target(images):
+        calls.append(len(images))
+        return _probabilities(model, images)
+
+    budget = 40
+    Square(name="square", queries_per_image=budget).craft(target, x[:16], y[:16], (0.05,), HOW)
+    assert 16 < sum(calls) <= budget * 16
 
 
 # ---------------------------------------------------------------- control and delivery
@@ -318,18 +392,8 @@ def test_multilabel_surrogate_attack_with_bce(trained):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
     labels = np.stack([y, 1 - y, y], axis=1)
-    out = craft_adversarial(
-        PGD(name="pgd", iterations=3),
-        [model],
-        x,
-        labels,
-        epsilons_pm1=[0.02],
-        n_logits=3,
-        multilabel=True,
-        batch_size=32,
-        seed=0,
-        device="cpu",
-    )[0.02]
+    how = Crafting(n_logits=3, multilabel=True, batch_size=32, seed=0, device="cpu")
+    out = PGD(name="pgd", iterations=3).craft([model], x, labels, [0.02], how)[0.02]
     assert 0 < out.max_abs_delta <= 0.02 + 1e-6
     with torch.no_grad():  # the attack raises the multi-label loss of every image's true label vector
         loss = [

@@ -47,7 +47,8 @@ def test_inspect_shows_card_fields_and_their_sources(tmp_path, synthetic_npz):
     assert rows["layout"] == "NCHW | graph" and rows["positive_index"] == "1 | default (binary: column 1 of two)"
     checked = runner.invoke(app, ["inspect", str(path), "--data", str(synthetic_npz)])
     assert checked.exit_code == 0, checked.output
-    assert "passed; test images 32, development 64; image-level splits" in checked.output
+    assert "check on 32 audit images: passed (2 output column(s)" in checked.output
+    assert "); test images 32, development 64; image-level splits" in checked.output
 
 
 def test_inspect_shows_what_it_read_then_names_each_missing_line(tmp_path):
@@ -210,3 +211,38 @@ def test_run_refuses_data_size_that_contradicts_the_model(tmp_path, synthetic_np
 def test_bare_command_prints_the_help():
     result = runner.invoke(app, [])
     assert result.exit_code == 0 and "Usage:" in result.output and "inspect" in result.output
+
+
+def test_run_help_names_each_flag_once_and_keeps_brackets():
+    text = runner.invoke(app, ["run", "--help"]).output
+    assert "--no-report" in text and "--no-no-report" not in text
+    assert "pip install 'medaudit[ray]'" in text  # not swallowed as markup
+
+
+def test_inspect_of_a_one_sigmoid_torchscript_model_with_its_card(tmp_path):
+    class Sigmoid(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyNet()
+
+        def forward(self, x):
+            logits = self.net(x)
+            return torch.sigmoid(logits[:, 1:] - logits[:, :1])
+
+    path = tmp_path / "sig.pt"
+    torch.jit.save(torch.jit.trace(Sigmoid().eval(), torch.zeros(2, 1, 16, 16)), str(path))
+    (tmp_path / "sig.pt.card.yaml").write_text(
+        "input_size: [16, 16]\nchannels: 1\nvalue_range: [-1, 1]\noutput_kind: sigmoid\ntask: binary\n"
+    )
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert _rows(result.stdout)["positive_index"] == "— | not used: one output column"
+
+
+def test_the_package_licence_is_an_spdx_expression():
+    from pathlib import Path
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # a table is deprecated by setuptools (and warns at every install)

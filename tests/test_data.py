@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.data import grey_from_pm1, load_data, make_splits, pm1_from_grey, select, to_canonical
+from medaudit.csv_source import make_test_split
+from medaudit.data import load_data, make_splits, select, to_canonical
 from medaudit.errors import AuditInputError
+from medaudit.pixels import grey_from_pm1, pm1_from_grey
 from medaudit.scenario import DataSection
-from medaudit.sources import SOURCE_SPLIT_RULE, make_test_split, read_npz
+from medaudit.sources import SOURCE_SPLIT_RULE, read_npz
 from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 

@@ -1,6 +1,7 @@
 """`medaudit run` end to end on real chest X-rays and a real ONNX target (tiny models, 16x16).
 
-One module-scoped audit is shared by the assertions; a second run checks the cache and --resume.
+One module-scoped audit is shared by the assertions and never changed by them: a test that runs again works
+on its own copy of the run folder and cache.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medaudit.cli import app
-from medaudit.demo.run import build_target
 from medaudit.scenario import load_scenario
+from medaudit.train import build_target
 
-FIRST_RESULTS = "first-results.json"  # copy of the first run's results.json, beside out/
+pytestmark = pytest.mark.slow  # trains a target and a surrogate on real images
 
 SCENARIO = """
 name: e2e-tiny
@@ -71,9 +72,16 @@ def audit(tmp_path_factory, pneumonia_path):
         str(cache),
     ]
     first = CliRunner().invoke(app, args)
-    # later tests re-run into out/ (--resume rewrites results.json): the first run's results are kept aside
-    shutil.copy(root / "out" / "results.json", root / FIRST_RESULTS)
     return root, args, first
+
+
+def _copy(audit, into):
+    """The run folder and cache copied into `into`, and the run's arguments pointing at the copies."""
+    root, args, first = audit
+    for name in ("out", "cache"):
+        shutil.copytree(root / name, into / name)
+    moved = {str(root / "out"): str(into / "out"), str(root / "cache"): str(into / "cache")}
+    return [moved.get(a, a) for a in args], first
 
 
 def test_run_writes_results_report_and_gate_files(audit):
@@ -81,7 +89,7 @@ def test_run_writes_results_report_and_gate_files(audit):
     out = root / "out"
     for name in ("results.json", "report.pdf", "report.html", "junit.xml", "summary.md"):
         assert (out / name).is_file(), name
-    results = json.loads((root / FIRST_RESULTS).read_text())
+    results = json.loads((out / "results.json").read_text())
     # the gate asks relative AUC >= 0.99: a real transfer attack at eps 0.04 on a 2-epoch model lowers AUC by far
     # more (measured: relative AUC 0.86, interval 0.81-0.92), so the verdict is FAIL and the exit code 1
     assert results["status"] == "complete" and results["verdict"] == "FAIL"
@@ -91,18 +99,18 @@ def test_run_writes_results_report_and_gate_files(audit):
     assert "same-random-d2/fgsm/min-relative-auc" in failed and all("min-relative-auc" in i for i in failed)
     assert len(results["cells"]) == 2 * 2 and results["target"]["card_sources"]["value_range"] == "onnx metadata"
     assert results["target_queries"] >= 120 * (1 + 2 * 2 * 2)  # clean + (adversarial + control) per cell
+    assert [s["role"] for s in results["surrogates"]] == ["attacker", "probe"]  # a one-seed row gets a probe
 
 
 def test_cells_measure_a_real_attack(audit):
     root, _, _ = audit
-    results = json.loads((root / FIRST_RESULTS).read_text())
+    results = json.loads((root / "out" / "results.json").read_text())
     by_eps = {(c["attack_id"], c["epsilon_pm1"]): c for c in results["cells"]}
     for cell in results["cells"]:
         assert cell["max_abs_delta_pm1"] <= cell["epsilon_pm1"] + 1e-6
         assert cell["auc_clean"]["low"] <= cell["auc_clean"]["point"] <= cell["auc_clean"]["high"]
-        assert (
-            cell["surrogate_auc_whitebox"] < cell["surrogate_auc_clean"]["point"]
-        )  # the attack works on its own model
+        assert cell["surrogate_auc_whitebox"] < cell["surrogate_auc_clean"]["point"]  # it works on its own model
+        assert cell["transfer"]["model_ids"] == [results["surrogates"][1]["id"]]  # measured on the row's probe
     strong = by_eps[("fgsm", 0.04)]
     assert strong["auc_adversarial"]["point"] < strong["auc_clean"]["point"]
     assert strong["mean_ssim"] < by_eps[("fgsm", 0.01)]["mean_ssim"]
@@ -112,7 +120,7 @@ def test_cells_measure_a_real_attack(audit):
 
 def test_pdf_names_target_hash_and_verdict(audit):
     root, _, _ = audit
-    results = json.loads((root / FIRST_RESULTS).read_text())
+    results = json.loads((root / "out" / "results.json").read_text())
     text = subprocess.run(
         ["pdftotext", str(root / "out" / "report.pdf"), "-"], capture_output=True, text=True, check=True
     ).stdout
@@ -121,16 +129,16 @@ def test_pdf_names_target_hash_and_verdict(audit):
     assert "<b>escaped</b>" not in html and "&lt;b&gt;escaped&lt;/b&gt;" in html
 
 
-def test_second_run_reuses_cache_and_resume_recomputes_nothing(audit):
-    root, args, first = audit
-    before = json.loads((root / "out" / "results.json").read_text())
+def test_second_run_reuses_cache_and_resume_recomputes_nothing(audit, tmp_path):
+    args, first = _copy(audit, tmp_path)
+    before = json.loads((tmp_path / "out" / "results.json").read_text())
     again = CliRunner().invoke(app, args + ["--resume", "--no-report"])
     assert again.exit_code == first.exit_code, again.output
-    after = json.loads((root / "out" / "results.json").read_text())
+    after = json.loads((tmp_path / "out" / "results.json").read_text())
     assert all(s["from_cache"] for s in after["surrogates"])
     assert after["execution"] == {
         "surrogates_trained": 0,
-        "surrogates_cached": 1,
+        "surrogates_cached": 2,
         "cell_jobs_computed": 0,
         "cell_jobs_cached": 2,
     }  # nothing recomputed
@@ -146,30 +154,20 @@ def test_report_command_rerenders_from_results_alone(audit, tmp_path):
     assert (copy / "report.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_resume_refuses_a_changed_scenario(audit):
-    root, args, _ = audit
-    changed = root / "changed.yaml"
+def test_resume_refuses_a_changed_scenario(audit, tmp_path):
+    root = audit[0]
+    args, _ = _copy(audit, tmp_path)
+    changed = tmp_path / "changed.yaml"
     changed.write_text(SCENARIO.replace("seed: 0", "seed: 1"))
     args = [a if a != str(root / "scenario.yaml") else str(changed) for a in args]
     result = CliRunner().invoke(app, args + ["--resume", "--no-report"])
     assert result.exit_code == 2 and "cannot resume: the scenario changed" in result.output
 
 
-def test_cache_still_hits_after_it_is_moved(audit):
-    root, args, first = audit
-    moved = root / "moved-cache"
-    shutil.move(root / "cache", moved)  # the old path is gone while this runs, and put back after for other tests
-    try:
-        args = [a if a != str(root / "cache") else str(moved) for a in args]
-        again = CliRunner().invoke(
-            app,
-            args[: args.index("--out") + 1]
-            + [str(root / "out-moved")]
-            + args[args.index("--out") + 2 :]
-            + ["--no-report"],
-        )
-    finally:
-        shutil.move(moved, root / "cache")
+def test_cache_still_hits_after_it_is_moved(audit, tmp_path):
+    args, first = _copy(audit, tmp_path)  # the copy's cache lives elsewhere than the one the models were made in
+    args = [a if a != str(tmp_path / "out") else str(tmp_path / "out-moved") for a in args]
+    again = CliRunner().invoke(app, args + ["--no-report"])
     assert again.exit_code == first.exit_code, again.output
-    results = json.loads((root / "out-moved" / "results.json").read_text())
+    results = json.loads((tmp_path / "out-moved" / "results.json").read_text())
     assert all(s["from_cache"] for s in results["surrogates"])

@@ -1,18 +1,24 @@
 """Executors run the same job functions: every enrolled executor gives the local executor's cell records
-bit for bit; an interrupted run resumes without recomputing what it finished."""
+bit for bit; an interrupted run resumes without recomputing what it finished; a second audit in one process
+counts its own queries."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 
 import pytest
 
-from medaudit.engine import RunOptions, run_audit
+from medaudit.engine import run_audit
 from medaudit.errors import AuditInputError
 from medaudit.execute import EXECUTORS
+from medaudit.plan import RunOptions
 from medaudit.results import read_results
 from medaudit.scenario import load_scenario
 from tests.conftest import tiny_target, write_synthetic_npz
+
+pytestmark = pytest.mark.slow  # runs whole audits (training, attacks) with every executor
 
 SCENARIO = """
 name: executors
@@ -26,6 +32,7 @@ training: {{epochs: 2, batch_size: 32}}
 attacks:
   - name: fgsm
   - {{name: pgd, iterations: 3}}
+  - {{name: square, queries_per_image: 20, images: 20}}
 epsilons_pm1: [0.02, 0.05]
 perceptibility: {{min_mean_ssim: 0.5}}
 bootstrap: {{resamples: 100}}
@@ -73,47 +80,79 @@ def local_run(inputs):
     return _run(inputs, "local")
 
 
+REQUIRE_RAY = "MEDAUDIT_REQUIRE_RAY"  # "1" (CI): the Ray executor's test must run, a missing Ray fails it
+
+
+def _available(executor: str) -> None:
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        reason = "Ray is not installed: `pip install 'medaudit[ray]'` runs this test"
+        if os.environ.get(REQUIRE_RAY) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_RAY}=1 turns this skip into a failure)")
+        pytest.skip(reason)
+
+
 @pytest.mark.parametrize("executor", list(EXECUTORS))
 def test_every_executor_gives_the_local_records_bit_for_bit(inputs, local_run, executor):
+    _available(executor)
     results = _run(inputs, f"fresh-{executor}", executor=executor)
     assert results.environment.executor == executor
     assert [c.model_dump_json() for c in results.cells] == [c.model_dump_json() for c in local_run.cells]
     assert [s.test_auc for s in results.surrogates] == [s.test_auc for s in local_run.surrogates]
-    assert results.execution.cell_jobs_computed == len(results.cells) // 2  # a fresh cache: all computed
+    assert results.execution.cell_jobs_computed == 6 + 1  # a fresh cache: 3 attackers x 2 attacks, 1 bound job
 
 
-def test_the_run_covers_seeds_and_their_ensemble(local_run):
-    attackers = {c.surrogate_id for c in local_run.cells}
+def test_the_run_covers_seeds_their_ensemble_its_probe_and_the_query_tier(local_run):
+    attackers = {c.attacker_id for c in local_run.cells if c.tier == "transfer"}
     assert len(attackers) == 3 and sum(a.startswith("ens-") for a in attackers) == 1
     ensemble = next(s for s in local_run.surrogates if s.id.startswith("ens-"))
     assert len(ensemble.member_ids) == 2 and ensemble.row_id == "tiny_cnn-random-d2"
+    probe = next(s for s in local_run.surrogates if s.role == "probe")
+    assert probe.seed == 2 and probe.test_auc is None and probe.id not in attackers
+    ens_cell = next(c for c in local_run.cells if c.attacker_id == ensemble.id)
+    assert ens_cell.transfer.model_ids == (probe.id,)  # the ensemble's transfer is measured on the probe
     assert {s.n_surrogates for s in local_run.seed_spread} == {2}  # seeds only; the ensemble stands apart
     assert len(local_run.per_image) == 1 + len(local_run.cells)
+    query = [c for c in local_run.cells if c.tier == "query"]
+    assert [c.n_images for c in query] == [20, 20] and local_run.tiers[0].tier == "query"
+    assert all(c.target_queries > 2 * 20 for c in query)  # crafting's queries are counted in the cell
 
 
-ATTACKER_FIELDS = ("surrogate_auc_clean", "surrogate_auc_whitebox", "sibling_relative_auc")
+ATTACKER_FIELDS = ("surrogate_auc_clean", "surrogate_auc_whitebox", "transfer")
 
 
 def test_a_second_target_reuses_the_attackers_checks_without_loading_a_surrogate(inputs, local_run, monkeypatch):
-    from medaudit import execute
+    from medaudit import measure
 
     other = tiny_target(inputs[0] / "other.onnx", seed=5)
     fresh = _run(inputs, "other-fresh", target=other)  # its own cache: every check measured for this target
     cache = inputs[0] / "cache-local"
     entries = sorted(p.name for p in (cache / "attacker").iterdir())
-    assert len(entries) == len(local_run.cells) // 2  # one per cell job (attacker x attack)
+    assert len(entries) == 6  # one per transfer cell job (attacker x attack)
 
     def no_surrogate(*args):
         raise AssertionError("a cell loaded a surrogate although its images and checks are cached")
 
-    monkeypatch.setattr(execute, "_attacker", no_surrogate)
+    monkeypatch.setattr(measure, "surrogates", no_surrogate)
     shared = _run(inputs, "other-shared", target=other, cache="local")
-    assert shared.execution.cell_jobs_computed == len(shared.cells) // 2  # a new target: its cells are new
+    assert shared.execution.cell_jobs_computed == 6 + 1  # a new target: its cells are new
     assert sorted(p.name for p in (cache / "attacker").iterdir()) == entries
     assert [c.model_dump_json() for c in shared.cells] == [c.model_dump_json() for c in fresh.cells]
-    for mine, first in zip(shared.cells, local_run.cells, strict=True):
+    transfer = [c for c in local_run.cells if c.tier == "transfer"]
+    for mine, first in zip([c for c in shared.cells if c.tier == "transfer"], transfer, strict=True):
         assert [getattr(mine, f) for f in ATTACKER_FIELDS] == [getattr(first, f) for f in ATTACKER_FIELDS]
     assert [c.auc_clean.point for c in shared.cells] != [c.auc_clean.point for c in local_run.cells]
+
+
+def test_a_second_audit_in_one_process_counts_the_same_queries(inputs, local_run):
+    again = _run(inputs, "local-again", cache="local")  # every job from the cache; the driver's queries again
+    assert again.target_queries == local_run.target_queries
+    assert local_run.target_queries == (
+        2 * local_run.target.load_check.images
+        + local_run.data.test_size
+        + sum(c.target_queries for c in local_run.cells if c.tier == "transfer")
+        + sum(t.target_queries for t in local_run.tiers)
+        + (local_run.data.split_sizes["d2"])  # the operating threshold on the unseen split
+    )
 
 
 class Interrupted(Exception):
@@ -133,8 +172,8 @@ def test_an_interrupted_run_resumes_and_recomputes_nothing_it_finished(inputs):
     assert resumed.status == "complete"
     assert resumed.execution.model_dump() == {
         "surrogates_trained": 0,
-        "surrogates_cached": 2,
-        "cell_jobs_computed": 4,
+        "surrogates_cached": 3,
+        "cell_jobs_computed": 4 + 1,
         "cell_jobs_cached": 2,
     }
     again = _run(inputs, "resume", resume=True)
@@ -165,4 +204,56 @@ def test_resume_refuses_a_changed_scenario(inputs, local_run):
 def test_results_json_round_trips(inputs, local_run):
     path = inputs[0] / "out-local" / "results.json"
     assert read_results(path) == local_run
-    assert json.loads(path.read_text())["schema_version"] == "2.0"
+    assert json.loads(path.read_text())["schema_version"] == "3.0"
+
+
+def test_compare_two_releases_on_the_same_images(inputs, local_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from medaudit.cli import app
+    from medaudit.compare import compare
+
+    root = inputs[0]
+    other = tiny_target(root / "other.onnx", seed=5)
+    _run(inputs, "release-2", target=other, cache="local")
+    base, new = root / "out-local" / "results.json", root / "out-release-2" / "results.json"
+    comparison = compare(base, new)
+    assert [(c.tier, c.criterion_id) for c in comparison.changes] == [("transfer", "C-REL-AUC"), ("query", "C-REL-AUC")]
+    for change in comparison.changes:
+        assert change.difference.low <= change.difference.point <= change.difference.high
+        assert change.status in ("PASS", "FAIL", "INCONCLUSIVE") and change.message.startswith("change ")
+    result = CliRunner().invoke(app, ["compare", str(base), str(new), "--out", str(tmp_path)])
+    assert result.exit_code == {"PASS": 0, "FAIL": 3, "INCONCLUSIVE": 3}[comparison.verdict], result.output
+    assert (tmp_path / "comparison.md").read_text().startswith("### medaudit release comparison")
+    assert (tmp_path / "comparison.junit.xml").is_file()
+    same = compare(new, new)
+    assert all(c.difference.point == 0 and c.status == "PASS" for c in same.changes)
+
+
+@pytest.mark.parametrize("damage", ["scenario", "truncated", "schema"])
+def test_compare_refuses_what_cannot_be_compared_in_one_line(inputs, local_run, tmp_path, damage):
+    from typer.testing import CliRunner
+
+    from medaudit.cli import app
+
+    base = inputs[0] / "out-local" / "results.json"
+    bad = tmp_path / "bad" / "results.json"
+    bad.parent.mkdir()
+    text = base.read_text()
+    raw = json.loads(text)
+    if damage == "scenario":
+        raw["provenance"]["scenario_canonical_sha256"] = "0" * 64
+        bad.write_text(json.dumps(raw))
+    elif damage == "truncated":
+        bad.write_text(text[: len(text) // 2])
+    else:
+        raw["schema_version"] = "2.0"
+        bad.write_text(json.dumps(raw))
+    result = CliRunner().invoke(app, ["compare", str(base), str(bad), "--out", str(tmp_path / "out")])
+    said = {
+        "scenario": "its scenario differs from the previous release's",
+        "truncated": "not valid JSON",
+        "schema": "results schema version '2.0'; this medaudit reads 3.0",
+    }[damage]
+    assert result.exit_code == 2 and said in result.stderr and len(result.stderr.splitlines()) == 1
+    assert str(bad) in result.stderr and not (tmp_path / "out").exists()  # nothing written

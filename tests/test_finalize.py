@@ -1,13 +1,17 @@
-"""Finalize, by hand: which epsilons are admissible, whether a surrogate is fit, the spread over seeds."""
+"""Finalize, by hand: which epsilons are admissible, whether an attacker is fit (it learned, and its perturbations
+move a model of its row that did not make them beyond that model's control), the breaking epsilon, the spread."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from medaudit.finalize import choose_epsilons, fitness, moves_siblings, seed_spread, with_fitness
-from medaudit.results import CellRecord, IntervalRecord
-from medaudit.scenario import FGSM, FitnessSection, Perceptibility
-from tests.fixtures_results import make_surrogate
+from medaudit.attacks import FGSM
+from medaudit.breaking import breaking_epsilon, crossing
+from medaudit.evidence import seed_spread
+from medaudit.finalize import attacker_fitness, choose_epsilons, transfers
+from medaudit.records import CellRecord, EpsilonSearch, IntervalRecord, SearchStep, TransferCheck
+from medaudit.scenario import FitnessSection, Scenario
 
 
 def iv(point: float, low: float | None = None, high: float | None = None) -> IntervalRecord:
@@ -22,25 +26,25 @@ def iv(point: float, low: float | None = None, high: float | None = None) -> Int
 
 
 def cell(
-    surrogate: str,
+    attacker: str,
     eps: float,
     *,
     ssim: float = 0.95,
-    whitebox: float = 0.1,
     relative: float = 0.8,
-    sibling: float | None = None,
-    row: str = "same-random-d2",
-    attack: str = "fgsm",
+    drop: tuple[float, float, float] | None = (0.05, 0.02, 0.08),
+    test_auc: IntervalRecord | None = None,
 ) -> CellRecord:
     return CellRecord(
-        id=f"{surrogate}/{attack}/eps{eps:g}",
-        surrogate_id=surrogate,
-        member_ids=(surrogate,),
-        row_id=row,
-        attack_id=attack,
+        id=f"{attacker}/fgsm/eps{eps:g}",
+        tier="transfer",
+        attacker_id=attacker,
+        member_ids=(attacker,),
+        row_id="same-random-d2",
+        attack_id="fgsm",
         attack=FGSM(name="fgsm"),
         epsilon_pm1=eps,
         epsilon_grey_levels=eps * 127.5,
+        n_images=100,
         auc_clean=iv(0.9),
         auc_adversarial=iv(0.9 * relative),
         auc_control=iv(0.89),
@@ -49,10 +53,13 @@ def cell(
         adversarial_specific_drop=iv(0.89 - 0.9 * relative),
         per_class_auc_clean=(0.9,),
         per_class_auc_adversarial=(0.9 * relative,),
-        surrogate_auc_clean=iv(0.85),
-        surrogate_auc_whitebox=whitebox,
-        sibling_relative_auc=sibling,
-        whitebox_flag=False,
+        surrogate_auc_clean=test_auc or iv(0.85),
+        surrogate_auc_whitebox=0.1,
+        transfer=None
+        if drop is None
+        else TransferCheck(
+            model_ids=("b",), auc_adversarial=0.7, relative_auc=0.8, drop_beyond_control=iv(drop[0], drop[1], drop[2])
+        ),
         operating_point=None,
         mean_ssim=ssim,
         mean_ssim_control=ssim,
@@ -61,8 +68,11 @@ def cell(
     )
 
 
+SCENARIO = Scenario(name="f", epsilons_pm1=[0.01, 0.02, 0.03], perceptibility={"min_mean_ssim": 0.9})
+
+
 def test_epsilon_choice_admits_every_epsilon_at_or_above_the_bound():
-    # two surrogates; mean SSIM per epsilon: 0.01 -> 0.95, 0.02 -> (0.91 + 0.89)/2 = 0.90, 0.03 -> 0.85
+    # two attackers; mean SSIM per epsilon: 0.01 -> 0.95, 0.02 -> (0.91 + 0.89)/2 = 0.90, 0.03 -> 0.85
     cells = [
         cell("a", 0.01, ssim=0.95),
         cell("b", 0.01, ssim=0.95),
@@ -71,84 +81,108 @@ def test_epsilon_choice_admits_every_epsilon_at_or_above_the_bound():
         cell("a", 0.03, ssim=0.85),
         cell("b", 0.03, ssim=0.85),
     ]
-    (choice,) = choose_epsilons(cells, Perceptibility(min_mean_ssim=0.9))
+    (choice,) = choose_epsilons(cells, SCENARIO, {})
     assert choice.curve == ((0.01, 0.95), (0.02, pytest.approx(0.90)), (0.03, 0.85))
     assert choice.admissible_epsilons_pm1 == (0.01, 0.02)
-    assert choice.chosen_epsilon_pm1 == 0.02 and choice.bound_binds
+    assert choice.chosen_epsilon_pm1 == 0.02 and choice.bound_binds and choice.bound_epsilon_pm1 == 0.02
     assert choice.reason == "largest epsilon with mean SSIM ≥ 0.9: 0.02 (SSIM 0.900)"
 
 
 def test_epsilon_choice_says_when_the_grid_not_the_bound_limited_epsilon():
-    (choice,) = choose_epsilons(
-        [cell("a", 0.01, ssim=0.99), cell("a", 0.02, ssim=0.97)], Perceptibility(min_mean_ssim=0.9)
-    )
+    (choice,) = choose_epsilons([cell("a", 0.01, ssim=0.99), cell("a", 0.02, ssim=0.97)], SCENARIO, {})
     assert choice.admissible_epsilons_pm1 == (0.01, 0.02) and not choice.bound_binds
+    assert choice.bound_epsilon_pm1 is None  # the bound was never reached: its epsilon is unknown
     assert "the grid, not perceptibility, limited epsilon" in choice.reason
 
 
 def test_epsilon_choice_with_nothing_admissible():
-    (choice,) = choose_epsilons([cell("a", 0.05, ssim=0.7)], Perceptibility(min_mean_ssim=0.9))
+    (choice,) = choose_epsilons([cell("a", 0.05, ssim=0.7)], SCENARIO, {})
     assert choice.chosen_epsilon_pm1 is None and choice.admissible_epsilons_pm1 == ()
     assert choice.reason.endswith("extend `epsilons_pm1` downward")
 
 
-def test_fitness_needs_a_learned_surrogate_and_attacks_that_break_it():
-    cells = [cell("a", 0.01, whitebox=0.3), cell("a", 0.02, whitebox=0.05)]
-    choices = choose_epsilons(cells, Perceptibility(min_mean_ssim=0.9))  # chosen: 0.02
-    section = FitnessSection(min_surrogate_auc=0.6, max_whitebox_auc=0.5)
-    fit = fitness("a", iv(0.85, low=0.80), cells, choices, section)
-    assert fit.fit and fit.reasons == ()
-    assert [(c.epsilon_pm1, c.auc_whitebox, c.passed) for c in fit.whitebox] == [(0.02, 0.05, True)]
-
-    at_chance = fitness("a", iv(0.52, low=0.45), cells, choices, section)
-    assert not at_chance.fit
-    assert at_chance.reasons == (
-        "clean test AUC 0.520 (lower bound 0.450) below the floor 0.6: the surrogate did not learn the task",
+def test_epsilon_choice_takes_the_searchs_bound_and_says_when_ssim_rose():
+    search = EpsilonSearch(
+        attack_id="fgsm",
+        attacker="a",
+        n_images=32,
+        steps=(SearchStep(epsilon_pm1=0.05, mean_ssim=0.85), SearchStep(epsilon_pm1=0.1, mean_ssim=0.88)),
+        ceiling_pm1=1.0,
+        bound_epsilon_pm1=0.02,
+        near_invisible_epsilon_pm1=0.005,
+        monotone=False,
+        epsilons_pm1=(0.01, 0.02, 0.03),
     )
-    no_transfer = [cell("a", 0.01), cell("a", 0.02, whitebox=0.0, sibling=0.99)]
-    isolated = fitness(
-        "a", iv(0.85, low=0.8), no_transfer, choose_epsilons(no_transfer, Perceptibility(min_mean_ssim=0.9)), section
-    )
-    assert not isolated.fit and isolated.whitebox[0].sibling_relative_auc == 0.99
-    assert isolated.reasons == (
-        "fgsm at ε 0.02 leaves the row's other seeds at 0.990 of their clean AUC > 0.97: its "
-        "perturbations do not transfer even to a copy of the surrogate trained with another seed",
-    )
-    unbroken = [cell("a", 0.01, whitebox=0.3), cell("a", 0.02, whitebox=0.7)]
-    weak = fitness(
-        "a", iv(0.85, low=0.8), unbroken, choose_epsilons(unbroken, Perceptibility(min_mean_ssim=0.9)), section
-    )
-    assert not weak.fit and weak.reasons[0].startswith(
-        "fgsm white-box at ε 0.02 leaves the surrogate's own AUC at 0.700"
-    )
+    cells = [cell("a", 0.01, ssim=0.95), cell("a", 0.02, ssim=0.91), cell("a", 0.03, ssim=0.85)]
+    (choice,) = choose_epsilons(cells, SCENARIO, {"fgsm": search})
+    assert (choice.bound_epsilon_pm1, choice.near_invisible_epsilon_pm1, choice.search) == (0.02, 0.005, search)
+    assert choice.reason.endswith("so each epsilon was checked on its cells")
 
 
-def test_an_ensemble_of_unfit_members_is_unfit_even_when_its_own_checks_pass():
-    # members a and b break white-box; a's images also take its sibling to 0.8 of clean, b's leave a at 0.99
-    cells = [
-        cell("a", 0.02, whitebox=0.0, sibling=0.8),
-        cell("b", 0.02, whitebox=0.0, sibling=0.99),
-        cell("ens", 0.02, whitebox=0.0),  # an ensemble has no sibling measurement of its own
-    ]
-    choices = choose_epsilons(cells, Perceptibility(min_mean_ssim=0.9))
-    section = FitnessSection(min_surrogate_auc=0.6, max_whitebox_auc=0.5)
-    surrogates = [
-        make_surrogate("same-random-d2", "a"),
-        make_surrogate("same-random-d2", "b", seed=1),
-        make_surrogate("same-random-d2", "ens", member_ids=("a", "b")),
-    ]
-    judged = {s.id: s.fitness for s in with_fitness(surrogates, cells, choices, section)}
-    assert judged["a"].fit and not judged["b"].fit
-    assert not judged["ens"].fit
-    assert judged["ens"].reasons == (
-        "1 of its 2 members are unfit (b): an ensemble is no stronger evidence than the models it averages",
-    )
-    assert all(c.passed for c in judged["ens"].whitebox)  # unfit through its member, not its own checks
+SECTION = FitnessSection(min_surrogate_auc=0.6, min_transfer_drop=0.0)
 
-    transferring = [cell("a", 0.02, whitebox=0.0, sibling=0.8), cell("b", 0.02, whitebox=0.0, sibling=0.85)]
-    transferring.append(cell("ens", 0.02, whitebox=0.0))
-    both_fit = with_fitness(surrogates, transferring, choices, section)
-    assert [s.fitness.fit for s in both_fit] == [True, True, True]
+
+def test_an_attacker_is_fit_when_it_learned_and_moves_another_model_beyond_its_control():
+    cells = [cell("a", 0.01, drop=(0.0, -0.02, 0.02)), cell("a", 0.02, drop=(0.05, 0.01, 0.09))]
+    (choice,) = choose_epsilons(cells, SCENARIO, {})  # checked at the largest admissible epsilon, 0.02
+    fit = attacker_fitness("fgsm", cells, choice, SECTION)
+    assert fit.fit and fit.reasons == () and fit.epsilon_pm1 == 0.02
+    assert fit.transfer.drop_beyond_control.low == 0.01 and fit.whitebox_auc == 0.1  # reported, not required
+
+
+def test_an_attacker_at_chance_is_unfit():
+    cells = [cell("a", 0.02, test_auc=iv(0.52, low=0.45))]
+    (choice,) = choose_epsilons(cells, SCENARIO, {})
+    fit = attacker_fitness("fgsm", cells, choice, SECTION)
+    assert not fit.fit
+    assert fit.reasons == ("clean test AUC 0.520 (lower bound 0.450) below the floor 0.6: it did not learn the task",)
+
+
+def test_an_attacker_whose_perturbations_move_no_other_model_beyond_its_control_is_unfit():
+    cells = [cell("a", 0.02, drop=(0.01, -0.01, 0.03))]
+    (choice,) = choose_epsilons(cells, SCENARIO, {})
+    fit = attacker_fitness("fgsm", cells, choice, SECTION)
+    assert not fit.fit
+    assert fit.reasons == (
+        "fgsm at ε 0.02 lowers the AUC of its row's other models by +0.010 beyond the shuffled control "
+        "(lower bound -0.010, needs > 0): its perturbations do not transfer",
+    )
+    lonely = [cell("a", 0.02, drop=None)]
+    fit = attacker_fitness("fgsm", lonely, choose_epsilons(lonely, SCENARIO, {})[0], SECTION)
+    assert not fit.fit and fit.reasons == ("its row has no model it is not made of, so its transfer cannot be checked",)
+
+
+def test_transfer_is_criterion_2_strictly_above_its_floor():
+    assert transfers(cell("a", 0.02, drop=(0.05, 0.001, 0.1)), 0.0)
+    assert not transfers(cell("a", 0.02, drop=(0.05, 0.0, 0.1)), 0.0)  # at the floor: not beyond the control
+    assert transfers(cell("a", 0.02, drop=None), 0.0) is None
+
+
+def test_breaking_epsilon_interpolates_from_the_clean_value_by_hand():
+    eps = np.array([0.01, 0.02, 0.04])
+    # relative AUC 1 at 0, then 0.95, 0.85, 0.60: crosses 0.8 between 0.02 and 0.04, a fifth of the way
+    assert float(crossing(eps, np.array([0.95, 0.85, 0.6]), 0.8, True, 1.0)) == pytest.approx(0.024)
+    # already below at the first point: between 0 (1.0) and 0.01 (0.7), two thirds of the way
+    assert float(crossing(eps, np.array([0.7, 0.6, 0.5]), 0.8, True, 1.0)) == pytest.approx(0.01 * 2 / 3)
+    # an upper-bounded criterion (drop <= 0.1) from 0: 0.02, 0.05, 0.2 crosses a third of the way to 0.04
+    assert float(crossing(eps, np.array([0.02, 0.05, 0.2]), 0.1, False, 0.0)) == pytest.approx(0.02 + 0.02 / 3)
+    assert crossing(eps, np.array([0.95, 0.9, 0.85]), 0.8, True, 1.0) == np.inf  # never within the grid
+    assert np.isnan(crossing(eps, np.array([np.nan, 0.9, 0.85]), 0.8, True, 1.0))
+
+
+def test_breaking_epsilons_interval_is_open_ended_when_resamples_do_not_cross():
+    eps = np.array([0.01, 0.02, 0.04])
+    resampled = np.array([[0.95, 0.85, 0.6]] * 5 + [[0.9, 0.9, 0.9]] * 5 + [[0.7, 0.6, 0.5]] * 5 + [[np.nan] * 3])
+    b = breaking_epsilon(
+        eps, np.array([0.95, 0.85, 0.6]), resampled, threshold=0.8, at_least=True, start=1.0, confidence=0.9
+    )
+    assert b.point == pytest.approx(0.024)
+    assert b.low == pytest.approx(0.01 * 2 / 3)  # the earliest resamples' crossing
+    assert b.high is None  # a third of the resamples never cross: "more than the largest epsilon tried"
+    never = breaking_epsilon(
+        eps, np.array([0.95, 0.9, 0.9]), resampled[5:10], threshold=0.8, at_least=True, start=1.0, confidence=0.9
+    )
+    assert (never.point, never.low, never.high) == (None, None, None)
 
 
 def test_seed_spread_and_the_most_harmful_seed():
@@ -161,9 +195,3 @@ def test_seed_spread_and_the_most_harmful_seed():
         0.9,
     )
     assert spread.most_harmful_surrogate_id == "s1"
-
-
-def test_moves_siblings_is_criterion_3_at_its_bound():
-    assert moves_siblings(0.96, 0.97) and moves_siblings(0.97, 0.97)  # at the bound: it moved them enough
-    assert not moves_siblings(0.971, 0.97)
-    assert moves_siblings(None, 0.97)  # no sibling: nothing to check

@@ -1,18 +1,21 @@
 """An audit is only as strong as its attacker: a surrogate that cannot learn never turns into a PASS.
 
 The same scenario and target twice: once with surrogates trained normally (fit: they learn and their
-own attacks break them), where a lenient gate passes; once with a learning rate so small the
-surrogates stay at chance, where the row is INCONCLUSIVE with the reason on the verdict card.
+perturbations move the row's held-out probe beyond its control), where a lenient gate passes; once with a
+learning rate so small the surrogates stay at chance, where the row is INCONCLUSIVE with the reason.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from medaudit.demo.run import build_target
-from medaudit.engine import RunOptions, run_audit
+from medaudit.engine import run_audit
+from medaudit.plan import RunOptions
 from medaudit.scenario import load_scenario
+from medaudit.train import build_target
 from tests.conftest import write_synthetic_npz
+
+pytestmark = pytest.mark.slow  # trains targets and surrogates
 
 SCENARIO = """
 name: fitness
@@ -24,7 +27,7 @@ attacks: [{{name: pgd, step_pm1: 0.05, iterations: 10}}]
 epsilons_pm1: [0.01, 0.3]
 perceptibility: {{min_mean_ssim: 0.1}}
 bootstrap: {{resamples: 200}}
-fitness: {{min_surrogate_auc: 0.6, max_whitebox_auc: 0.5}}
+fitness: {{min_surrogate_auc: 0.6, min_transfer_drop: 0.0}}
 gate: {{max_adversarial_specific_drop: 0.99}}   # lenient: what is measured would pass
 """
 
@@ -60,19 +63,25 @@ def audit(tmp_path_factory):
     return run
 
 
+ATTACK = "pgd-step0.05-it10"
+
+
 def test_fit_surrogates_let_a_lenient_gate_pass(audit):
     results = audit("trained", 1e-3)
-    (surrogate,) = results.surrogates
-    assert surrogate.fitness.fit, surrogate.fitness.reasons
+    (surrogate,) = [s for s in results.surrogates if s.role == "attacker"]
+    fitness = surrogate.fitness_for(ATTACK)
+    assert fitness.fit, fitness.reasons
+    assert fitness.transfer.drop_beyond_control.low > 0  # it moves the probe beyond the probe's own control
     assert results.target.clean_auc > 0.9
     assert results.verdict == "PASS", [(r.id, r.status, r.message) for r in results.gate]
 
 
 def test_a_surrogate_at_chance_makes_the_row_inconclusive_never_pass(audit):
     results = audit("at-chance", 1e-9)
-    (surrogate,) = results.surrogates
-    assert not surrogate.fitness.fit
-    assert surrogate.fitness.reasons[0].startswith("clean test AUC")
+    (surrogate,) = [s for s in results.surrogates if s.role == "attacker"]
+    fitness = surrogate.fitness_for(ATTACK)
+    assert not fitness.fit
+    assert fitness.reasons[0].startswith("clean test AUC")
     assert results.verdict == "INCONCLUSIVE"
     (rule,) = [r for r in results.gate if r.criterion_id == "C-ADV-DROP"]
     assert rule.status == "INCONCLUSIVE" and "did not learn the task" in rule.message

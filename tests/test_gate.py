@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medaudit.criteria import NO_CRITERIA, judge
-from medaudit.gate import counts_text, exit_code, junit_xml, markdown_summary, write_junit, write_markdown
+from medaudit.gate import exit_code
+from medaudit.gate.judge import NO_CRITERIA
+from medaudit.gate.junit import junit_xml, write_junit
+from medaudit.gate.markdown import MAX_LINES, counts_text, markdown_summary, write_markdown
+from medaudit.gate.verdict import judge
 from medaudit.results import count_outcomes
-from tests.fixtures_results import SCENARIO_FILE_SHA256, TARGET_SHA256, make_choice, make_results
+from tests.fixtures_results import SCENARIO_FILE_SHA256, TARGET_SHA256, make_breaking, make_choice, make_results
 
 
 @pytest.mark.parametrize("verdict, code", [("PASS", 0), ("FAIL", 1), ("INCONCLUSIVE", 1), ("ERROR", 2), ("PENDING", 2)])
@@ -27,8 +30,13 @@ def test_exit_code_rejects_unknown_verdict():
 def test_fixture_verdict_and_counts():
     results = make_results()
     assert results.verdict == "FAIL"
-    assert count_outcomes(results.gate) == {"PASS": 3, "FAIL": 10, "INCONCLUSIVE": 5, "ERROR": 0}
-    assert counts_text(results) == "3 pass, 10 fail, 5 inconclusive, 0 error"
+    assert count_outcomes(results.gate) == {"PASS": 3, "FAIL": 13, "INCONCLUSIVE": 8, "ERROR": 0}
+    assert counts_text(results) == "3 pass, 13 fail, 8 inconclusive, 0 error"
+    assert [(v.tier, v.gated, v.status) for v in results.tier_verdicts] == [
+        ("transfer", True, "FAIL"),
+        ("query", False, "FAIL"),
+        ("whitebox", False, "FAIL"),
+    ]
 
 
 def test_junit_has_one_testcase_per_rule_with_its_risk_ids(tmp_path):
@@ -42,28 +50,31 @@ def test_junit_has_one_testcase_per_rule_with_its_risk_ids(tmp_path):
     assert [c.get("classname") for c in cases] == [r.row_id for r in results.gate]
     for case, rule in zip(cases, results.gate):
         props = {p.get("name"): p.get("value") for p in case.find("properties")}
-        assert (props["criterion_id"], props["threat_id"], props["control_id"], props["outcome"]) == (
+        assert (props["tier"], props["criterion_id"], props["threat_id"], props["control_id"], props["outcome"]) == (
+            rule.tier,
             rule.criterion_id,
             rule.threat_id,
             rule.control_id,
             rule.status,
         )
+        assert props["breaking_epsilon"].startswith("ε*")
     types = [f.get("type") for f in suite.iter("failure")]
-    assert types.count("FAIL") == 10 and types.count("INCONCLUSIVE") == 5
-    assert int(suite.get("failures")) == 15 and int(suite.get("errors")) == 0 and int(suite.get("tests")) == 18
+    assert types.count("FAIL") == 13 and types.count("INCONCLUSIVE") == 8
+    assert int(suite.get("failures")) == 21 and int(suite.get("errors")) == 0 and int(suite.get("tests")) == 24
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert (props["count_pass"], props["count_fail"], props["count_inconclusive"], props["count_error"]) == (
         "3",
-        "10",
-        "5",
+        "13",
+        "8",
         "0",
     )
+    assert (props["tier_transfer"], props["tier_whitebox"]) == ("FAIL (gated)", "FAIL")
     assert props["target_sha256"] == TARGET_SHA256 and props["scenario_file_sha256"] == SCENARIO_FILE_SHA256
     assert props["scenario_canonical_sha256"] == results.scenario.content_hash() and props["verdict"] == "FAIL"
 
 
 def test_no_criteria_is_one_failing_testcase_and_says_why():
-    results = make_results(gate={"threshold": 0.5})
+    results = make_results(gate={})
     assert len(results.gate) == 1 and results.verdict == "INCONCLUSIVE" and exit_code(results.verdict) == 1
     suite = ET.fromstring(junit_xml(results)).find("testsuite")
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
@@ -75,11 +86,18 @@ def test_no_criteria_is_one_failing_testcase_and_says_why():
 
 def test_junit_counts_errors():
     results = make_results()
-    choices = (results.epsilon_choice[0], make_choice("pgd-step0.01-it20", ()))
-    rules, verdict, worst = judge(results.scenario, results.cells, results.surrogates, choices)
+    choices = (results.epsilon_choice[0], make_choice("pgd-step0.01-it20", ())) + results.epsilon_choice[2:]
+    breaking = make_breaking(results.scenario, results.cells, choices)
+    judged = judge(results.scenario, results.cells, results.surrogates, choices, breaking, results.tiers)
     errored = results.model_copy(
-        update={"epsilon_choice": choices, "gate": rules, "verdict": verdict, "worst_case": worst}
+        update={
+            "epsilon_choice": choices,
+            "gate": judged.rules,
+            "verdict": judged.verdict,
+            "worst_case": judged.worst_case,
+        }
     )
+    rules = judged.rules
     suite = ET.fromstring(junit_xml(errored)).find("testsuite")
     n_errors = sum(r.status == "ERROR" for r in rules)
     assert n_errors == 2 * 3 * 2  # rows x criteria x (pgd, worst over attacks)
@@ -87,22 +105,22 @@ def test_junit_counts_errors():
     assert suite.find("properties/property[@name='verdict']").get("value") == "ERROR"
 
 
-def test_markdown_summary(tmp_path):
+def test_markdown_summary_is_page_one_and_fits_a_pull_request_comment(tmp_path):
     results = make_results(name="evil|<b>name</b>")
     text = markdown_summary(results)
-    assert "verdict: FAIL ✖" in text and TARGET_SHA256[:16] in text
+    assert len(text.splitlines()) <= MAX_LINES
+    assert "verdict: FAIL ✖" in text and TARGET_SHA256[:16] in text and "gated tiers: transfer" in text
     assert "<b>" not in text and "evil\\|" in text
-    assert "3 pass, 10 fail, 5 inconclusive, 0 error (junit.xml: 18 tests, 15 failures" in text
-    assert text.count("| ✓ |") == 3 and text.count("| ✖ |") == 10 and text.count("| ! |") == 5
-    for rule in results.gate:
-        assert f"`{rule.id}` | {rule.criterion_id} | {rule.threat_id} |" in text and rule.control_id in text
-    assert "Intended use not supplied" in text
-    assert "pgd-step0.01-it20: every ε in the grid met the perceptibility bound" in text
-    assert "fgsm: every ε" not in text  # FGSM's bound binds at 0.03
+    assert "3 pass, 13 fail, 8 inconclusive, 0 error over 24 rules" in text
+    for row in results.verdict_rows:
+        tier = {"transfer": "transfer", "query": "query (bound)", "whitebox": "white-box (bound)"}[row.tier]
+        assert f"| {tier} | {row.criterion_id} |" in text
+    assert text.count("| ✖ |") == 6 and text.count("| ! |") == 3
+    assert "**Not for submission:** no intended use stated (card `intended_use`)" in text
     assert "Worst case:** The lowest adversarial AUC" in text and "http" not in text
     write_markdown(results, tmp_path / "summary.md")
     assert (tmp_path / "summary.md").read_text(encoding="utf-8") == text
-    assert "Intended use not supplied" not in markdown_summary(make_results(intended_use="triage of chest X-rays"))
+    assert "Not for submission" not in markdown_summary(make_results(intended_use="triage of chest X-rays"))
 
 
 def test_github_actions_example_keeps_evidence_and_fails_on_gate():
@@ -114,3 +132,8 @@ def test_github_actions_example_keeps_evidence_and_fails_on_gate():
     assert upload["if"] == "always()"
     assert {"audit/report.pdf", "audit/results.json", "audit/junit.xml"} <= set(upload["with"]["path"].split())
     assert "exit 1" in steps[-1]["run"] and "steps.audit.outputs.code != '0'" in steps[-1]["if"]
+    # the previous release's evidence is fetched, given to the run as its baseline and compared against
+    assert '--baseline "$BASELINE"' in run["run"] and "gh release download" in steps[steps.index(run) - 1]["run"]
+    compare = next(s for s in steps if s.get("id") == "compare")
+    assert 'medaudit compare "$BASELINE" audit/results.json' in compare["run"]
+    assert "steps.compare.outputs.code != '0'" in steps[-1]["if"] and "3)" in steps[-1]["run"]

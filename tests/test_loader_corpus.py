@@ -489,7 +489,7 @@ def medmnist_unreachable(tmp, mp):
     return Case(
         "medmnist:breastmnist",
         f"{url}/breastmnist.npz?download=1: cannot connect ({ANY}); download "
-        f"{url}/breastmnist.npz?download=1 by hand and pass the .npz path with --data",
+        f"{url}/breastmnist.npz?download=1 by hand, then give `medaudit demo --data` the folder holding it (`medaudit run --data` the file)",
     )
 
 

@@ -168,7 +168,7 @@ def test_broken_off_download_leaves_nothing(mirror, tmp_path, stand_in):
         AuditInputError,
         match=rf"retinamnist\.npz\?download=1: download broke off after 10000 of "
         rf"{len(payload)} bytes; nothing was saved; try again or download .* "
-        r"--data$",
+        r"\(`medaudit run --data` the file\)$",
     ):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
@@ -179,7 +179,7 @@ def test_http_404_names_url_and_manual_route(mirror, tmp_path):
     with pytest.raises(
         AuditInputError,
         match=rf"^{mirror.url}/retinamnist\.npz\?download=1: HTTP 404 .*; download "
-        r".* by hand and pass the \.npz path with --data$",
+        r".* by hand, then give `medaudit demo --data` the folder holding it \(`medaudit run --data` the file\)$",
     ):
         fetch_medmnist("retinamnist", cache_dir=cache, base_url=mirror.url)
     assert list(cache.iterdir()) == []
@@ -187,7 +187,10 @@ def test_http_404_names_url_and_manual_route(mirror, tmp_path):
 
 def test_unreachable_host_names_url_and_manual_route(tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}"
-    with pytest.raises(AuditInputError, match=rf"^{url}/breastmnist\.npz\?download=1: cannot connect .*--data$"):
+    with pytest.raises(
+        AuditInputError,
+        match=rf"^{url}/breastmnist\.npz\?download=1: cannot connect .*\(`medaudit run --data` the file\)$",
+    ):
         fetch_medmnist("breastmnist", cache_dir=tmp_path / "cache", base_url=url)
     assert list((tmp_path / "cache").iterdir()) == []
 

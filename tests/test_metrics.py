@@ -9,18 +9,18 @@ import pytest
 from skimage.metrics import structural_similarity
 from sklearn.metrics import roc_auc_score
 
+from medaudit.decisions import harmful_flips, sensitivity_at_threshold, threshold_at_specificity
 from medaudit.errors import AuditInputError
 from medaudit.metrics import (
     auc,
     bootstrap_aucs,
+    bootstrap_curves,
+    bootstrap_mean_drop,
     bootstrap_paired_auc,
-    flips,
     mean_ssim,
     per_class_auc,
     resample_counts,
-    sensitivity_at_threshold,
     ssim_per_image,
-    threshold_at_specificity,
 )
 
 
@@ -203,10 +203,54 @@ def test_paired_bad_arguments_raise():
 # --- decisions ---------------------------------------------------------------------------------
 
 
-def test_flips_hand_worked():
-    clean, adv = np.array([1, 1, 0, 0, 1]), np.array([0, 1, 1, 0, 0])
-    assert flips(clean, adv) == {"pos_to_neg": 2, "neg_to_pos": 1, "unchanged": 2}
-    assert flips(clean.astype(bool), clean.astype(bool))["unchanged"] == 5
+def test_harmful_flips_hand_worked():
+    # labels 1 1 0 0 1 0; at threshold 0.5 the attack misses positive 0 (0.9 -> 0.2) and positive 4 (0.6 -> 0.45),
+    # flags negative 2 (0.1 -> 0.7); positive 1 rises (no harm), negative 3 stays below, negative 5 falls
+    y = np.array([1, 1, 0, 0, 1, 0])
+    clean = np.array([0.9, 0.6, 0.1, 0.2, 0.6, 0.8])
+    adv = np.array([0.2, 0.9, 0.7, 0.4, 0.45, 0.3])
+    assert harmful_flips(y, clean, adv, 0.5).tolist() == [0, 2, 4]  # score changes 0.7, 0.6, 0.15
+    assert harmful_flips(y, clean, clean, 0.5).tolist() == []
+
+
+def test_mean_drop_over_models_hand_worked():
+    # two models; AUC before 1.0 and 0.75, after 0.75 (negative 0.8 now outranks positive 0.2) and 0.75:
+    # mean drop (0.25 + 0) / 2 = 0.125
+    y = np.array([0, 0, 1, 1])
+    before = [np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.1, 0.8, 0.7, 0.9])]
+    after = [np.array([0.1, 0.8, 0.2, 0.9]), np.array([0.1, 0.8, 0.7, 0.9])]
+    drop = bootstrap_mean_drop(y, before, after, resamples=200, seed=0)
+    assert drop.point == pytest.approx(0.125)
+    assert drop.low <= 0.125 <= drop.high and drop.resamples == 200
+    same = bootstrap_mean_drop(y, before, before, resamples=200, seed=0)
+    assert (same.point, same.low, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="one `after` per `before`"):
+        bootstrap_mean_drop(y, before, after[:1])
+
+
+def test_curves_are_the_cells_values_on_the_same_resamples():
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 20)
+    clean = y + rng.normal(0, 0.6, 40)
+    advs = [clean - 0.4 * k * y for k in (1, 2)]
+    ctrls = [clean - 0.1 * k * y for k in (1, 2)]
+    curves = bootstrap_curves(y, clean, advs, ctrls, resamples=300, seed=4)
+    for k in range(2):
+        paired = bootstrap_paired_auc(y, clean, advs[k], ctrls[k], resamples=300, seed=4)
+        assert curves.relative_auc[k] == pytest.approx(paired.relative.point)
+        assert curves.adversarial_specific_drop[k] == pytest.approx(paired.adversarial_specific_drop.point)
+        low, high = np.percentile(curves.resampled_relative_auc[:, k], [2.5, 97.5])
+        assert (low, high) == pytest.approx((paired.relative.low, paired.relative.high))
+    assert curves.resampled_relative_auc_control.shape == (300, 2)
+
+
+def test_ssim_counts_only_the_images_the_attack_changed():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (3, 1, 9, 9)).astype(np.float32)
+    p = x.copy()
+    p[1] = np.clip(x[1] + 0.3, -1, 1)
+    assert mean_ssim(x, p) == pytest.approx(float(ssim_per_image(x[1:2], p[1:2])[0]))
+    assert mean_ssim(x, x) == 1.0
 
 
 # negatives .1 .2 .3 .4, positives .35 .8; decision = score >= threshold
@@ -271,14 +315,14 @@ def test_ssim_is_the_usual_ssim_of_unit_intensities():
 
 def test_ssim_bad_shapes_raise():
     with pytest.raises(AuditInputError):
-        mean_ssim(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)))
+        mean_ssim(np.zeros((1, 1, 2, 2)), np.ones((1, 1, 2, 2)))
     with pytest.raises(AuditInputError):
         mean_ssim(np.zeros((1, 1, 8, 8)), np.zeros((1, 1, 8, 9)))
 
 
 # ---------------------------------------------------------------- operating point and paired differences
 def test_specificity_at_threshold_by_hand():
-    from medaudit.metrics import specificity_at_threshold
+    from medaudit.decisions import specificity_at_threshold
 
     # negatives score 0.1, 0.4, 0.6, 0.9: below 0.5 are two of four
     y = np.array([0, 0, 0, 0, 1])
@@ -289,7 +333,7 @@ def test_specificity_at_threshold_by_hand():
 
 
 def test_decision_changes_split_by_true_label():
-    from medaudit.metrics import decision_changes
+    from medaudit.decisions import decision_changes
 
     y = np.array([1, 1, 1, 0, 0, 0])
     clean = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3])  # at 0.5: flagged 1, 1, 0, 0, 1, 0

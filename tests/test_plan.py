@@ -8,10 +8,11 @@ import pytest
 
 from medaudit import zoo
 from medaudit.cache import content_key
+from medaudit.card import TargetCard
 from medaudit.errors import AuditInputError
-from medaudit.plan import RunContext, atlas_ids, live, make_plan, resolve_arch
+from medaudit.inputs import live
+from medaudit.plan import SEARCH_IMAGES, RunContext, atlas_ids, make_plan, resolve_arch
 from medaudit.scenario import Scenario, SurrogateRow
-from medaudit.target import TargetCard
 from tests.conftest import tiny_target, write_synthetic_npz
 
 
@@ -89,7 +90,7 @@ def _plan(setup, **scenario):
         torch_threads=1,
     )
     lv = live(ctx)
-    return make_plan(ctx, lv.target, lv.data, lv.test_sha256)
+    return make_plan(ctx, lv.target.card, lv.target.sha256, lv.data, lv.test_sha256)
 
 
 def test_plan_jobs_ids_and_keys(setup):
@@ -102,8 +103,10 @@ def test_plan_jobs_ids_and_keys(setup):
     assert [s.row_id for s in plan.surrogates] == ["same-random-d2"] * 2
     assert len({s.key for s in plan.surrogates}) == 2
     assert [c.id.split("/", 1)[1] for c in plan.cells] == ["fgsm", "pgd-step0.01-it20"] * 2
-    assert all(c.epsilons_pm1 == (0.01, 0.02) for c in plan.cells)
+    assert all(c.grid.epsilons_pm1 == (0.01, 0.02) and c.grid.search_key is None for c in plan.cells)
     assert len({c.key for c in plan.cells}) == 4 and len({c.adversarial_key for c in plan.cells}) == 4
+    assert plan.searches == () and plan.bounds == ()  # an explicit grid needs no search; no bound tier was named
+    assert [c.other_ids for c in plan.cells[:1]] == [(plan.surrogates[1].id,)]  # its sibling checks its transfer
 
 
 def test_cell_keys_follow_the_target_adversarial_keys_do_not(setup, tmp_path):
@@ -111,7 +114,7 @@ def test_cell_keys_follow_the_target_adversarial_keys_do_not(setup, tmp_path):
     other_model = tiny_target(tmp_path / "other.onnx", seed=5)
     ctx = replace(plan.context, target_path=str(other_model))
     lv = live(ctx)
-    other = make_plan(ctx, lv.target, lv.data, lv.test_sha256)
+    other = make_plan(ctx, lv.target.card, lv.target.sha256, lv.data, lv.test_sha256)
     assert other.surrogates[0].key == plan.surrogates[0].key  # surrogates know nothing of the target
     assert other.cells[0].adversarial_key == plan.cells[0].adversarial_key  # nor do their adversarial images
     assert other.cells[0].key != plan.cells[0].key  # the measurement does
@@ -140,6 +143,34 @@ def test_ensembles_of_seeds_and_of_named_rows(setup):
         ("tiny_cnn-random-d2+tiny_cnn-random-d1", 3),
     ]
     assert all(c.attacker_id.startswith("ens-") for c in ensembles)
+    # every row an ensemble holds whole, and the one-seed row, gets a held-out probe (next seed), never an attacker
+    probes = [s for s in plan.surrogates if s.role == "probe"]
+    assert [(p.row_id, p.row.seed) for p in probes] == [("tiny_cnn-random-d2", 2), ("tiny_cnn-random-d1", 1)]
+    assert {c.attacker_id for c in plan.cells}.isdisjoint(p.id for p in probes)
+    assert ensembles[0].other_ids == (probes[0].id,)  # the ensemble's transfer is checked on its row's probe
+    assert ensembles[1].other_ids == tuple(p.id for p in probes)
+
+
+def test_auto_searches_each_attack_once_and_bounds_attack_the_target(setup):
+    plan = _plan(
+        setup,
+        surrogates={"arch": ["tiny_cnn"], "data": ["d2"], "seed": [0, 1]},
+        attacks=[{"name": "fgsm"}, {"name": "apgd", "images": 20}, {"name": "square", "images": 30}],
+    )
+    assert [s.id for s in plan.searches] == [
+        "search/fgsm",
+        "search/apgd-ce-it100-r2-n20",
+        "search/square-q1000-p0.8-n30",
+    ]
+    assert plan.searches[0].reference == plan.surrogates[0].spec  # transfer attacks are searched on the first surrogate
+    assert plan.searches[1].reference is None  # the bound tiers on the target itself
+    assert all(len(s.images) == SEARCH_IMAGES for s in plan.searches)
+    assert [c.grid.search_key for c in plan.cells] == [plan.searches[0].key] * 2
+    assert [(b.tier, b.row_id, len(b.images)) for b in plan.bounds] == [
+        ("whitebox", "whitebox", 20),
+        ("query", "query", 30),
+    ]
+    assert plan.bounds[0].grid.search_key == plan.searches[1].key
 
 
 def test_ensemble_naming_an_unknown_row_is_refused():

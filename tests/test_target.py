@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from medaudit.attacks import deliver_uint8
 from medaudit.errors import AuditInputError
+from medaudit.pixels import deliver_uint8
 from medaudit.scenario import CardFields
-from medaudit.target import from_target, load_target, to_target
+from medaudit.target import TargetQueries, from_target, load_target, to_target
 from tests.conftest import TinyNet, export
 
 MEAN, STD = (0.485,), (0.229,)
@@ -69,11 +69,15 @@ def reference_scores(x_pm1: np.ndarray) -> np.ndarray:
 def test_same_network_same_scores_under_every_contract(name, tmp_path, canonical_batch):
     decode, dummy, card, head = CONTRACTS[name]
     path = export(Contract(decode, head), tmp_path / f"{name}.onnx", dummy, card={**card, "task": "binary"})
-    target = load_target(path)
-    target.check(canonical_batch)
+    target = load_target(path).checked(canonical_batch)
+    assert (target.load_check.images, target.load_check.output_columns) == (
+        len(canonical_batch),
+        2 - (head == "sigmoid"),
+    )
     expected_input = deliver_uint8(canonical_batch) if name.startswith("uint8") else canonical_batch
-    np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(expected_input), atol=1e-5)
-    assert target.queries == 3 * len(canonical_batch)  # check runs the model twice, then scores once
+    queries = TargetQueries(target)
+    np.testing.assert_allclose(queries.scores(canonical_batch), reference_scores(expected_input), atol=1e-5)
+    assert queries.images == len(canonical_batch)  # every image scored is a query
     kind = {"softmax": "softmax", "sigmoid": "sigmoid", "logits": "logits"}[head]
     assert target.card.output_kind == kind and target.card.sources["output_kind"] == "graph (final op)"
     assert target.card.sources["layout"] == "graph"
@@ -89,18 +93,29 @@ def test_fixed_batch_graph_is_padded(tmp_path, canonical_batch):
     )
     target = load_target(path)
     assert target.card.batch_size == 3
-    np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
-    assert target.queries == 8 and target.calls == 3  # 8 images in batches of 3; padding is not counted
+    queries = TargetQueries(target)
+    np.testing.assert_allclose(queries.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
+    assert queries.images == 8 and queries.calls == 3  # 8 images in batches of 3; padding is not counted
 
 
 def test_torchscript_target_with_card_from_scenario(tmp_path, canonical_batch):
     path = tmp_path / "model.pt"
     torch.jit.save(torch.jit.trace(Contract(lambda x: x * 2 - 1).eval(), torch.zeros(2, 1, 16, 16)), str(path))
     card = CardFields(input_size=(16, 16), channels=1, value_range=(0, 1), output_kind="softmax")
-    target = load_target(path, card, task="binary")
-    target.check(canonical_batch)
+    target = load_target(path, card, task="binary").checked(canonical_batch)
     np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
     assert target.card.sources["value_range"] == "scenario"
+    assert target.card.positive_index == 1 and target.card.sources["positive_index"].startswith("default")
+
+
+def test_a_one_sigmoid_torchscript_model_is_read_as_one_column(tmp_path, canonical_batch):
+    path = tmp_path / "sigmoid.pt"
+    torch.jit.save(torch.jit.trace(Contract(lambda x: x, "sigmoid").eval(), torch.zeros(2, 1, 16, 16)), str(path))
+    card = CardFields(input_size=(16, 16), channels=1, value_range=(-1, 1), output_kind="sigmoid")
+    target = load_target(path, card, task="binary").checked(canonical_batch)
+    assert target.card.positive_index is None  # the blank probe saw one column: no column 1 of two to default to
+    assert target.card.sources["positive_index"] == "not used: one output column"
+    np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
 
 
 def test_sidecar_card_is_read(tmp_path, canonical_batch):
@@ -187,7 +202,7 @@ def test_bad_targets_fail_with_one_clear_line(case, pattern, tmp_path, canonical
             else card
         )
     with pytest.raises(AuditInputError, match=pattern) as info:
-        load_target(path, card, task="binary").check(canonical_batch)
+        load_target(path, card, task="binary").checked(canonical_batch)
     assert "\n" not in str(info.value)
 
 
@@ -204,7 +219,7 @@ def test_nondeterministic_model_is_refused(tmp_path, canonical_batch):
     torch.jit.save(torch.jit.script(Noisy()), str(path))
     card = CardFields(input_size=(16, 16), channels=1, value_range=(-1, 1), output_kind="softmax")
     with pytest.raises(AuditInputError, match="same input gave outputs differing"):
-        load_target(path, card, task="binary").check(canonical_batch)
+        load_target(path, card, task="binary").checked(canonical_batch)
 
 
 def test_bad_sidecar_card_names_the_field(tmp_path):

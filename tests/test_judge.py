@@ -1,4 +1,5 @@
-"""Criteria judged by hand: every admissible epsilon, the most harmful fit seed, unfit surrogates, noise, ties."""
+"""The gate judged by hand: every admissible epsilon, the most harmful fit attacker, unfit attackers, noise, ties,
+and what spans tiers (a white-box bound that settles a criterion, gradient masking, the verdict over gated tiers)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import typing
 
 import pytest
 
-from medaudit.criteria import CONTROLS, CRITERIA, NO_CRITERIA, WORST_OVER_ATTACKS, judge, worst_case
-from medaudit.results import CellRecord, IntervalRecord
+from medaudit.attacks import APGD, Square
+from medaudit.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
+from medaudit.gate.judge import NO_CRITERIA, WORST_OVER_ATTACKS, worst_case
+from medaudit.gate.verdict import MASKING_MARGIN, judge
+from medaudit.records import CellRecord, IntervalRecord, TierStatus
 from medaudit.scenario import GateSection
-from tests.fixtures_results import iv, make_cell, make_choice, make_scenario, make_surrogate
+from tests.fixtures_results import iv, make_breaking, make_cell, make_choice, make_scenario, make_surrogate
 
 ROW = "same-imagenet-d2"
 REL = {"min_relative_auc": 0.8}
 DROP = {"max_adversarial_specific_drop": 0.1}
 NOISE = {"min_control_relative_auc": 0.9}
 EPS3 = (0.01, 0.02, 0.03)
+PGD_ID = "pgd-step0.01-it20"
 
 
 def _cell(
@@ -25,14 +30,26 @@ def _cell(
     return make_cell(row, sid, attack, eps, adv, relative=rel, drop=drop, control_relative=noise)
 
 
-def _run(cells: list[CellRecord], gate: dict, *, surrogates=None, admissible=None):
+def _judge(cells: list[CellRecord], gate: dict, *, surrogates=None, admissible=None, tiers=(), gated=None):
     attacks = list(dict.fromkeys(c.attack_id for c in cells))
     admissible = admissible or {a: EPS3 for a in attacks}
     if surrogates is None:
-        surrogates = [make_surrogate(ROW, sid) for sid in dict.fromkeys(c.surrogate_id for c in cells)]
-    choices = [make_choice(a, admissible[a]) for a in attacks]
-    scenario = make_scenario(gate=gate, rows={ROW: None})
-    return judge(scenario, cells, surrogates, choices)
+        transfer = [c for c in cells if c.tier == "transfer"]
+        surrogates = [
+            make_surrogate(ROW, sid, attacks=[a for a in attacks if a in ("fgsm", "pgd-step0.01-it20")])
+            for sid in dict.fromkeys(c.attacker_id for c in transfer)
+        ]
+    tier_of = {c.attack_id: c.tier for c in cells}
+    choices = [make_choice(a, admissible[a], tier=tier_of[a]) for a in attacks]
+    specs = list({c.attack_id: c.attack for c in cells}.values())
+    scenario = make_scenario(gate={**gate, **({"tiers": gated} if gated else {})}, rows={ROW: None}, attacks=specs)
+    statuses = [TierStatus(tier=t, available=True, reason="", images=200, target_queries=0, seconds=1.0) for t in tiers]
+    return judge(scenario, cells, surrogates, choices, make_breaking(scenario, cells, choices), statuses)
+
+
+def _run(cells: list[CellRecord], gate: dict, **kw):
+    judged = _judge(cells, gate, **kw)
+    return judged.rules, judged.verdict, judged.worst_case
 
 
 def test_registry_criteria_are_gate_fields_and_cell_intervals():
@@ -41,7 +58,8 @@ def test_registry_criteria_are_gate_fields_and_cell_intervals():
     for c in CRITERIA:
         assert c.threshold_field in GateSection.model_fields, c.id
         assert hints[c.cell_field] is IntervalRecord, c.id
-        assert c.control_id in CONTROLS, c.id
+        assert c.control_id in CONTROLS and c.control_id in CONTROL_STEPS, c.id
+        assert len(CONTROL_STEPS[c.control_id].split()) <= 12, c.id
         assert c.threshold_field in NO_CRITERIA, c.id
 
 
@@ -54,7 +72,7 @@ def test_the_worst_admissible_epsilon_decides_and_is_named():
         _cell("s0", 0.04, rel=iv(0.30, 0.25, 0.35)),
     ]
     rules, verdict, _ = _run(cells, REL)
-    assert [(r.id, r.status, r.epsilon_pm1, r.surrogate_id) for r in rules] == [
+    assert [(r.id, r.status, r.epsilon_pm1, r.attacker_id) for r in rules] == [
         (f"{ROW}/fgsm/min-relative-auc", "FAIL", 0.02, "s0")
     ]
     assert rules[0].value.low == 0.65 and rules[0].criterion_id == "C-REL-AUC"
@@ -98,12 +116,12 @@ def test_the_seed_most_harmful_to_the_target_is_judged_and_named():
         make_surrogate(ROW, "ens", -1, member_ids=("s0", "s1")),
     ]
     rules, verdict, _ = _run(cells + ensemble, REL, surrogates=surrogates)
-    assert [(r.status, r.surrogate_id, r.epsilon_pm1) for r in rules] == [("INCONCLUSIVE", "s1", 0.02)]
-    assert "most harmful of 3 fit surrogate(s)" in rules[0].message
+    assert [(r.status, r.attacker_id, r.epsilon_pm1) for r in rules] == [("INCONCLUSIVE", "s1", 0.02)]
+    assert "most harmful of 3 fit attacker(s)" in rules[0].message
     # the ensemble is judged like a seed: when it hurts most, it is the one named
     ensemble[0] = _cell("ens", 0.01, rel=iv(0.7, 0.65, 0.75))
     rules, verdict, _ = _run(cells + ensemble, REL, surrogates=surrogates)
-    assert (rules[0].status, rules[0].surrogate_id, rules[0].epsilon_pm1, verdict) == ("FAIL", "ens", 0.01, "FAIL")
+    assert (rules[0].status, rules[0].attacker_id, rules[0].epsilon_pm1, verdict) == ("FAIL", "ens", 0.01, "FAIL")
 
 
 def test_a_row_of_unfit_surrogates_is_inconclusive_never_pass():
@@ -111,14 +129,14 @@ def test_a_row_of_unfit_surrogates_is_inconclusive_never_pass():
     reasons = ("clean test AUC lower bound 0.48 < floor 0.60",)
     rules, verdict, _ = _run(cells, REL, surrogates=[make_surrogate(ROW, "s0", fit=False, reasons=reasons)])
     assert [r.status for r in rules] == ["INCONCLUSIVE"] and verdict == "INCONCLUSIVE"
-    assert "no fit surrogate" in rules[0].message and reasons[0] in rules[0].message
+    assert "no fit attacker" in rules[0].message and reasons[0] in rules[0].message
 
 
 def test_a_failure_measured_with_an_unfit_surrogate_is_still_a_failure():
     cells = [_cell("s0", e, rel=iv(0.6, 0.55, 0.65)) for e in EPS3]
     rules, verdict, _ = _run(cells, REL, surrogates=[make_surrogate(ROW, "s0", fit=False, reasons=("at chance",))])
     assert [r.status for r in rules] == ["FAIL"] and verdict == "FAIL"
-    assert "unfit surrogate (at chance): still a FAIL" in rules[0].message
+    assert "unfit attacker (at chance): still a FAIL" in rules[0].message
 
 
 @pytest.mark.parametrize(
@@ -134,7 +152,7 @@ def test_with_some_fit_seeds_the_fit_ones_are_judged(unfit_interval, status):
     surrogates = [make_surrogate(ROW, "s0", 0), make_surrogate(ROW, "s1", 1, fit=False, reasons=("budget",))]
     rules, verdict, _ = _run(cells, REL, surrogates=surrogates)
     assert [r.status for r in rules] == [status] and verdict == status
-    assert rules[0].surrogate_id == ("s0" if status == "PASS" else "s1")
+    assert rules[0].attacker_id == ("s0" if status == "PASS" else "s1")
 
 
 def test_noise_fragility_is_its_own_criterion():
@@ -153,22 +171,22 @@ def test_noise_fragility_is_its_own_criterion():
 
 def test_worst_over_attacks_per_row_and_criterion():
     cells = [_cell("s0", e, rel=iv(0.9, 0.86, 0.94)) for e in EPS3] + [
-        _cell("s0", e, attack="pgd", rel=iv(0.84, 0.79, 0.89)) for e in EPS3
+        _cell("s0", e, attack=PGD_ID, rel=iv(0.84, 0.79, 0.89)) for e in EPS3
     ]
     rules, verdict, _ = _run(cells, REL)
     assert [r.id for r in rules] == [
         f"{ROW}/fgsm/min-relative-auc",
-        f"{ROW}/pgd/min-relative-auc",
+        f"{ROW}/{PGD_ID}/min-relative-auc",
         f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
     ]
     worst = rules[-1]
     assert (worst.status, worst.attack_id, worst.value.low) == ("INCONCLUSIVE", WORST_OVER_ATTACKS, 0.79)
-    assert worst.message.startswith("worst attack pgd;") and verdict == "INCONCLUSIVE"
+    assert worst.message.startswith(f"worst attack {PGD_ID};") and verdict == "INCONCLUSIVE"
 
 
 def test_no_criteria_gives_one_inconclusive_rule_saying_so():
     cells = [_cell("s0", e) for e in EPS3]
-    rules, verdict, worst = _run(cells, {"threshold": 0.5})
+    rules, verdict, worst = _run(cells, {})
     assert [(r.id, r.criterion_id, r.status, r.message) for r in rules] == [
         ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)
     ]
@@ -176,12 +194,12 @@ def test_no_criteria_gives_one_inconclusive_rule_saying_so():
 
 
 def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():
-    cells = [_cell("s0", e, rel=iv(0.95)) for e in EPS3] + [_cell("s0", e, attack="pgd", rel=iv(0.95)) for e in EPS3]
-    rules, verdict, _ = _run(cells, {**REL, **DROP}, admissible={"fgsm": EPS3, "pgd": ()})
+    cells = [_cell("s0", e, rel=iv(0.95)) for e in EPS3] + [_cell("s0", e, attack=PGD_ID, rel=iv(0.95)) for e in EPS3]
+    rules, verdict, _ = _run(cells, {**REL, **DROP}, admissible={"fgsm": EPS3, PGD_ID: ()})
     errors = [r for r in rules if r.status == "ERROR"]
     assert {r.id for r in errors} == {
-        f"{ROW}/pgd/min-relative-auc",
-        f"{ROW}/pgd/max-adversarial-specific-drop",
+        f"{ROW}/{PGD_ID}/min-relative-auc",
+        f"{ROW}/{PGD_ID}/max-adversarial-specific-drop",
         f"{ROW}/{WORST_OVER_ATTACKS}/min-relative-auc",
         f"{ROW}/{WORST_OVER_ATTACKS}/max-adversarial-specific-drop",
     }
@@ -191,7 +209,7 @@ def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():
 
 def test_missing_cell_and_undefined_interval_are_errors():
     rules, verdict, _ = _run([_cell("s0", 0.01, rel=iv(0.95)), _cell("s0", 0.02, rel=iv(0.95))], REL)
-    assert verdict == "ERROR" and "no cell for surrogate s0, attack fgsm at ε 0.03" in rules[0].message
+    assert verdict == "ERROR" and "no cell for s0 at ε 0.03" in rules[0].message
     nan = iv(0.9, math.nan, math.nan)
     rules, verdict, _ = _run([_cell("s0", e, rel=nan if e == 0.02 else iv(0.6)) for e in EPS3], REL)
     assert verdict == "ERROR" and "undefined" in rules[0].message  # an undefined interval outranks a failure
@@ -210,14 +228,14 @@ def test_verdict_precedence(statuses, verdict):
     rows = {f"same-imagenet-d{k + 1}": s for k, s in enumerate(statuses)}
     cells = [make_cell(row, f"s-{row}", "fgsm", e, 0.6, relative=interval[s]) for row, s in rows.items() for e in EPS3]
     surrogates = [make_surrogate(row, f"s-{row}") for row in rows]
-    scenario = make_scenario(gate=REL, rows=dict.fromkeys(rows))
-    rules, got, _ = judge(scenario, cells, surrogates, [make_choice("fgsm", EPS3)])
-    assert [r.status for r in rules] == list(statuses) and got == verdict
+    scenario = make_scenario(gate=REL, rows=dict.fromkeys(rows), attacks=[cells[0].attack])
+    judged = judge(scenario, cells, surrogates, [make_choice("fgsm", EPS3)], (), ())
+    assert [r.status for r in judged.rules] == list(statuses) and judged.verdict == verdict
 
 
-def test_judging_needs_each_surrogates_fitness():
-    surrogate = make_surrogate(ROW, "s0").model_copy(update={"fitness": None})
-    with pytest.raises(ValueError, match="surrogate s0 has no fitness"):
+def test_judging_needs_each_attackers_fitness():
+    surrogate = make_surrogate(ROW, "s0").model_copy(update={"fitness": ()})
+    with pytest.raises(ValueError, match="attacker s0 has no fitness for fgsm"):
         _run([_cell("s0", e) for e in EPS3], REL, surrogates=[surrogate])
 
 
@@ -228,8 +246,72 @@ def test_worst_case_is_the_lowest_adversarial_auc_at_an_admissible_epsilon():
         _cell("s0", 0.03, adv=0.58),
         _cell("s0", 0.04, adv=0.3),
     ]  # 0.04 is lower but beyond the perceptibility bound
-    worst = worst_case(cells, [make_choice("fgsm", EPS3)])
+    worst = worst_case(cells, [make_choice("fgsm", EPS3)], ("transfer",))
     assert (worst.attack_id, worst.epsilon_pm1, worst.auc_adversarial.point) == ("fgsm", 0.02, 0.55)
     assert "ε = 0.02 in [-1, 1] units (2.55 grey levels of 255)" in worst.statement
     assert "true positives lost" in worst.statement
-    assert worst_case(cells, [make_choice("fgsm", ())]) is None
+    assert worst_case(cells, [make_choice("fgsm", ())], ("transfer",)) is None
+    assert worst_case(cells, [make_choice("fgsm", EPS3)], ("whitebox",)) is None  # only the named tiers count
+
+
+# ---------------------------------------------------------------- across tiers
+WHITEBOX = APGD(name="apgd")
+QUERY = Square(name="square")
+
+
+def _bound(tier: str, eps: float, rel: IntervalRecord, attack=None) -> CellRecord:
+    attack = attack or (WHITEBOX if tier == "whitebox" else QUERY)
+    return make_cell(tier, tier, attack.id, eps, 0.6, relative=rel, tier=tier, attack=attack)
+
+
+def test_bound_tiers_are_threats_of_their_own_reported_beside_the_gated_verdict():
+    transfer = [_cell("s0", e, rel=iv(0.9, 0.86, 0.94)) for e in EPS3]
+    whitebox = [_bound("whitebox", e, iv(r, r - 0.04, r + 0.04)) for e, r in zip(EPS3, (0.7, 0.4, 0.2))]
+    judged = _judge(transfer + whitebox, REL, tiers=("whitebox",))
+    assert [(r.tier, r.threat_id, r.status) for r in judged.rules] == [
+        ("transfer", f"T-{ROW}", "PASS"),
+        ("whitebox", "T-whitebox", "FAIL"),
+    ]
+    assert judged.verdict == "PASS"  # only the transfer tier is gated
+    assert [(v.tier, v.gated, v.status) for v in judged.tier_verdicts] == [
+        ("transfer", True, "PASS"),
+        ("whitebox", False, "FAIL"),
+    ]
+    assert [(r.tier, r.status) for r in judged.rows] == [("transfer", "PASS"), ("whitebox", "FAIL")]
+    assert judged.rows[1].result.startswith("ε* 0.00")  # breaks below the first grid point, by interpolation
+    gated = _judge(transfer + whitebox, REL, tiers=("whitebox",), gated=["transfer", "whitebox"])
+    assert gated.verdict == "FAIL"
+
+
+def test_a_transfer_row_with_no_fit_attacker_states_the_bounds():
+    transfer = [_cell("s0", e, rel=iv(0.97, 0.93, 1.0)) for e in EPS3]
+    whitebox = [_bound("whitebox", e, iv(r, r - 0.04, r + 0.04)) for e, r in zip(EPS3, (0.5, 0.3, 0.2))]
+    unfit = [make_surrogate(ROW, "s0", fit=False, reasons=("its perturbations do not transfer",))]
+    judged = _judge(transfer + whitebox, REL, surrogates=unfit, tiers=("whitebox",))
+    rule = judged.rules[0]
+    assert rule.status == "INCONCLUSIVE"
+    assert rule.message.startswith(
+        "no transfer attacker we trained moves it; an attacker with its weights breaks it at ε*"
+    )
+    assert judged.rows[0].reason == "no fit transfer attacker: its perturbations move no other model"
+
+
+def test_a_white_box_bound_that_holds_everywhere_settles_the_criterion_for_every_tier():
+    transfer = [_cell("s0", e, rel=iv(0.97, 0.93, 1.0)) for e in EPS3]
+    whitebox = [_bound("whitebox", e, iv(0.95, 0.9, 0.99)) for e in EPS3]
+    unfit = [make_surrogate(ROW, "s0", fit=False, reasons=("its perturbations do not transfer",))]
+    judged = _judge(transfer + whitebox, REL, surrogates=unfit, tiers=("whitebox",))
+    assert [r.status for r in judged.rules] == ["PASS", "PASS"] and judged.verdict == "PASS"
+    assert judged.rules[0].message.startswith("holds for every tier: the white-box attacker")
+    assert judged.masking is None
+
+
+def test_white_box_doing_worse_than_transfer_is_flagged_as_masking_and_settles_nothing():
+    transfer = [_cell("s0", e, rel=iv(r, r - 0.02, r + 0.02)) for e, r in zip(EPS3, (0.95, 0.85, 0.82))]
+    whitebox = [_bound("whitebox", e, iv(0.97, 0.93, 1.0)) for e in EPS3]
+    unfit = [make_surrogate(ROW, "s0", fit=False, reasons=("its perturbations do not transfer",))]
+    judged = _judge(transfer + whitebox, REL, surrogates=unfit, tiers=("whitebox",))
+    assert judged.masking.startswith("at ε 0.03 the white-box attacker leaves 0.970 of the clean AUC where transfer")
+    assert 0.97 - 0.82 > MASKING_MARGIN
+    assert judged.rules[0].status == "INCONCLUSIVE"  # masked gradients prove nothing for the other tiers
+    assert next(v for v in judged.tier_verdicts if v.tier == "whitebox").masking == judged.masking

@@ -1,0 +1,181 @@
+"""The transfer tier: attacks crafted on the attacker's own surrogates with ART, then handed to the target.
+
+FGSM's gradient is ART's `loss_gradient`, taken once for all epsilons; PGD and MI-FGSM are ART's PyTorch
+`ProjectedGradientDescent` and `MomentumIterativeMethod`, run on `surrogate.surrogate_model` (one surrogate or
+the logit ensemble of several, with the optional input-diversity and translation-invariance boosters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from medaudit.attacks.base import Attack, Crafting, Perturbed, Tier, art_classifier, art_labels, projected, seeded
+from medaudit.attacks.surrogate import surrogate_model
+
+# multiples of the perceptibility bound's epsilon measured under `epsilons_pm1: auto`: transfer needs the range
+# around the bound, where an attacker who never sees the target starts to succeed
+TRANSFER_FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+class TransferAttack(Attack):
+    """An attack crafted on surrogates (`victim`: a sequence of torch modules, logits out; several are ensembled)."""
+
+    tier: ClassVar[Tier] = "transfer"
+    auto_fractions: ClassVar[tuple[float, ...]] = TRANSFER_FRACTIONS
+
+    def _classifier(self, models: Sequence[nn.Module], x: np.ndarray, how: Crafting, **boosters):
+        return art_classifier(
+            surrogate_model(models, x, how.device, **boosters),
+            n_logits=how.n_logits,
+            input_shape=tuple(x.shape[1:]),
+            multilabel=how.multilabel,
+            device=how.device,
+        )
+
+
+class FGSM(TransferAttack):
+    """Fast Gradient Sign Method (Goodfellow et al. 2015): one step of size epsilon along the loss gradient's sign."""
+
+    name: Literal["fgsm"]
+
+    @property
+    def id(self) -> str:
+        return "fgsm"
+
+    def craft(self, victim, x, y, epsilons_pm1, how: Crafting) -> dict[float, Perturbed]:
+        seeded(how.seed)
+        sign = np.sign(
+            loss_gradient(
+                self._classifier(victim, x, how), x, art_labels(y, how.n_logits, how.multilabel), how.batch_size
+            )
+        )
+        return {eps: projected(x, x + eps * sign, eps) for eps in epsilons_pm1}
+
+
+class TransferTricks(TransferAttack):
+    """Input diversity and translation invariance, the transfer boosters of the iterative attacks.
+
+    Both are off by default. `diversity_prob` is DI's p (Xie et al. 2019): each step, with probability p,
+    the surrogate sees the image shrunk to a random side and padded back at a random place. `ti_kernel` is
+    TI's Gaussian kernel side in pixels (Dong et al. 2019), odd; the paper's 15 at 299 px is about 3 at
+    64 px; 0 turns TI off.
+    """
+
+    step_pm1: float | None = Field(default=0.01, gt=0)  # step in [-1, 1] units; None: epsilon / iterations
+    diversity_prob: float = Field(default=0.0, ge=0, le=1)  # probability of the DI transform per step
+    ti_kernel: int = Field(default=0, ge=0)  # Gaussian kernel side in pixels, odd; 0 = off
+
+    @field_validator("ti_kernel")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v and v % 2 == 0:
+            raise ValueError(f"ti_kernel {v} must be odd (the kernel is centred on a pixel); use {v + 1} or 0")
+        return v
+
+    def _boosters_id(self) -> str:
+        return (f"-di{self.diversity_prob:g}" if self.diversity_prob else "") + (
+            f"-ti{self.ti_kernel}" if self.ti_kernel else ""
+        )
+
+    def _art_attack(self, classifier, epsilon_pm1: float, batch_size: int):
+        raise NotImplementedError
+
+    @property
+    def reach_pm1(self) -> float | None:
+        """ART's iterative attacks move at most `step_pm1` per iteration (no random start counted); a step that
+        scales with epsilon reaches every epsilon."""
+        return None if self.step_pm1 is None else self.iterations * self.step_pm1
+
+    def step(self, epsilon_pm1: float) -> float:
+        """The step at one epsilon: `step_pm1`, or epsilon / iterations (Dong et al. 2018, alpha = epsilon / T)."""
+        return self.step_pm1 if self.step_pm1 is not None else epsilon_pm1 / self.iterations
+
+    def _step_id(self) -> str:
+        """`-step0.01`, or nothing when the step is epsilon / iterations."""
+        return f"-step{self.step_pm1:g}" if self.step_pm1 is not None else ""
+
+    def craft(self, victim, x, y, epsilons_pm1, how: Crafting) -> dict[float, Perturbed]:
+        """ART's iterative attack once per epsilon, each reseeded, so one epsilon's images do not depend on which
+        other epsilons were asked for."""
+        classifier = self._classifier(victim, x, how, ti_kernel=self.ti_kernel, diversity_prob=self.diversity_prob)
+        labels = art_labels(y, how.n_logits, how.multilabel)
+        out = {}
+        for eps in epsilons_pm1:
+            seeded(how.seed)
+            out[eps] = projected(x, self._art_attack(classifier, eps, how.batch_size).generate(x=x, y=labels), eps)
+        return out
+
+
+class PGD(TransferTricks):
+    """Projected Gradient Descent (Madry et al. 2018); the paper uses step 0.01, 20 iterations."""
+
+    name: Literal["pgd"]
+    iterations: int = Field(default=20, ge=1)
+    random_start: bool = False
+
+    @property
+    def id(self) -> str:
+        rs = "-rs" if self.random_start else ""
+        return f"pgd{self._step_id()}-it{self.iterations}{rs}{self._boosters_id()}"
+
+    def _art_attack(self, classifier, epsilon_pm1: float, batch_size: int):
+        from art.attacks.evasion import ProjectedGradientDescent
+
+        return ProjectedGradientDescent(
+            classifier,
+            norm=np.inf,
+            eps=epsilon_pm1,
+            eps_step=self.step(epsilon_pm1),
+            max_iter=self.iterations,
+            targeted=False,
+            num_random_init=int(self.random_start),
+            batch_size=batch_size,
+            verbose=False,
+        )
+
+
+class MIFGSM(TransferTricks):
+    """Momentum Iterative FGSM (Dong et al. 2018), a stronger transfer attack."""
+
+    name: Literal["mifgsm"]
+    iterations: int = Field(default=10, ge=1)
+    decay: float = Field(default=1.0, ge=0)  # momentum decay factor mu
+
+    @property
+    def id(self) -> str:
+        return f"mifgsm{self._step_id()}-it{self.iterations}-mu{self.decay:g}{self._boosters_id()}"
+
+    def _art_attack(self, classifier, epsilon_pm1: float, batch_size: int):
+        from art.attacks.evasion import MomentumIterativeMethod
+
+        return MomentumIterativeMethod(
+            classifier,
+            norm=np.inf,
+            eps=epsilon_pm1,
+            eps_step=self.step(epsilon_pm1),
+            decay=self.decay,
+            max_iter=self.iterations,
+            targeted=False,
+            batch_size=batch_size,
+            verbose=False,
+        )
+
+
+def loss_gradient(classifier, x: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
+    """ART's loss gradient w.r.t. the input, (N, C, H, W), batched as torch tensors (no numpy per step)."""
+    device = classifier.device
+    grads = [
+        classifier.loss_gradient(
+            torch.from_numpy(x[i : i + batch_size]).to(device), torch.from_numpy(labels[i : i + batch_size]).to(device)
+        )
+        .cpu()
+        .numpy()
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(grads) if grads else np.zeros_like(x)
