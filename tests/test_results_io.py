@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from medaudit.report import render_html
+from medaudit.report.render import render_html
 from medaudit.results import read_results, write_results
 from tests.fixtures_results import make_results
 

@@ -1,8 +1,7 @@
 """The report's figures as inline SVG (vector; text drawn as paths so fonts and user text cannot leak markup).
 
-Every point plotted is a number from `results.json`. Where a scenario row has several surrogates the
-adversarial line follows the most harmful one at each ε (the attacker keeps its best surrogate) and the
-control line their mean; ε beyond the perceptibility bound is shaded.
+Every point plotted is a number from `results.json`. Where a threat row has several attackers, its line follows
+the most harmful one at each ε (the attacker keeps its best).
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ import re
 from collections import defaultdict
 
 import matplotlib
+import matplotlib.ticker
 from matplotlib.figure import Figure
 
-from medaudit.report.tables import admissible
-from medaudit.results import AuditResults, CellRecord
+from medaudit.results import AuditResults
 
 WIDTH_IN = 6.9  # the A4 text column
 _RC = {
@@ -33,9 +32,11 @@ _RC = {
     "font.family": "DejaVu Sans",
 }
 _COLOURS = matplotlib.colormaps["tab10"].colors
+TIER_NAMES = {"transfer": "transfer", "query": "query", "whitebox": "white-box"}
 
 
-def _svg(fig: Figure) -> str:
+def _svg(fig: Figure, name: str) -> str:
+    """The figure as inline SVG; its ids (glyphs, clip paths) carry `name`, so figures in one page never share one."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
@@ -43,144 +44,121 @@ def _svg(fig: Figure) -> str:
     text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = re.sub(r"<!--.*?-->\s*", "", text, flags=re.S)  # matplotlib echoes label text in comments
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{name}-\1"', text)
+    text = re.sub(r'href="#([^"]+)"', rf'href="#{name}-\1"', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", text)
     # width/height in pt from matplotlib; the CSS scales the figure to the column, keeping its aspect
     return text.replace("<svg ", '<svg class="figure" role="img" ', 1)
 
 
-def _grouped(results: AuditResults) -> dict[tuple[str, str], dict[float, list[CellRecord]]]:
-    """(row id, attack id) -> epsilon -> cells (one per surrogate)."""
-    out: dict[tuple[str, str], dict[float, list[CellRecord]]] = defaultdict(lambda: defaultdict(list))
+def _by_row_and_eps(results: AuditResults, attack_id: str) -> dict[str, dict[float, float]]:
+    """Row -> epsilon -> the lowest relative AUC over the row's attackers there (the attacker keeps its best)."""
+    out: dict[str, dict[float, float]] = defaultdict(dict)
     for c in results.cells:
-        out[(c.row_id, c.attack_id)][c.epsilon_pm1].append(c)
+        if c.attack_id == attack_id and math.isfinite(c.relative_auc.point):
+            best = out[c.row_id].get(c.epsilon_pm1, math.inf)
+            out[c.row_id][c.epsilon_pm1] = min(best, c.relative_auc.point)
     return out
 
 
-def _errorbar(ax, xs, intervals, **kw):
-    ys = [i.point for i in intervals]
-    err = [
-        [max(0.0, i.point - i.low) if math.isfinite(i.low) else 0.0 for i in intervals],
-        [max(0.0, i.high - i.point) if math.isfinite(i.high) else 0.0 for i in intervals],
-    ]
-    ax.errorbar(xs, ys, yerr=err, capsize=2, linewidth=1.1, markersize=3, **kw)
+def _epsilon_marks(ax, choice) -> None:
+    if choice is None:
+        return
+    if choice.bound_epsilon_pm1:
+        ax.axvline(choice.bound_epsilon_pm1, color="firebrick", linewidth=0.9, label="ε where the SSIM bound binds")
+    if choice.near_invisible_epsilon_pm1:
+        ax.axvline(
+            choice.near_invisible_epsilon_pm1,
+            color="firebrick",
+            linestyle=":",
+            linewidth=0.9,
+            label="near-invisible ε (reference SSIM)",
+        )
 
 
-def auc_vs_epsilon(results: AuditResults) -> str | None:
-    """Target AUC over ε per attack: the most harmful surrogate's adversarial AUC (solid) and control (dashed)."""
-    if not results.cells:
+def robustness_curves(results: AuditResults) -> str | None:
+    """Relative AUC over epsilon, one panel per attack (tier in the title): per threat row the best attacker at each
+    epsilon, the criterion's threshold, and where the perceptibility bound and the near-invisible reference bind."""
+    attacks = [a for a in results.scenario.attacks if any(c.attack_id == a.id for c in results.cells)]
+    if not attacks:
         return None
-    grouped = _grouped(results)
+    choices = {c.attack_id: c for c in results.epsilon_choice}
     rows = list(dict.fromkeys(c.row_id for c in results.cells))
-    attacks = list(dict.fromkeys(c.attack_id for c in results.cells))
-    allowed = admissible(results)
-    ncols = min(len(attacks), 2)
-    nrows = math.ceil(len(attacks) / ncols)
+    colour = {row: _COLOURS[k % len(_COLOURS)] for k, row in enumerate(rows)}
+    threshold = results.scenario.gate.min_relative_auc
+    ncols = 2
+    nrows = math.ceil((len(attacks) + 1) / ncols)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(WIDTH_IN, 2.5 * nrows + 0.25 * len(rows)), layout="constrained")
+        fig = Figure(figsize=(WIDTH_IN, 1.9 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-        values = []
+        handles = {}
         for k, attack in enumerate(attacks):
             ax = axes[k // ncols][k % ncols]
-            for r, row in enumerate(rows):
-                by_eps = grouped.get((row, attack), {})
-                if not by_eps:
-                    continue
-                eps = sorted(by_eps)
-                adv = [min(by_eps[e], key=lambda c: c.auc_adversarial.point).auc_adversarial for e in eps]
-                ctl = [sum(c.auc_control.point for c in by_eps[e]) / len(by_eps[e]) for e in eps]
-                colour = _COLOURS[r % len(_COLOURS)]
-                _errorbar(ax, eps, adv, color=colour, marker="o", label=f"{row}: adversarial (most harmful surrogate)")
-                ax.plot(
-                    eps,
-                    ctl,
-                    color=colour,
-                    marker="s",
-                    markersize=3,
-                    linestyle="--",
-                    alpha=0.75,
-                    linewidth=1.1,
-                    label=f"{row}: control noise (mean)",
+            for row, curve in _by_row_and_eps(results, attack.id).items():
+                eps = sorted(curve)
+                (line,) = ax.plot(
+                    eps, [curve[e] for e in eps], color=colour[row], marker="o", markersize=2.5, linewidth=1.1
                 )
-                values += [v for i in adv for v in (i.point, i.low) if math.isfinite(v)] + ctl
-            clean = [c.auc_clean.point for c in results.cells if c.attack_id == attack]
-            if clean:
-                ax.axhline(sum(clean) / len(clean), color="0.35", linestyle=":", linewidth=1, label="clean")
-            ax.axhline(0.5, color="0.75", linewidth=0.8, label="chance (0.5)")
-            ticks = sorted({e for row in rows for e in grouped.get((row, attack), {})})
-            limit = max(allowed.get(attack, ()), default=None)
-            beyond = [e for e in ticks if limit is None or e > limit]
-            if beyond:
-                left = limit if limit is not None else min(ticks)
-                ax.axvspan(
-                    left + (min(beyond) - left) / 2 if limit is not None else left,
-                    max(ticks) * 1.05,
-                    color="0.9",
-                    zorder=0,
-                    label="beyond the perceptibility bound",
-                )
-            ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
-            ax.set_title(attack)
+                handles.setdefault(row, line)
+            _epsilon_marks(ax, choices.get(attack.id))
+            if threshold is not None:
+                ax.axhline(threshold, color="0.35", linestyle="--", linewidth=0.9, label="criterion threshold")
+            ax.set_title(f"{TIER_NAMES[attack.tier]}: {attack.id}", fontsize=7)
             ax.set_xlabel("ε (L∞, [-1, 1] units)")
             ax.grid(alpha=0.25, linewidth=0.5)
-        axes[0][0].set_ylabel("target AUC")
-        low = min(values + [0.45])
-        axes[0][0].set_ylim(max(0.0, low - 0.05), 1.0)
-        handles, labels = axes[0][0].get_legend_handles_labels()
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, h)
+        for k in range(nrows):
+            axes[k][0].set_ylabel("relative AUC")
+        axes[0][0].set_ylim(0.0, 1.05)
         spare = [axes[k // ncols][k % ncols] for k in range(len(attacks), nrows * ncols)]
         for ax in spare:
             ax.set_axis_off()
-        if spare:  # an empty panel holds the legend
-            spare[0].legend(handles, labels, loc="center", frameon=False)
-        else:
-            fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False)
-        return _svg(fig)
+        spare[0].legend(list(handles.values()), list(handles), loc="center", frameon=False, fontsize=6)
+        return _svg(fig, "robustness")
 
 
-def ssim_vs_epsilon(results: AuditResults) -> str | None:
-    """Mean SSIM of the adversarial images over ε per attack, the bound, and the admissible ε (filled)."""
+def ssim_curves(results: AuditResults) -> str | None:
+    """Mean SSIM over epsilon per attack (filled: admissible), the bound and the near-invisible reference."""
     curves = [c for c in results.epsilon_choice if c.curve]
     if not curves:
         return None
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(WIDTH_IN * 0.7, 2.7))
+        fig = Figure(figsize=(WIDTH_IN, 2.4), layout="constrained")
         ax = fig.subplots()
         for k, choice in enumerate(curves):
             colour = _COLOURS[k % len(_COLOURS)]
             xs, ys = zip(*sorted(choice.curve))
-            ax.plot(xs, ys, color=colour, linewidth=1.1, label=choice.attack_id)
-            ok = [(e, v) for e, v in choice.curve if e in choice.admissible_epsilons_pm1]
-            if ok:
-                ax.plot(
-                    *zip(*ok),
-                    marker="o",
-                    markersize=4,
-                    color=colour,
-                    linestyle="none",
-                    label=f"{choice.attack_id}: admissible ε",
-                )
-            out = [(e, v) for e, v in choice.curve if e not in choice.admissible_epsilons_pm1]
-            if out:
-                ax.plot(*zip(*out), marker="o", markersize=4, markerfacecolor="white", color=colour, linestyle="none")
-        ticks = sorted({e for c in curves for e, _ in c.curve})
-        ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
-        for b in sorted({c.bound for c in curves}):
+            ax.plot(xs, ys, color=colour, linewidth=1.1, label=f"{choice.attack_id} ({TIER_NAMES[choice.tier]})")
+            admissible = {round(e, 9) for e in choice.admissible_epsilons_pm1}
+            for e, v in choice.curve:
+                face = colour if round(e, 9) in admissible else "white"
+                ax.plot([e], [v], marker="o", markersize=3.5, color=colour, markerfacecolor=face, linestyle="none")
+        bounds = {c.bound for c in curves if c.bound is not None}
+        for b in sorted(bounds):
             ax.axhline(b, color="firebrick", linestyle="--", linewidth=1, label=f"bound: mean SSIM ≥ {b:g}")
-        ax.set_xlabel("ε (L∞, [-1, 1] units)")
-        ax.set_ylabel("mean SSIM (adversarial vs clean)")
+        for r in sorted({c.near_invisible_ssim for c in curves if c.near_invisible_ssim is not None}):
+            ax.axhline(r, color="firebrick", linestyle=":", linewidth=1, label=f"near-invisible reference {r:g}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.set_xlabel("ε (L∞, [-1, 1] units, log scale)")
+        ax.set_ylabel("mean SSIM")
         ax.grid(alpha=0.25, linewidth=0.5)
-        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-        fig.tight_layout()
-        return _svg(fig)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        return _svg(fig, "ssim")
 
 
 def learning_curves(results: AuditResults) -> str | None:
     """One small panel per trained surrogate: validation AUC (solid) and training loss (dashed) per epoch."""
     trained = [s for s in results.surrogates if s.learning_curve]
+    rows = list(dict.fromkeys(s.row_id for s in trained))
+    trained.sort(key=lambda s: (rows.index(s.row_id), s.role, s.seed))
     if not trained:
         return None
     ncols = min(4, len(trained))
     nrows = math.ceil(len(trained) / ncols)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(WIDTH_IN, 1.7 * nrows + 0.3), layout="constrained")
+        fig = Figure(figsize=(WIDTH_IN, 1.3 * nrows + 0.3), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for k, s in enumerate(trained):
             ax = axes[k // ncols][k % ncols]
@@ -201,7 +179,8 @@ def learning_curves(results: AuditResults) -> str | None:
             loss.tick_params(labelsize=6)
             budget = s.stop_reason == "budget"
             ax.set_title(
-                f"{s.row_id} seed {s.seed}\nstopped: {s.stop_reason}" + (" (!)" if budget else ""),
+                f"{s.row_id} {'probe' if s.role == 'probe' else f'seed {s.seed}'}\nstopped: {s.stop_reason}"
+                + (" (!)" if budget else ""),
                 fontsize=6.5,
                 color="firebrick" if budget else "black",
             )
@@ -218,4 +197,4 @@ def learning_curves(results: AuditResults) -> str | None:
             ncol=3,
             frameon=False,
         )
-        return _svg(fig)
+        return _svg(fig, "curves")

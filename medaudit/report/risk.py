@@ -1,110 +1,150 @@
-"""The risk-file view (ISO 14971 as AAMI TIR34971 applies it to ML): threat -> hazardous situation -> possible harm ->
-measured effect -> suggested control, with the ids results.json, junit.xml and summary.md also carry; and the
-report's reference list (only sources shared/REGULATORY.md names)."""
+"""Risk management views (ISO 14971 §7–8, AAMI TIR34971, MDCG 2019-16): each criterion's hazardous situation, harm and
+control once, then per threat the residual risk the audit measured, and the audit's known limitations."""
 
 from __future__ import annotations
 
-from medaudit.criteria import CONTROLS, CRITERIA, WORST_OVER_ATTACKS
-from medaudit.report.tables import judged_cell, repeated_rule
-from medaudit.results import AuditResults, GateRule, fmt_interval
+import math
 
-REFERENCES = (
-    (
-        "Bortsova 2021",
-        "Bortsova G, González-Gonzalo C, et al. Adversarial attack vulnerability of medical image "
-        "analysis systems: Unexplored factors. Medical Image Analysis, 2021.",
-    ),
-    (
-        "NIST AI 100-2",
-        "NIST AI 100-2 E2025. Adversarial Machine Learning: A Taxonomy and Terminology of Attacks and "
-        "Mitigations (attacker goal, knowledge, capabilities; §2.2.3 transferability).",
-    ),
-    (
-        "MITRE ATLAS",
-        "MITRE ATLAS: AML.T0043.002 Craft Adversarial Data: Black-Box Transfer; AML.T0005 Create Proxy "
-        "AI Model (.000 gathered artifacts, .001 replication, .002 pre-trained model).",
-    ),
-    ("OWASP ML01", "OWASP Machine Learning Security Top 10 (2023): ML01 Input Manipulation Attack."),
-    (
-        "EU AI Act Art. 15",
-        "Regulation (EU) 2024/1689 (AI Act), Article 15: accuracy, robustness and cybersecurity; "
-        "15(3) declared accuracy metrics, 15(5) resilience to adversarial examples or model "
-        "evasion.",
-    ),
-    (
-        "ISO/IEC TR 24029-1",
-        "ISO/IEC TR 24029-1:2021. Artificial intelligence: assessment of the robustness of neural "
-        "networks, Part 1: overview (robustness goals, test plan, protocol); ISO/IEC DIS 24029-3 "
-        "(draft): statistical methods.",
-    ),
-    (
-        "prEN 18282",
-        "prEN 18282 (draft): cybersecurity specifications for AI systems: objective criteria to decide "
-        "whether a vulnerability goal is met.",
-    ),
-    (
-        "AAMI TIR34971",
-        "AAMI TIR34971: application of ISO 14971 to machine learning in artificial intelligence "
-        "(hazards, hazardous situations, harms).",
-    ),
-    (
-        "FDA AI-enabled DSF",
-        "FDA draft guidance: Artificial Intelligence-Enabled Device Software Functions (Jan 2025), "
-        "cybersecurity section: model evasion, known limitations, model card (per summaries).",
-    ),
-    (
-        "FDA cybersecurity",
-        "FDA guidance: Cybersecurity in Medical Devices, premarket submissions (2023, updated 2025): "
-        "threat model, controls and traceable verification evidence.",
-    ),
-    (
-        "GMLP",
-        "Good Machine Learning Practice guiding principles (FDA, Health Canada, MHRA 2021; IMDRF N88 2025): "
-        "P4 independent test data, P8 statistically sound test plans, P9 known limitations.",
-    ),
-)
+from medaudit.criteria import CONTROLS, CRITERIA
+from medaudit.report.findings import attack_of, summary_rules, threat_order, unfit_why
+from medaudit.report.threats import knowledge
+from medaudit.results import AuditResults
+
+BOUND_WHO = {"query": "an attacker with the target's scores", "whitebox": "an attacker with the target's weights"}
 
 
-def risk_rows(results: AuditResults, threat_levels: dict[str, str]) -> list[dict]:
-    """One line per threat (scenario row) and stated criterion, from the row's worst rule over attacks."""
-    criteria = {c.id: c for c in CRITERIA}
-    groups: dict[tuple[str, str], list[GateRule]] = {}
-    for r in results.gate:
-        if r.criterion_id in criteria:
-            groups.setdefault((r.row_id, r.criterion_id), []).append(r)
+def hazard_rows(results: AuditResults) -> list[dict]:
+    """The stated criteria with their hazardous situation, harm and suggested control (AAMI TIR34971)."""
+    stated = {r.criterion_id for r in results.gate}
+    return [
+        {"c": c, "control": CONTROLS[c.control_id]}
+        for c in CRITERIA
+        if c.id in stated or getattr(results.scenario.gate, c.threshold_field) is not None
+    ]
+
+
+def _who(row_id: str, results: AuditResults) -> str:
+    if row_id in BOUND_WHO:
+        return BOUND_WHO[row_id]
+    seed = next((s for s in results.surrogates if s.row_id == row_id and s.role == "attacker"), None)
+    return f"a {knowledge(seed, results)['level'].split(':')[0]} transfer attacker" if seed else "a transfer attacker"
+
+
+def residual_rows(results: AuditResults) -> list[dict]:
+    """Per threat: each criterion's outcome, the suggested controls of those broken, and one residual-risk sentence."""
+    summaries = summary_rules(results)
+    surrogates = {s.id: s for s in results.surrogates}
     out = []
-    for (row_id, criterion_id), rules in groups.items():
-        criterion = criteria[criterion_id]
-        summary = next((r for r in rules if r.attack_id == WORST_OVER_ATTACKS), rules[0])
-        attack_rule = repeated_rule(rules, summary)
-        cell = judged_cell(results, attack_rule)
-        if summary.status == "ERROR":
-            effect = f"not measured: {summary.message}"
-        else:
-            effect = (
-                f"{criterion.endpoint} {fmt_interval(summary.value)} with {attack_rule.attack_id} at "
-                f"ε {summary.epsilon_pm1:g}"
+    for row_id in threat_order(results):
+        rules = [summaries[(row_id, c.id)] for c in CRITERIA if (row_id, c.id) in summaries]
+        if not rules:
+            continue
+        tid, who = rules[0].threat_id, _who(row_id, results)
+        failed = [r for r in rules if r.status == "FAIL"]
+        open_ = [r for r in rules if r.status in ("INCONCLUSIVE", "ERROR")]
+        if failed:
+            first = min(
+                (r.breaking for r in failed if r.breaking and r.breaking.epsilon_pm1 is not None),
+                key=lambda b: b.epsilon_pm1,
+                default=None,
             )
-            if cell is not None and cell.operating_point is not None:
-                op = cell.operating_point
-                lost, made = (
-                    (op.true_positives_lost_control, op.false_positives_created_control)
-                    if criterion_id == "C-NOISE"
-                    else (op.true_positives_lost, op.false_positives_created)
-                )
-                effect += (
-                    f"; at threshold {op.threshold:.3g}: {lost} true positives lost, {made} false positives created"
-                )
+            at = (
+                f" from ε* {first.epsilon_pm1:.3g}" + (f", {first.margin:.2g}× the bound's ε" if first.margin else "")
+                if first
+                else ""
+            )
+            shorts = ", ".join(r.criterion_id for r in failed)
+            text = f"Present: {who} breaks {shorts} of {tid}{at}."
+        elif open_:
+            why = []
+            for r in open_:
+                s = surrogates.get(r.attacker_id or "")
+                f = s.fitness_for(attack_of(r, results) or "") if s else None
+                why.append(f"{r.criterion_id} ({unfit_why(f) if f and not f.fit else 'interval straddles'})")
+            text = f"Not shown acceptable for {tid}: {', '.join(why)} unresolved against {who}."
+        else:
+            largest = max((r.breaking.largest_tried_pm1 for r in rules if r.breaking), default=None)
+            upto = f" up to ε {largest:g}" if largest else ""
+            text = f"Within the stated criteria for {tid}{upto}: {who} breaks none at an admissible ε."
         out.append(
             {
-                "threat_id": summary.threat_id,
-                "row_id": row_id,
-                "threat": threat_levels.get(row_id, ""),
-                "criterion": criterion,
-                "rule": summary,
-                "effect": effect,
-                "control_id": criterion.control_id,
-                "control": CONTROLS[criterion.control_id],
+                "threat_id": tid,
+                "rules": rules,
+                "controls": sorted({r.control_id for r in failed}),
+                "text": text,
             }
         )
+    return out
+
+
+def limitations(results: AuditResults) -> list[str]:
+    """Known limitations of this run, each stated once with its numbers."""
+    data, sc = results.data, results.scenario
+    out = [
+        "A transfer result is a realistic estimate, not an upper bound: a stronger attacker (more or better data, "
+        "queries, the weights, or an attack adapted to a defence) can do more. The query and white-box tiers bound "
+        "it from above only where they ran and showed no sign of gradient masking.",
+    ]
+    masked = next((v.masking for v in results.tier_verdicts if v.masking), None)
+    if masked:
+        flagged = next((a.id for a in results.anomalies if masked in a.text), None)
+        where = f"anomaly {flagged} on page 1" if flagged else masked
+        out.append(f"The white-box tier shows possible gradient masking ({where}), so it is no upper bound here.")
+    widths = [
+        c.relative_auc.high - c.relative_auc.low
+        for c in results.cells
+        if math.isfinite(c.relative_auc.high) and math.isfinite(c.relative_auc.low)
+    ]
+    lo, hi = (f"{100 * min(widths):.0f}", f"{100 * max(widths):.0f}") if widths else ("", "")
+    span = f"; relative-AUC intervals are {lo if lo == hi else f'{lo}–{hi}'} points wide" if widths else ""
+    positives = "" if data.test_positives is None else f" ({data.test_positives} positive)"
+    out.append(
+        f"Sample size: {data.test_size} test images{positives}{span}. More test images narrow the intervals and may "
+        "settle inconclusive criteria."
+    )
+    names = {"query": "query", "whitebox": "white-box"}
+    subsets = [f"{names[t.tier]} on {t.images}" for t in results.tiers if t.available and t.images < data.test_size]
+    if subsets:
+        out.append(f"The bound tiers attacked a stratified subset of the test images ({', '.join(subsets)}).")
+    seeds: dict[str, int] = {}
+    for s in results.surrogates:
+        if s.role == "attacker" and not s.member_ids:
+            seeds[s.row_id] = seeds.get(s.row_id, 0) + 1
+    if seeds and min(seeds.values()) < 3:
+        out.append(
+            f"As few as {min(seeds.values())} surrogate seed(s) in a row: one seed can move transfer results by 1–2 "
+            "points, and an attacker with more seeds has more chances (3 or more recommended)."
+        )
+    budget = [s.id for s in results.surrogates if s.stop_reason == "budget" and not s.member_ids]
+    if budget:
+        out.append(
+            f"{len(budget)} surrogate(s) stopped at the epoch budget, not at a validation plateau, and may be "
+            f"under-trained: {', '.join(budget)}."
+        )
+    out.append(
+        f"The target's development split ({sc.target.trained_on}) is as the scenario states it; medaudit cannot "
+        "verify which images the manufacturer trained on."
+    )
+    out += [f"Data: {note.rstrip('.')}." for note in data.notes]
+    out.append(
+        "Scope: untargeted L∞-bounded digital edits at inference time by the attacks listed. Not covered: other "
+        "norms, patches or physical-world attacks, data poisoning, model inversion, membership or data leakage, "
+        "distribution drift."
+    )
+    if sc.delivery == "float":
+        out.append(
+            "Adversarial images reached the target as floating-point arrays; an attacker who must deliver 8-bit files "
+            "loses sub-grey-level detail (scenario `delivery: uint8` measures that case)."
+        )
+    if sc.perceptibility is not None:
+        out.append(
+            "Perceptibility is judged by mean SSIM, a proxy, not a reader study: single images may change more "
+            "visibly than the mean suggests."
+        )
+    grid = [c.attack_id for c in results.epsilon_choice if c.admissible_epsilons_pm1 and not c.bound_binds]
+    if grid:
+        out.append(f"For {', '.join(grid)} every ε measured met the bound: the grid, not perceptibility, limited ε.")
+    none = [c.attack_id for c in results.epsilon_choice if not c.admissible_epsilons_pm1]
+    if none:
+        out.append(f"No admissible ε for {', '.join(none)}: these attacks have no result within the bound.")
     return out

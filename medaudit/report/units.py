@@ -6,8 +6,12 @@ either as a value range (lo, hi) or as a per-channel mean/std applied to [0, 1] 
 
 from __future__ import annotations
 
-from medaudit.data import GREY_LEVELS_PER_PM1
-from medaudit.scenario import CardFields
+from typing import TYPE_CHECKING
+
+from medaudit.pixels import GREY_LEVELS_PER_PM1
+
+if TYPE_CHECKING:  # the report reads records only; the card's type is named for the signatures
+    from medaudit.scenario import CardFields
 
 UNIT_PM1 = "[-1, 1] units"
 UNIT_GREY = "grey levels of 255"
