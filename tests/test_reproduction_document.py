@@ -1,0 +1,287 @@
+"""The reproduction's document: its typed view of schema 2.0 and 3.0 runs, the breaking-ε and data-size sections
+(on a 3.0 record and small synthetic JSON), the prose checks, and the committed document and runs themselves
+(length, repeated sentences, line length, scores-only files, labels re-read from the data).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from medaudit.errors import AuditInputError
+from medaudit.results import write_results
+from reproduction import data_size, document, epsilon_star, findings, prose, protocol
+from reproduction.protocol import MODALITIES
+from reproduction.record import read_record
+from reproduction.runs import load
+from tests.conftest import REPO, data_file
+from tests.fixtures_results import make_results
+
+COMMITTED = REPO / "docs" / "reproduction"
+MAIN, APPENDIX = REPO / "docs" / "reproduction.md", COMMITTED / "appendix.md"
+MAX_MAIN_WORDS = 5000
+
+
+def committed_3_0(tmp_path, rows: dict[str, str] | None = None):
+    """A schema 3.0 run laid out as a committed one: `<tmp>/kermany/data_disparity__<tag>/results.json`, its row ids
+    renamed by `rows` (old -> new) as the fixed rule names them."""
+    results = make_results()
+    if rows:
+        cells = tuple(c.model_copy(update={"row_id": rows.get(c.row_id, c.row_id)}) for c in results.cells)
+        surrogates = tuple(s.model_copy(update={"row_id": rows.get(s.row_id, s.row_id)}) for s in results.surrogates)
+        results = results.model_copy(update={"cells": cells, "surrogates": surrogates})
+    folder = tmp_path / "kermany" / "data_disparity__densenet121-imagenet-d1"
+    folder.mkdir(parents=True)
+    write_results(results, folder / "results.json")
+    return load(tmp_path / "kermany")
+
+
+# ---------------------------------------------------------------- the narrow view of both schemas
+def test_a_schema_2_run_reads_with_3_0_names():
+    record = read_record(COMMITTED / "kermany" / "pretraining__mobilenet_v2-random-d1" / "results.json")
+    assert record.schema_version == "2.0"
+    raw = json.loads((COMMITTED / "kermany" / "pretraining__mobilenet_v2-random-d1" / "results.json").read_text())
+    assert record.cells[0].attacker_id == raw["cells"][0]["surrogate_id"] and record.cells[0].tier == "transfer"
+    seed = next(s for s in record.surrogates if not s.member_ids)
+    assert {f.attack_id for f in seed.fitness} == {w["attack_id"] for w in raw["surrogates"][0]["fitness"]["whitebox"]}
+    assert record.provenance.code == raw["provenance"]["code_commit"][:10] + "+dirty"
+
+
+def test_a_schema_3_run_reads_with_its_transfer_check_and_breaking_epsilons(tmp_path):
+    run = committed_3_0(tmp_path).runs[0]
+    assert run.schema == "3.0" and run.record.provenance.code == "c3bcfff2d4"  # committed: no +dirty
+    cell = next(c for c in run.record.cells if c.tier == "transfer")
+    assert cell.transfer_drop is not None and cell.transfer_drop.point == pytest.approx(0.05)
+    assert {c.tier for c in run.record.cells} == {"transfer", "whitebox", "query"}
+    assert any(r.breaking and r.breaking.epsilon_pm1 for r in run.record.gate)
+    assert run.cells() and all(c.tier == "transfer" for c in run.cells())  # findings read the transfer tier only
+
+
+def test_another_schema_is_refused_by_name(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema_version": "1.0"}))
+    with pytest.raises(AuditInputError, match=r"results schema '1.0'; the reproduction reads 2.0 and 3.0"):
+        read_record(path)
+
+
+def test_the_fixed_rules_row_is_read_as_different(tmp_path, monkeypatch):
+    """A 3.0 run names its `different` row by the architecture written into the scenario; the findings read it as
+    `different`, and as made under the fixed rule only when that architecture is the rule's."""
+    monkeypatch.setitem(protocol.DIFFERENT, "densenet121", "resnet18")
+    run = committed_3_0(tmp_path, {"different-imagenet-d2/2": "resnet18-imagenet-d2/2"}).runs[0]
+    assert run.row("resnet18-imagenet-d2/2") == "different-imagenet-d2/2"
+    assert run.cells(row="different-imagenet-d2/2") and run.fixed_different("different-imagenet-d2/2")
+    monkeypatch.setitem(protocol.DIFFERENT, "densenet121", "mobilenet_v2")  # ResNet-18 is then not the rule's
+    assert not run.fixed_different("different-imagenet-d2/2") and run.fixed_different("same-imagenet-d2")
+
+
+# ---------------------------------------------------------------- breaking ε (3.0 runs)
+def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bound(tmp_path):
+    loaded = {"kermany": committed_3_0(tmp_path)}
+    run = loaded["kermany"].runs[0]
+    text = "\n".join(epsilon_star.section(loaded))
+    worst = next(r for r in run.record.gate if r.row_id == "same-imagenet-d2" and r.attack_id == "worst-over-attacks")
+    b = worst.breaking
+    assert worst.criterion_id == "C-REL-AUC"  # the first criterion: the table's first ε* column
+    assert (
+        f"| same-imagenet-d2 (DN121) | {b.epsilon_pm1:.3g} ({b.low_pm1:.3g}–{b.high_pm1:.3g}) {worst.status} |" in text
+    )
+    ratio = f"| fgsm | {b.bound_epsilon_pm1:.3g} | {b.epsilon_pm1 / b.bound_epsilon_pm1:.2f} |"  # ε* / the bound's ε
+    assert ratio in text
+    assert "| whitebox tier | " in text and "| query tier | " in text
+    assert "Verdict per tier: transfer (gated) FAIL; query FAIL; whitebox FAIL." in text
+    assert f"Code `{run.record.provenance.code}`, cpu, AMD EPYC 7B13, 8 threads" in text
+    # a row no resample breaks within the grid says so rather than inventing a number
+    assert "| different-imagenet-d2/2 (RN18) | " in text and " | > 0.04 PASS | " in text
+    per_attack = "\n".join(epsilon_star.appendix(loaded))
+    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | fgsm | " in per_attack
+    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | pgd | " in per_attack
+
+
+def test_without_a_schema_3_run_the_section_says_none_is_committed():
+    assert "No schema 3.0 run is committed yet" in "\n".join(epsilon_star.section({}))
+
+
+# ---------------------------------------------------------------- data size
+def _block(arch: str, n: str, images: int, relative: dict[float, tuple[float, float, float]]) -> dict:
+    aggregate = [
+        {
+            "attack": attack,
+            "epsilon_pm1": eps,
+            "n_pairs": 9,
+            "relative": {"point": p, "low": lo, "high": hi},
+            "relative_control": {"point": 1.0, "low": 0.99, "high": 1.01},
+            "adversarial_specific_drop": {"point": 1 - p, "low": 0.0, "high": 0.1},
+        }
+        for attack in ("pgd", "fgsm")
+        for eps, (p, lo, hi) in relative.items()
+    ]
+    sides = {"target": {"n_images": images}, "surrogate": {"n_images": images + 1}}
+    return {"arch": arch, "n_requested": n, "sides": sides, "aggregate": aggregate}
+
+
+def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap: int | None = None):
+    small = {0.02: (0.99, 0.98, 1.0), 0.04: (0.97, 0.95, 0.99)}
+    results = {
+        "settings": {
+            "data_file": "chestxray_kermany_128.npz",
+            "image_size": 64,
+            "grid": {"resnet18": ["300", "all"], "mobilenet_v2": ["300"]},
+            "n_test": 400,
+            "epsilons_pm1": [0.02, 0.04],
+            "attacks": {"pgd": {}, "fgsm": {}},
+            "epochs_cap": cap,
+        },
+        "runs": [
+            {
+                "code": {"commit": "887158b54a066ed7", "dirty": True},
+                "machine": {"processor": "AMD EPYC", "torch_threads": 1},
+                "blocks": ["resnet18-n300", "resnet18-nall"],
+            }
+        ],
+        "blocks": {
+            "resnet18-n300": _block("resnet18", "300", 303, small),
+            "resnet18-nall": _block("resnet18", "all", 2343, large),
+            "mobilenet_v2-n300": _block("mobilenet_v2", "300", 303, small),
+        },
+    }
+    path = tmp_path / "data_size.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_data_size_before_the_experiment_is_committed(tmp_path):
+    lines = data_size.section(tmp_path / "data_size.json")
+    assert lines[0] == data_size.TITLE
+    assert "has not been committed yet" in lines[2] and "so this section has no numbers" in lines[2]
+
+
+def test_data_size_reads_growth_from_the_intervals(tmp_path):
+    grows = data_size_json(tmp_path, {0.02: (0.985, 0.975, 0.995), 0.04: (0.90, 0.86, 0.94)})
+    text = "\n".join(data_size.section(grows))
+    assert "| PGD | 2,343 | 0.985 (0.975–0.995) | 0.900 (0.860–0.940) | 1.000–1.000 |" in text
+    assert "RN18 PGD, 303 → 2,343 images: the largest n below the smallest at 1 of 2 ε (0.04): transfer grows." in text
+    assert "MNv2 PGD: one size only, no trend." in text
+    assert "Ours agrees in every architecture and attack run, but our sizes stop at 2,343 images per side." in text
+    assert "`887158b54a+dirty` on AMD EPYC (1 torch threads)" in text and "smoke check" not in text
+
+
+def test_data_size_without_growth_says_so_and_a_smoke_run_is_flagged(tmp_path):
+    flat = data_size_json(tmp_path, {0.02: (0.99, 0.98, 1.0), 0.04: (0.965, 0.94, 0.99)}, cap=2)
+    text = "\n".join(data_size.section(flat))
+    assert "at 0 of 2 ε: transfer does not grow." in text
+    assert "Ours shows no growth in any architecture and attack run" in text
+    assert "**A smoke check, not the experiment**: training was capped at 2 epochs." in text
+
+
+# ---------------------------------------------------------------- the prose checks
+def test_a_sentence_is_counted_in_paragraphs_and_in_table_cells():
+    said = "The matched row shows no transfer at all."
+    text = "\n".join([said, "", f"| a | {said} |", "", f"First line. {said}", "", f"{said} Another one here."])
+    assert prose.repeated(text) == {said: 4}
+    assert prose.repeated(text, limit=4) == {}
+    assert prose.repeated("| holds | holds | holds | holds |\n") == {}  # short labels are not sentences
+    wrapped = prose.wrap(["x " * 300])
+    assert max(map(len, wrapped)) <= prose.WRAP and prose.sentences("\n".join(wrapped)) == prose.sentences("x " * 300)
+
+
+def test_wrapping_never_opens_a_list_item_or_a_table_row():
+    line = "a " * 58 + "0. b | c - d " + "e " * 60
+    wrapped = prose.wrap([line])
+    assert all(not re.match(r"^\s*(\d+\.|[-|])\s", part) for part in wrapped[1:]), wrapped
+    assert " ".join(wrapped).split() == line.split()
+
+
+def test_the_header_states_no_measured_number():
+    text = document.HEADER.read_text()
+    assert "%" not in text
+    assert set(re.findall(r"\b\d+\.\d+\b", text)) <= {"0.01"}  # the paper's PGD step only
+
+
+def test_the_paper_s_own_columns_are_read_from_its_tables():
+    four = findings.BY_KEY["4"]  # Path: same d2 77 % vs d2/2 75 %: the smaller set transferred more
+    assert four.paper_d("Path") == [pytest.approx(0.02)] and four.paper_agrees("Path") is False
+    assert findings.BY_KEY["3"].paper_agrees("Rad") is True
+    assert findings.BY_KEY["1"].paper_d("Path") == []  # pre-training does not raise clean AUC there
+    assert findings.BY_KEY["6"].paper_agrees("Oph") is True  # 0.86 - 0.85 is the tolerance itself
+
+
+# ---------------------------------------------------------------- the committed document and runs
+@pytest.mark.parametrize("path", [MAIN, APPENDIX], ids=["main", "appendix"])
+def test_the_committed_documents_say_nothing_more_than_three_times_and_keep_lines_short(path):
+    text = path.read_text()
+    assert prose.repeated(text) == {}
+    assert prose.long_lines(text) == []
+
+
+def test_the_main_text_is_short_and_its_sizes_match_the_runs():
+    text = MAIN.read_text()
+    assert prose.words(text) <= MAX_MAIN_WORDS
+    text = " ".join(text.split())  # prose is wrapped
+    for key in MODALITIES:
+        runs = load(COMMITTED / key).runs
+        sizes = {r.record.data.image_size for r in runs}
+        assert len(sizes) == 1, key
+        assert f"- **{key}**, {MODALITIES[key].title}: {len(runs)} audits" in text
+        assert f"at {sizes.pop()} px;" in text
+    assert "128 px;" not in text  # Kermany's file is 128 px; its runs are not
+
+
+def test_the_committed_document_is_what_the_renderer_makes():
+    for m in MODALITIES.values():
+        data_file(m.file)
+    main, extra = document.render(
+        COMMITTED,
+        list(MODALITIES.values()),
+        data_file(MODALITIES["retina"].file).parent,
+        header=document.HEADER.read_text(),
+    )
+    assert MAIN.read_text() == main, "docs/reproduction.md is stale: run python -m reproduction.document"
+    assert APPENDIX.read_text() == extra, "docs/reproduction/appendix.md is stale: run python -m reproduction.document"
+
+
+SCORE_ARRAYS = {"clean.npz": ["scores"]}
+CELL_ARRAYS = [["adversarial_scores", "control_scores"], ["adversarial_scores", "control_scores", "image_indices"]]
+
+
+def test_committed_per_image_files_hold_scores_only():
+    """The data rule: no committed file holds labels, patient ids or images, only float scores (and, in 3.0, the
+    integer positions of the test images a cell scored)."""
+    files = sorted(COMMITTED.glob("*/*/per_image/*.npz"))
+    assert len(files) > 100
+    for path in files:
+        with np.load(path, allow_pickle=False) as arrays:
+            names = sorted(arrays.files)
+            assert names == SCORE_ARRAYS["clean.npz"] if path.name == "clean.npz" else names in CELL_ARRAYS, path
+            for k in names:
+                assert arrays[k].ndim == 1 and arrays[k].dtype.kind == ("i" if k == "image_indices" else "f"), path
+
+
+@pytest.mark.parametrize("key", list(MODALITIES))
+def test_committed_runs_find_their_test_labels_in_the_data_file(key):
+    loaded = load(COMMITTED / key)
+    runs = load(COMMITTED / key, data_file(MODALITIES[key].file)).runs
+    assert {r.name for r in runs} == set(loaded.run_info.runs)  # every recorded run is committed, and no other
+    for run in runs:
+        clean = run.clean
+        assert len(clean.y) == run.record.data.test_size and int(clean.y.sum()) == run.record.data.test_positives
+
+
+def test_labels_come_only_from_the_data_file_the_run_was_made_from(tmp_path):
+    run = load(COMMITTED / "retina").runs[0]
+    with pytest.raises(AuditInputError, match=r"^None: data file not found; the per-image files in .* hold scores "):
+        run.clean
+    other = data_file(MODALITIES["pneumonia"].file)
+    with pytest.raises(AuditInputError, match=r"pneumoniamnist.npz: sha256 [0-9a-f]{12}… differs from the"):
+        load(COMMITTED / "retina", other).runs[0].clean
+    copy = tmp_path / "retina"
+    shutil.copytree(run.folder, copy / run.name)
+    raw = json.loads((copy / run.name / "results.json").read_text())
+    raw["scenario"]["data"]["test_limit"] = 30
+    (copy / run.name / "results.json").write_text(json.dumps(raw))
+    with pytest.raises(AuditInputError, match=r"picks other images than the run recorded \(split ids sha256 differs\)"):
+        load(copy, data_file(MODALITIES["retina"].file)).runs[0].clean
