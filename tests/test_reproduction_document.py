@@ -285,3 +285,24 @@ def test_labels_come_only_from_the_data_file_the_run_was_made_from(tmp_path):
     (copy / run.name / "results.json").write_text(json.dumps(raw))
     with pytest.raises(AuditInputError, match=r"picks other images than the run recorded \(split ids sha256 differs\)"):
         load(copy, data_file(MODALITIES["retina"].file)).runs[0].clean
+
+
+# ---------------------------------------------------------------- the zoomed ε page (epsilon_examples)
+def test_the_epsilon_page_shows_each_image_full_size_and_zoomed_at_every_epsilon():
+    from reproduction import epsilon_examples as ex
+
+    rng = np.random.default_rng(0)
+    originals = rng.uniform(-1, 1, size=(2, 1, 16, 16)).astype(np.float32)
+    sheet = ex.page(originals, {eps: np.clip(originals + eps, -1, 1) for eps in (0.01, 0.03)}, "title")
+    side = ex.DISPLAY_PX // 16 * 16  # 16 px enlarged by a whole factor
+    assert sheet.width == 3 * (2 * side + 3 * ex.GAP_PX)  # original + two epsilons, each full size and cropped
+    shown = np.asarray(sheet.convert("L"))[ex.TITLE_PX : ex.TITLE_PX + side, ex.GAP_PX : ex.GAP_PX + side]
+    expected = np.kron(ex.grey_from_pm1(originals[0, 0]), np.ones((side // 16, side // 16), np.uint8))
+    assert np.array_equal(shown, expected)  # pixels repeated, never interpolated
+
+
+def test_first_below_is_the_smallest_epsilon_under_the_bound():
+    from reproduction.epsilon_examples import first_below
+
+    curve = ((0.03, 0.79), (0.01, 0.95), (0.02, 0.85), (0.04, 0.81))  # not monotone past the crossing
+    assert first_below(curve, 0.8) == 0.03 and first_below(curve, 0.5) is None
