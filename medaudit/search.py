@@ -1,8 +1,8 @@
 """`epsilons_pm1: auto`: per attack, find where the perceptibility bound binds, and place the grid around it.
 
-Mean SSIM falls as epsilon grows, so the bound's epsilon is found by bracketing and bisection on a few test
+Mean SSIM falls as epsilon grows, so the bound's epsilon is found by bracketing and interpolation on a few test
 images, with the attack itself (its `searched()` variant) on the first surrogate, or on the target for the bound
-tiers. SSIM need not fall monotonically (an attack's iterations may not use the whole ball); bisection only places
+tiers. SSIM need not fall monotonically (an attack's iterations may not use the whole ball); the search only places
 the grid: each epsilon's admissibility is decided afterwards on the SSIM measured over all images in its cells,
 and a search that met a rise says so in its record. The grid is the attack's `auto_fractions` of the epsilon
 found, so every attack is measured below, at and beyond its own bound.
@@ -26,8 +26,8 @@ from medaudit.victims import victim
 
 FIRST_BRACKET_PM1 = 0.05  # the first upper end tried; doubled until SSIM falls below the bound
 MAX_EPSILON_PM1 = 1.0  # the largest epsilon there is on [-1, 1] images
-RELATIVE_PRECISION = 0.05  # bisection stops when the bracket is narrower than this share of its upper end
-MAX_BISECTIONS = 12
+RELATIVE_PRECISION = 0.05  # the search stops when the bracket is narrower than this share of its upper end
+MAX_STEPS = 12  # interpolation steps at most
 GRID_DIGITS = 3  # significant digits of a grid epsilon
 MONOTONE_SLACK = 1e-4  # a rise in SSIM smaller than this is noise, not a rise
 
@@ -44,27 +44,41 @@ class SearchOutcome(Record):
 
 
 def largest_within(ssim_at: Callable[[float], float], bound: float, ceiling: float = MAX_EPSILON_PM1) -> float | None:
-    """The largest epsilon found with `ssim_at(epsilon) >= bound`, by doubling an upper bracket from
-    FIRST_BRACKET_PM1 and then bisecting; None when the bound still holds at `ceiling` (the largest epsilon there
-    is, or the most the attack can move a pixel)."""
+    """The largest epsilon found with `ssim_at(epsilon) >= bound`: an upper bracket doubled from FIRST_BRACKET_PM1,
+    then bracketed linear interpolation (regula falsi, Illinois variant: SSIM falls smoothly with epsilon, so a few
+    evaluations suffice) until the bracket is RELATIVE_PRECISION of its upper end; None when the bound still holds
+    at `ceiling` (the largest epsilon there is, or the most the attack can move a pixel). SSIM is 1 at epsilon 0."""
     low, high = 0.0, min(FIRST_BRACKET_PM1, ceiling)
-    while ssim_at(high) >= bound:
+    f_low, f_high = 1.0 - bound, ssim_at(high) - bound  # >= 0: the bound holds
+    while f_high >= 0:
         if high >= ceiling:
             return None
-        low, high = high, min(ceiling, 2 * high)
-    for _ in range(MAX_BISECTIONS):
+        low, f_low = high, f_high
+        high = min(ceiling, 2 * high)
+        f_high = ssim_at(high) - bound
+    side = 0  # which end moved last (Illinois: halve the other end's weight when one end keeps moving)
+    for _ in range(MAX_STEPS):
         if high - low <= RELATIVE_PRECISION * high:
             break
-        middle = (low + high) / 2
-        low, high = (middle, high) if ssim_at(middle) >= bound else (low, middle)
+        middle = high - f_high * (high - low) / (f_high - f_low)
+        middle = min(max(middle, low + 0.01 * (high - low)), high - 0.01 * (high - low))  # stay inside
+        f_mid = ssim_at(middle) - bound
+        if f_mid >= 0:
+            low, f_low = middle, f_mid
+            f_high = f_high / 2 if side == -1 else f_high
+            side = -1
+        else:
+            high, f_high = middle, f_mid
+            f_low = f_low / 2 if side == 1 else f_low
+            side = 1
     return low if low > 0 else high  # below every epsilon tried: the cells will show nothing is admissible
 
 
 def grid(bound_epsilon_pm1: float | None, fractions: tuple[float, ...], ceiling: float) -> tuple[float, ...]:
-    """The attack's fractions of the bound's epsilon (of `ceiling`, the most it can move a pixel, when the bound
-    never binds within it), to GRID_DIGITS significant digits, within (0, 1]."""
+    """The attack's fractions of the bound's epsilon (of `ceiling` when the bound never binds below it), to
+    GRID_DIGITS significant digits, never past `ceiling` (the most the attack can move a pixel)."""
     base = bound_epsilon_pm1 if bound_epsilon_pm1 is not None else ceiling
-    values = {float(f"{min(MAX_EPSILON_PM1, f * base):.{GRID_DIGITS}g}") for f in fractions}
+    values = {float(f"{min(ceiling, f * base):.{GRID_DIGITS}g}") for f in fractions}
     return tuple(sorted(v for v in values if v > 0))
 
 

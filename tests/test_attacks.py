@@ -120,8 +120,9 @@ def test_attack_ids_are_built_from_the_fields_and_name_boosters_only_when_on():
     assert FGSM(name="fgsm").id == "fgsm"
     assert PGD(name="pgd").id == "pgd-step0.01-it20"
     assert PGD(name="pgd", random_start=True, diversity_prob=0.0, ti_kernel=0).id == "pgd-step0.01-it20-rs"
-    assert MIFGSM(name="mifgsm").id == "mifgsm-step0.01-it10-mu1"
-    assert MIFGSM(name="mifgsm", diversity_prob=0.5, ti_kernel=5).id == "mifgsm-step0.01-it10-mu1-di0.5-ti5"
+    assert MIFGSM(name="mifgsm").id == "mifgsm-it10-mu1"  # its step is epsilon / iterations unless given
+    assert MIFGSM(name="mifgsm", step_pm1=0.01).id == "mifgsm-step0.01-it10-mu1"
+    assert MIFGSM(name="mifgsm", diversity_prob=0.5, ti_kernel=5).id == "mifgsm-it10-mu1-di0.5-ti5"
     assert PGD(name="pgd", ti_kernel=3).id == "pgd-step0.01-it20-ti3"
     assert ATTACKS["apgd"](name="apgd").id == "apgd-ce-it100-r2"
     assert Square(name="square").id == "square-q1000-p0.8-n200"

@@ -29,7 +29,8 @@ def test_shipped_scenarios_are_valid_with_three_seeds_and_a_strong_attack(name):
         seeds.setdefault(row.row_id, set()).add(row.seed)
     fewest = 2 if name == "demo_retina.yaml" else 3  # the demo trades a seed for time; each seed checks the other
     assert all(len(s) >= fewest for s in seeds.values()), seeds
-    assert any(getattr(a, "diversity_prob", 0) > 0 and getattr(a, "ti_kernel", 0) > 0 for a in scenario.attacks)
+    boosted = any(getattr(a, "diversity_prob", 0) > 0 and getattr(a, "ti_kernel", 0) > 0 for a in scenario.attacks)
+    assert boosted or name == "demo_retina.yaml"  # the demo keeps FGSM and PGD to run in minutes
 
 
 def test_data_disparity_grid_expands_to_six_rows_of_three_seeds():
