@@ -9,6 +9,7 @@ SSIM, and the few images whose decision flipped the harmful way (the report's ex
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,8 +296,6 @@ def _transfer(ctx, job: CellJob, others, others_clean, x_adv, x_ctrl, y_auc, gro
 
 def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
     """A query or white-box attack on the target itself at every epsilon of its grid; cached."""
-    import time
-
     cache = Cache(ctx.cache_dir)
     stored = cache.load_record("bound", job.key)
     if stored is not None:
@@ -318,11 +317,10 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
         cache.store("bound", job.key, outcome.model_dump_json())
         return outcome
     adversarial, crafting_queries = {}, {}
+    x, y = test.x[index], test.y[index]
     for eps in grid:  # one epsilon at a time, so each cell counts the queries its own images cost
         before = queries.images
-        adversarial[eps] = job.attack.craft(attacked.model, test.x[index], test.y[index], (eps,), crafting(ctx))[
-            eps
-        ].x_adv
+        adversarial[eps] = job.attack.craft(attacked.model, x, y, (eps,), crafting(ctx))[eps].x_adv
         crafting_queries[eps] = queries.images - before
     records, arrays = _measure(ctx, job, index, adversarial, None, queries, crafting_queries)
     status = TierStatus(

@@ -168,7 +168,7 @@ class SearchStep(Record):
 
 
 class EpsilonSearch(Record):
-    """How `epsilons_pm1: auto` placed one attack's epsilons: bisection of mean SSIM on a few test images."""
+    """How `epsilons_pm1: auto` placed one attack's epsilons: a bracketed search of mean SSIM on a few test images."""
 
     attack_id: str
     attacker: str  # the model the search attacked (the first surrogate; the target for the bound tiers)

@@ -81,7 +81,7 @@ def epsilon_rows(results: AuditResults) -> list[dict]:
             how = "explicit grid from the scenario"
         else:
             how = (
-                f"bisection on {s.n_images} images attacked on {s.attacker}: {len(s.steps)} steps up to "
+                f"searched on {s.n_images} images attacked on {s.attacker}: {len(s.steps)} steps up to "
                 f"ε {s.ceiling_pm1:g}" + ("" if s.monotone else "; SSIM not monotone, each cell checked")
             )
         out.append(
@@ -170,8 +170,9 @@ def grid_text(results: AuditResults) -> str:
     eps = results.scenario.epsilons_pm1
     if eps == "auto":
         return (
-            "`epsilons_pm1: auto`: per attack, bisection finds the ε where mean SSIM meets the bound, then the attack "
-            "is measured at fixed multiples of it (below and up to 1.5 times), so every grid straddles its bound."
+            "`epsilons_pm1: auto`: per attack, a bracketed search (regula falsi) finds the ε where mean SSIM meets the "
+            "bound, then the attack is measured at fixed multiples of it (below and up to 1.5 times), so every grid "
+            "straddles its bound."
         )
     return f"Explicit grid from the scenario: ε {', '.join(f'{e:g}' for e in eps)} ([-1, 1] units)."
 
