@@ -43,12 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit.attacks import control_noise, craft_adversarial
+from medaudit.attacks import FGSM, PGD, Crafting, control_noise
+from medaudit.cache import code_version
 from medaudit.data import Images, make_splits, stratified_subset, to_canonical
 from medaudit.files import atomic_write, sha256_file
 from medaudit.metrics import Interval, auc, bootstrap_aucs, bootstrap_paired_auc, mean_ssim, resample_counts
-from medaudit.scenario import FGSM, PGD, TrainingSection
-from medaudit.surrogates import SurrogateSpec, code_version, load_surrogate, predict_scores, train_surrogate
+from medaudit.scenario import TrainingSection
+from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 
 DATA_FILE = "chestxray_kermany_128.npz"
 IMAGE_SIZE = 64  # px, resized from 128 with to_canonical (bilinear)
@@ -98,13 +99,12 @@ def train_model(arch: str, half: str, seed: int, images: Images, digest: str, tr
         init="random",
         split=half,
         seed=seed,
-        training=training.model_dump(mode="json"),
+        training=training,
         task="binary",
         n_logits=2,
         in_channels=1,
         image_size=IMAGE_SIZE,
         data_sha256=digest,
-        code_version=code_version(),
         split_seed=DATA_SEED,
     )
     record = train_surrogate(spec, images, cache, device="cpu")  # carves its own patient-level validation split
@@ -124,14 +124,15 @@ def mean_interval(points: list[float], resampled: list[np.ndarray]) -> dict:
     return asdict(interval)
 
 
-def run_block(arch: str, label: str, dev: Images, halves: dict, test: Images, file_id: str, training, cache, log):
-    """Train the 3 targets and 3 surrogates of one architecture at one size, attack with every surrogate, and
-    score every pair; returns the block's record."""
+def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_id: str, training, cache, log):
+    """Train the targets and surrogates (`sides`: role -> (half, seeds)) of one architecture at one size, attack
+    with every surrogate, and score every pair; returns the block's record."""
     started = time.perf_counter()
     n = None if label == "all" else int(label)
     block = {"arch": arch, "n_requested": label, "sides": {}, "models": [], "attacks": [], "pairs": [], "aggregate": []}
+    block["seeds"] = {role: list(seeds) for role, (_, seeds) in sides.items()}
     models = {}
-    for role, (half, seeds) in SIDES.items():
+    for role, (half, seeds) in sides.items():
         index = nested_subset(halves[half], dev.groups, n)
         images = dev.subset(index)
         block["sides"][role] = {
@@ -149,7 +150,7 @@ def run_block(arch: str, label: str, dev: Images, halves: dict, test: Images, fi
             entry = {"role": role, "seed": seed, "test_auc": auc(test.y, clean)} | {
                 field: getattr(record, field) for field in RECORD_FIELDS
             }
-            entry["curve"] = [asdict(e) for e in record.curve]
+            entry["curve"] = [e.model_dump(mode="json") for e in record.curve]
             block["models"].append(entry)
             log(
                 f"{arch} n{label} {role} s{seed}: {record.stop_reason} after {record.epochs_run} ep, val "
@@ -159,22 +160,12 @@ def run_block(arch: str, label: str, dev: Images, halves: dict, test: Images, fi
     trained = time.perf_counter()
     counts = resample_counts(len(test), resamples=RESAMPLES, seed=DATA_SEED, groups=test.groups)  # as the pairs'
     cells = defaultdict(list)  # (attack, eps) -> one entry per pair
-    for s_seed in SIDES["surrogate"][1]:
+    for s_seed in sides["surrogate"][1]:
         surrogate = models[("surrogate", s_seed)][0]
         for name, attack in ATTACKS.items():
             t0 = time.perf_counter()
-            crafted = craft_adversarial(
-                attack,
-                [surrogate],
-                test.x,
-                test.y,
-                epsilons_pm1=EPSILONS_PM1,
-                n_logits=2,
-                multilabel=False,
-                batch_size=64,
-                seed=DATA_SEED,
-                device="cpu",
-            )
+            how = Crafting(n_logits=2, multilabel=False, batch_size=64, seed=DATA_SEED, device="cpu")
+            crafted = attack.craft([surrogate], test.x, test.y, EPSILONS_PM1, how)
             craft_seconds = time.perf_counter() - t0
             for eps, perturbed in crafted.items():
                 x_adv = perturbed.x_adv
@@ -190,7 +181,7 @@ def run_block(arch: str, label: str, dev: Images, halves: dict, test: Images, fi
                         "craft_seconds_all_eps": craft_seconds,
                     }
                 )
-                for t_seed in SIDES["target"][1]:
+                for t_seed in sides["target"][1]:
                     target, clean = models[("target", t_seed)]
                     adv = predict_scores(target, x_adv, "binary", "cpu")
                     ctrl = predict_scores(target, x_ctrl, "binary", "cpu")
@@ -248,7 +239,7 @@ def code_info() -> dict:
         "dirty": bool(changes),
         "changes": changes[:20],
         "script_sha256": sha256_file(__file__),
-        "medaudit_code_version": code_version(),
+        "medaudit_code_version": code_version("adversarial"),  # the modules that train and attack
     }
 
 
@@ -281,9 +272,9 @@ def render(results: dict) -> str:
         return f"{np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
     lines = [
-        "| arch | n | images d1 / d2 (patients) | target clean AUC, mean (range) | surrogate clean AUC | "
+        "| arch | n | images d1 / d2 (patients) | pairs | target clean AUC, mean (range) | surrogate clean AUC | "
         "epochs (best), targets; surrogates | stops |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for b in blocks:
         t, s = (b["sides"][role] for role in ("target", "surrogate"))
@@ -292,7 +283,7 @@ def render(results: dict) -> str:
         stops = sorted({m["stop_reason"] for m in b["models"]})
         lines.append(
             f"| {SHORT_NAMES[b['arch']]} | {b['n_requested']} | {t['n_images']} ({t['n_patients']}) / "
-            f"{s['n_images']} ({s['n_patients']}) | {spread([m['test_auc'] for m in by_role['target']])} | "
+            f"{s['n_images']} ({s['n_patients']}) | {len(by_role['target']) * len(by_role['surrogate'])} | {spread([m['test_auc'] for m in by_role['target']])} | "
             f"{spread([m['test_auc'] for m in by_role['surrogate']])} | {epochs} | {', '.join(stops)} |"
         )
     header = "| arch | n | " + " | ".join(f"ε {e:g}" for e in eps) + " |"
@@ -333,6 +324,9 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", choices=list(GRID), default=list(GRID))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--n-test", type=int, default=400, help="stratified test images (of 1,170)")
+    parser.add_argument(
+        "--seeds", type=int, choices=(1, 2, 3), default=3, help="seeds per side (the first K of each; K x K pairs)"
+    )
     # smoke checks only, so not in --help: TrainingSection(epochs=K) instead of the defaults
     parser.add_argument("--epochs-cap", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -393,7 +387,8 @@ def main() -> None:
             if block_id in results["blocks"]:  # same settings, checked above: a rerun resumes after the last block
                 log(f"{block_id} already in {args.out}; kept")
                 continue
-            block = run_block(arch, label, dev, halves, test, file_id, training, args.cache, log)
+            sides = {role: (half, seeds[: args.seeds]) for role, (half, seeds) in SIDES.items()}
+            block = run_block(arch, label, sides, dev, halves, test, file_id, training, args.cache, log)
             results["blocks"][block_id] = block | {"run": len(results["runs"]) - 1}
             run["blocks"].append(block_id)
             run["seconds"] = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """The section "Does transfer grow with training data?", rendered from `docs/data_size.json` (written by
 `experiments/data_size.py`): random-init targets and surrogates of one architecture trained on n images per side,
-every surrogate's FGSM and PGD images scored on every target of the same n (9 pairs), relative AUC averaged over
+every surrogate's FGSM and PGD images scored on every target of the same n (up to 3 x 3 pairs), relative AUC averaged over
 the pairs with a patient-clustered bootstrap interval, beside the control (the same perturbation, pixels shuffled).
 
 The conclusion is read from the numbers: at an ε, transfer grows with n when the largest n's interval of relative
