@@ -73,10 +73,12 @@ def arch_table(results: dict, arch: str) -> tuple[list[str], list[tuple[str, str
             cells = _cells(b, attack)
             control = [c["relative_control"]["point"] for c in cells.values()]
             sides = f"{b['sides']['target']['n_images']:,}"
+            pairs = str(max((c["n_pairs"] for c in cells.values()), default=0))
             rel = [_iv(cells[e]["relative"]) if e in cells else "—" for e in grid]
-            rows.append([attack.upper(), sides, *rel, f"{min(control):.3f}–{max(control):.3f}" if control else "—"])
+            ctrl = f"{min(control):.3f}–{max(control):.3f}" if control else "—"
+            rows.append([attack.upper(), sides, pairs, *rel, ctrl])
         conclusions.append(conclusion(blocks, arch, attack, grid))
-    head = ["attack", "n (d1)", *(f"ε {e:g}" for e in grid), "control, over ε"]
+    head = ["attack", "n (d1)", "pairs", *(f"ε {e:g}" for e in grid), "control, over ε"]
     return table(head, rows), conclusions, max(b["sides"]["target"]["n_images"] for b in blocks)
 
 
@@ -118,6 +120,14 @@ def section(path: Path = DATA_SIZE) -> list[str]:
         "largest n's interval lies wholly below (grows) or above the smallest n's. " + _provenance(results),
         "",
     ]
+    missing = [
+        f"{arch_name(arch)} at n {label}"
+        for arch, labels in settings["grid"].items()
+        for label in labels
+        if f"{arch}-n{label}" not in results["blocks"]
+    ]
+    if missing:
+        lines += [f"**Not run yet** of the design (3 seeds per side, 9 pairs per size): {', '.join(missing)}.", ""]
     if settings.get("epochs_cap") is not None:
         lines += [f"**A smoke check, not the experiment**: training was capped at {settings['epochs_cap']} epochs.", ""]
     verdicts, largest = [], 0

@@ -130,7 +130,7 @@ def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap
         "settings": {
             "data_file": "chestxray_kermany_128.npz",
             "image_size": 64,
-            "grid": {"resnet18": ["300", "all"], "mobilenet_v2": ["300"]},
+            "grid": {"resnet18": ["300", "all"], "mobilenet_v2": ["300", "all"]},
             "n_test": 400,
             "epsilons_pm1": [0.02, 0.04],
             "attacks": {"pgd": {}, "fgsm": {}},
@@ -163,7 +163,8 @@ def test_data_size_before_the_experiment_is_committed(tmp_path):
 def test_data_size_reads_growth_from_the_intervals(tmp_path):
     grows = data_size_json(tmp_path, {0.02: (0.985, 0.975, 0.995), 0.04: (0.90, 0.86, 0.94)})
     text = "\n".join(data_size.section(grows))
-    assert "| PGD | 2,343 | 0.985 (0.975–0.995) | 0.900 (0.860–0.940) | 1.000–1.000 |" in text
+    assert "| PGD | 2,343 | 9 | 0.985 (0.975–0.995) | 0.900 (0.860–0.940) | 1.000–1.000 |" in text
+    assert "**Not run yet** of the design (3 seeds per side, 9 pairs per size): MNv2 at n all." in text
     assert "RN18 PGD, 303 → 2,343 images: the largest n below the smallest at 1 of 2 ε (0.04): transfer grows." in text
     assert "MNv2 PGD: one size only, no trend." in text
     assert "Ours agrees in every architecture and attack run, but our sizes stop at 2,343 images per side." in text
