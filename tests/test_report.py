@@ -163,6 +163,10 @@ def test_page_one_is_the_verdict_card(large):
     for row in results.verdict_rows:
         assert _squash(row.result) in squashed
     assert len(results.verdict_rows) == 9
+    assert {row.status for row in results.verdict_rows} >= {"PASS", "FAIL", "INCONCLUSIVE"}
+    assert all(
+        len(row.reason.split()) <= 15 for row in results.verdict_rows
+    )  # page 1 gives a reason in 15 words at most
     repeated = "limit and monitor score access; harden the model and re-audit"  # rows 4 and 5
     assert first.count(repeated) == 1 and "as row 4" in first  # a repeated next step refers to its first row
     for a in results.anomalies:
