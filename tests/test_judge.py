@@ -315,3 +315,27 @@ def test_white_box_doing_worse_than_transfer_is_flagged_as_masking_and_settles_n
     assert 0.97 - 0.82 > MASKING_MARGIN
     assert judged.rules[0].status == "INCONCLUSIVE"  # masked gradients prove nothing for the other tiers
     assert next(v for v in judged.tier_verdicts if v.tier == "whitebox").masking == judged.masking
+
+
+def test_breaking_text_gives_the_margin_or_says_the_bound_was_not_reached():
+    from medaudit.gate.judge import breaking_text
+    from medaudit.results import BreakingEpsilon
+
+    def b(point, low, high, bound):
+        return BreakingEpsilon(
+            criterion_id="C-REL-AUC",
+            attacker_id="a",
+            attack_id="pgd",
+            epsilon_pm1=point,
+            low_pm1=low,
+            high_pm1=high,
+            largest_tried_pm1=0.1,
+            bound_epsilon_pm1=bound,
+            near_invisible_epsilon_pm1=None,
+        )
+
+    assert breaking_text(None) == "ε* not measured"
+    assert breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 0.01 (0.008–0.0125), 0.12× the bound's ε 0.08"
+    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 0.01 (—–> 0.1), 0.12× the bound's ε 0.08"
+    assert breaking_text(b(0.01, 0.008, 0.0125, None)) == "ε* 0.01 (0.008–0.0125); the bound is not reached up to ε 0.1"
+    assert breaking_text(b(None, None, None, 0.08)) == "ε* > 0.1, the largest tried"

@@ -41,7 +41,8 @@ def eps_text(e: float) -> str:
 
 
 def breaking_text(b: BreakingEpsilon | None) -> str:
-    """`ε* 0.012 (0.010–0.015)`, `ε* > 0.12 (the largest tried)`, with the margin to the bound's epsilon."""
+    """`ε* 0.012 (0.010–0.015), 0.1× the bound's ε 0.12`, or `ε* > 0.12, the largest tried`; where the attack's
+    SSIM never reached the bound, says so instead of giving a margin."""
     if b is None:
         return "ε* not measured"
     if b.epsilon_pm1 is None:
@@ -49,7 +50,9 @@ def breaking_text(b: BreakingEpsilon | None) -> str:
     low = "—" if b.low_pm1 is None else f"{b.low_pm1:.3g}"
     high = f"> {b.largest_tried_pm1:g}" if b.high_pm1 is None else f"{b.high_pm1:.3g}"
     text = f"ε* {b.epsilon_pm1:.3g} ({low}–{high})"
-    return text + (f", {b.margin:.2g}× the bound's ε {b.bound_epsilon_pm1:.3g}" if b.margin is not None else "")
+    if b.bound_epsilon_pm1 is None:  # the attack's SSIM stayed above the bound over its whole grid
+        return f"{text}; the bound is not reached up to ε {b.largest_tried_pm1:g}"
+    return f"{text}, {b.margin:.2g}× the bound's ε {b.bound_epsilon_pm1:.3g}"
 
 
 @dataclass(frozen=True)
