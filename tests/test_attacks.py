@@ -13,7 +13,7 @@ import torch
 
 from medaudit import zoo
 from medaudit.attacks import ATTACKS, FGSM, MIFGSM, PGD, TIERS, AttackSpec, Crafting, Square, control_noise
-from medaudit.attacks.base import art_classifier
+from medaudit.attacks.base import AT_THE_BOUND, art_classifier
 from medaudit.attacks.square import RememberedQueries
 from medaudit.attacks.surrogate import (
     ChannelsLast,
@@ -112,7 +112,7 @@ def test_every_registered_attack_is_named_by_its_key_in_one_tier_and_in_the_scen
     cls = ATTACKS[name]
     assert typing.get_args(cls.model_fields["name"].annotation) == (name,)
     assert cls.tier in TIERS and cls.auto_fractions == tuple(sorted(cls.auto_fractions))
-    assert 1.0 in cls.auto_fractions and max(cls.auto_fractions) == 1.5  # the bound's epsilon, and 1.5x beyond it
+    assert AT_THE_BOUND in cls.auto_fractions and max(cls.auto_fractions) == 1.5  # at the bound, and 1.5x beyond
     assert cls in typing.get_args(typing.get_args(AttackSpec)[0])
 
 

@@ -34,11 +34,11 @@ def test_a_bound_never_met_below_the_ceiling_is_none_and_one_met_below_every_try
 
 
 def test_the_grid_is_the_attacks_fractions_of_the_bound_and_never_past_its_reach():
-    assert grid(0.08, FGSM.auto_fractions, 1.0) == (0.005, 0.01, 0.02, 0.04, 0.08, 0.12)
-    assert grid(0.08, APGD.auto_fractions, 1.0) == (0.000313, 0.00125, 0.005, 0.02, 0.08, 0.12)  # 3 digits
+    assert grid(0.08, FGSM.auto_fractions, 1.0) == (0.005, 0.01, 0.02, 0.04, 0.076, 0.12)  # just inside the bound
+    assert grid(0.08, APGD.auto_fractions, 1.0) == (0.000313, 0.00125, 0.005, 0.02, 0.076, 0.12)  # 3 digits
     assert grid(0.08, Square.auto_fractions, 1.0)[:2] == (0.00125, 0.005)
     # the bound never bound within PGD's reach (10 steps of 0.01): fractions of the reach, none past it
-    assert grid(None, PGD.auto_fractions, 0.1) == (0.00625, 0.0125, 0.025, 0.05, 0.1)
+    assert grid(None, PGD.auto_fractions, 0.1) == (0.00625, 0.0125, 0.025, 0.05, 0.095, 0.1)
     assert PGD(name="pgd", iterations=10, step_pm1=0.01).reach_pm1 == pytest.approx(0.1)
 
 

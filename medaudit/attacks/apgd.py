@@ -17,11 +17,21 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from medaudit.attacks.base import Attack, Crafting, Perturbed, Tier, art_classifier, art_labels, projected, seeded
+from medaudit.attacks.base import (
+    AT_THE_BOUND,
+    Attack,
+    Crafting,
+    Perturbed,
+    Tier,
+    art_classifier,
+    art_labels,
+    projected,
+    seeded,
+)
 
 # the white-box attacker breaks an undefended target at a hundredth of the perceptibility bound's epsilon or less:
 # its epsilons fall by fours from 1.5x the bound down to 1/256 of it
-WHITEBOX_FRACTIONS = (1 / 256, 1 / 64, 1 / 16, 1 / 4, 1.0, 1.5)
+WHITEBOX_FRACTIONS = (1 / 256, 1 / 64, 1 / 16, 1 / 4, AT_THE_BOUND, 1.5)
 MIN_ITERATIONS = 100  # AutoAttack's APGD budget; fewer iterations understate what the weights allow
 INITIAL_STEP_PER_EPSILON = 2.0  # APGD's first step is 2 epsilon (Croce & Hein 2020, Algorithm 1); it adapts after
 SEARCH_ITERATIONS = 10  # iterations per SSIM measurement in the epsilon search (see `searched`)

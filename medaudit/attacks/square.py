@@ -17,9 +17,9 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from medaudit.attacks.base import Attack, Crafting, Perturbed, Tier, art_labels, projected, seeded
+from medaudit.attacks.base import AT_THE_BOUND, Attack, Crafting, Perturbed, Tier, art_labels, projected, seeded
 
-QUERY_FRACTIONS = (1 / 64, 1 / 16, 1 / 8, 1 / 4, 1.0, 1.5)  # multiples of the bound's epsilon under `auto`
+QUERY_FRACTIONS = (1 / 64, 1 / 16, 1 / 8, 1 / 4, AT_THE_BOUND, 1.5)  # multiples of the bound's epsilon under `auto`
 QUERIES_BEFORE_STEPS = 2  # the clean image and the initial vertical stripes (ART's init) before the first step
 SEARCH_QUERIES = 12  # per image while the epsilon search measures SSIM: Square sets nearly every pixel to +-epsilon
 # at its initial stripes already, so its SSIM at an epsilon hardly moves with further steps

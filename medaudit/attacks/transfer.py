@@ -15,12 +15,22 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from medaudit.attacks.base import Attack, Crafting, Perturbed, Tier, art_classifier, art_labels, projected, seeded
+from medaudit.attacks.base import (
+    AT_THE_BOUND,
+    Attack,
+    Crafting,
+    Perturbed,
+    Tier,
+    art_classifier,
+    art_labels,
+    projected,
+    seeded,
+)
 from medaudit.attacks.surrogate import surrogate_model
 
 # multiples of the perceptibility bound's epsilon measured under `epsilons_pm1: auto`: halving down to a sixteenth
 # of it, where transfer from an ImageNet surrogate already breaks undefended targets, and past it to 1.5x
-TRANSFER_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 1.5)
+TRANSFER_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, AT_THE_BOUND, 1.5)
 
 
 class TransferAttack(Attack):
