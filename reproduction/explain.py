@@ -82,7 +82,7 @@ def _study(study: dict) -> str:
         f"its strongest transfer, {ARCH_TITLES[c['surrogate']]} → {ARCH_TITLES[c['target']]} at "
         f"{stage['image_size']} px, ε {c['epsilon_pm1']:g}, kept {r['point']:.2f} ({r['low']:.2f}–{r['high']:.2f}) "
         "of clean AUC. Untested: the paper's 256–512 px images and tens of thousands of training images (the "
-        "data-size section tests the second up to its limit)."
+        "data-size section tests the second up to its limit, at ε up to the perceptibility bound)."
     )
 
 
