@@ -13,9 +13,6 @@ from medaudit.pixels import GREY_LEVELS_PER_PM1
 if TYPE_CHECKING:  # the report reads records only; the card's type is named for the signatures
     from medaudit.scenario import CardFields
 
-UNIT_PM1 = "[-1, 1] units"
-UNIT_GREY = "grey levels of 255"
-
 
 def native_unit(card: CardFields) -> str:
     """How the target's input units are defined, for column headers and notes."""
@@ -41,10 +38,3 @@ def native_epsilon(e: float | None, card: CardFields) -> str:
 
 def grey(e: float | None) -> str:
     return "—" if e is None else f"{e * GREY_LEVELS_PER_PM1:.3g}"
-
-
-def epsilon_text(e: float | None, card: CardFields) -> str:
-    """`0.02 [-1, 1] units = 2.55 grey levels of 255 = 0.01 target input units (…)`."""
-    if e is None:
-        return "—"
-    return f"{e:g} {UNIT_PM1} = {grey(e)} {UNIT_GREY} = {native_epsilon(e, card)} {native_unit(card)}"
