@@ -4,7 +4,6 @@ when an attacker counts as evidence, how intervals were resampled, and where the
 from __future__ import annotations
 
 from medaudit.criteria import threshold_text
-from medaudit.report.units import grey
 from medaudit.results import AuditResults
 
 METHODS = {  # attack name -> the method and its paper
@@ -175,7 +174,3 @@ def grid_text(results: AuditResults) -> str:
             "straddles its bound."
         )
     return f"Explicit grid from the scenario: ε {', '.join(f'{e:g}' for e in eps)} ([-1, 1] units)."
-
-
-def unit_note(e: float | None) -> str:
-    return "—" if e is None else f"{e:.3g} ({grey(e)})"
