@@ -10,6 +10,7 @@ AUC lies wholly below the smallest n's, and shrinks when it lies wholly above; o
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from reproduction import paper
@@ -126,7 +127,11 @@ def section(path: Path = DATA_SIZE) -> list[str]:
         if f"{arch}-n{label}" not in results["blocks"]
     ]
     if missing:
-        lines += [f"**Not run yet** of the design (3 seeds per side, 9 pairs per size): {', '.join(missing)}.", ""]
+        seeds = {len(side_seeds) for _, side_seeds in settings["sides"].values()}
+        per_side = "/".join(map(str, sorted(seeds)))
+        pairs = math.prod(len(side_seeds) for _, side_seeds in settings["sides"].values())
+        design = f"{per_side} seeds per side, {pairs} pairs per size"
+        lines += [f"**Not run yet** of the design ({design}): {', '.join(missing)}.", ""]
     if any(c["n_pairs"] == 1 for b in results["blocks"].values() for c in b["aggregate"]):
         lines += [
             "Where a size has one pair, its interval covers the sampling of test patients only, not the spread "

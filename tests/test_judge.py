@@ -10,9 +10,10 @@ import pytest
 
 from medaudit.attacks import APGD, Square
 from medaudit.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
-from medaudit.gate.judge import NO_CRITERIA, WORST_OVER_ATTACKS, worst_case
+from medaudit.gate.judge import NO_CRITERIA, WORST_OVER_ATTACKS, breaking_text, worst_case
 from medaudit.gate.verdict import MASKING_MARGIN, judge
 from medaudit.records import CellRecord, IntervalRecord, TierStatus
+from medaudit.results import BreakingEpsilon
 from medaudit.scenario import GateSection
 from tests.fixtures_results import iv, make_breaking, make_cell, make_choice, make_scenario, make_surrogate
 
@@ -318,9 +319,6 @@ def test_white_box_doing_worse_than_transfer_is_flagged_as_masking_and_settles_n
 
 
 def test_breaking_text_gives_the_margin_or_says_the_bound_was_not_reached():
-    from medaudit.gate.judge import breaking_text
-    from medaudit.results import BreakingEpsilon
-
     def b(point, low, high, bound):
         return BreakingEpsilon(
             criterion_id="C-REL-AUC",

@@ -131,6 +131,7 @@ def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap
             "data_file": "chestxray_kermany_128.npz",
             "image_size": 64,
             "grid": {"resnet18": ["300", "all"], "mobilenet_v2": ["300", "all"]},
+            "sides": {"target": ["d1", [1000, 1001, 1002]], "surrogate": ["d2", [0, 1, 2]]},
             "n_test": 400,
             "epsilons_pm1": [0.02, 0.04],
             "attacks": {"pgd": {}, "fgsm": {}},
