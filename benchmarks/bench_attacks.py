@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit import zoo
+from medaudit.attackers import zoo
 from medaudit.attacks import FGSM, PGD, Crafting
-from medaudit.data import to_canonical
+from medaudit.data.audit_data import to_canonical
 
 HERE = Path(__file__).resolve().parent
 N_IMAGES = 256  # test images attacked per measurement (--images)

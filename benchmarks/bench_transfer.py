@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medaudit.attackers.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 from medaudit.attacks import MIFGSM, PGD, Crafting, control_noise
-from medaudit.data import load_data
-from medaudit.metrics import auc, bootstrap_paired_auc, bootstrap_paired_difference
-from medaudit.scenario import DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
+from medaudit.core.metrics import auc, bootstrap_paired_auc, bootstrap_paired_difference
+from medaudit.data.audit_data import load_data
+from medaudit.scenario.threat_model import DataSection, TrainingSection
 
 HERE = Path(__file__).resolve().parent
 SIZE = 32  # image side in pixels (PneumoniaMNIST is 28 px; 32 is the smallest size every zoo model takes)

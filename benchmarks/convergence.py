@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from medaudit.data import load_data
-from medaudit.scenario import DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, train_surrogate
+from medaudit.attackers.surrogates import SurrogateSpec, train_surrogate
+from medaudit.data.audit_data import load_data
+from medaudit.scenario.threat_model import DataSection, TrainingSection
 
 MODELS = (
     ("efficientnet_lite0", "imagenet"),

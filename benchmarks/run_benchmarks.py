@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit import zoo
+from medaudit.attackers import zoo
 from medaudit.attacks import PGD, Crafting
-from medaudit.data import to_canonical
+from medaudit.data.audit_data import to_canonical
 
 HERE = Path(__file__).resolve().parent
 PNEUMONIA = HERE.parents[1] / "shared" / "data" / "pneumoniamnist.npz"
@@ -84,8 +84,8 @@ def bench_attack(n: int = 128, size: int = 64, iters: int = 20) -> dict:
 
 
 def bench_target(n: int = 512) -> dict:
-    from medaudit.export import export_onnx
-    from medaudit.target import load_target
+    from medaudit.target.black_box import load_target
+    from medaudit.target.export import export_onnx
 
     rows = []
     for size in (64, 224):
@@ -138,10 +138,10 @@ AUDIT_TEST_LIMIT = 300
 
 
 def bench_audit(executor: str = "local", one_seed: bool = False) -> dict:
-    from medaudit.engine import run_audit
-    from medaudit.plan import RunOptions
-    from medaudit.scenario import load_scenario
-    from medaudit.train import build_target
+    from medaudit.attackers.target_training import build_target
+    from medaudit.audit.run import run_audit
+    from medaudit.engine.plan import RunOptions
+    from medaudit.scenario.threat_model import load_scenario
 
     scenario_path = Path(str(resources.files("medaudit.scenarios") / "data_disparity.yaml"))
     scenario = load_scenario(scenario_path)

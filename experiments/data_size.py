@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medaudit.attackers.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 from medaudit.attacks import FGSM, PGD, Crafting, control_noise
-from medaudit.cache import code_version
-from medaudit.data import Images, make_splits, stratified_subset, to_canonical
-from medaudit.files import atomic_write, sha256_file
-from medaudit.metrics import Interval, auc, bootstrap_aucs, bootstrap_paired_auc, mean_ssim, resample_counts
-from medaudit.scenario import TrainingSection
-from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
+from medaudit.core.cache import code_version
+from medaudit.core.files import atomic_write, sha256_file
+from medaudit.core.metrics import Interval, auc, bootstrap_aucs, bootstrap_paired_auc, mean_ssim, resample_counts
+from medaudit.data.audit_data import Images, make_splits, stratified_subset, to_canonical
+from medaudit.scenario.threat_model import TrainingSection
 
 DATA_FILE = "chestxray_kermany_128.npz"
 IMAGE_SIZE = 64  # px, resized from 128 with to_canonical (bilinear)

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medaudit.attackers.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
 from medaudit.attacks import PGD, Crafting, control_noise
-from medaudit.data import Images, load_data, make_splits, stratified_subset, to_canonical
-from medaudit.metrics import auc, bootstrap_paired_auc
-from medaudit.scenario import DataSection, TrainingSection
-from medaudit.surrogates import SurrogateSpec, load_surrogate, predict_scores, train_surrogate
+from medaudit.core.metrics import auc, bootstrap_paired_auc
+from medaudit.data.audit_data import Images, load_data, make_splits, stratified_subset, to_canonical
+from medaudit.scenario.threat_model import DataSection, TrainingSection
 
 EPSILONS_PM1 = (0.01, 0.03)  # L-inf, [-1, 1] units
 ATTACK = PGD(name="pgd", step_pm1=0.01, iterations=20)  # the paper's PGD

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from medaudit.errors import AuditInputError
+from medaudit.core import AuditInputError
 
 USAGE_EXIT = 2  # exit code of every usage error and bad input
 
@@ -121,14 +121,14 @@ def inspect(
 ) -> None:
     """Show every target card field that can be read (and where it came from), the line to add for each missing
     one, then exit 2 if one is missing; with --data, run the input/output check on those images."""
-    from medaudit.card import CARD_HOMES, read_card
     from medaudit.scenario import CardFields, load_scenario
+    from medaudit.target import CARD_HOMES, read_card
 
     try:
         sc = load_scenario(scenario) if scenario else None
         card = sc.target.card if sc else CardFields()
         reading = read_card(model, card, task=sc.data.task if sc else None)
-        from medaudit.files import sha256_file
+        from medaudit.core import sha256_file
 
         table = Table(title=f"{model.name}  sha256 {sha256_file(model)[:16]}…")
         table.add_column("card field")
@@ -151,7 +151,7 @@ def inspect(
                 f"{CARD_HOMES.format(name=model.name)}"
             )
         if data or (sc and sc.data.source):
-            from medaudit.inputs import prepare
+            from medaudit.engine import prepare
 
             target, audit_data = prepare(sc or _bare_scenario(), model, data)
             check = target.load_check
@@ -193,11 +193,10 @@ def run(
     ] = None,
 ) -> None:
     """Run the audit the scenario describes against the target; write results, report and gate files."""
-    from medaudit.compare import compare, read_release
-    from medaudit.engine import run_audit
-    from medaudit.errors import look_up_option
-    from medaudit.execute import EXECUTORS
-    from medaudit.plan import RunOptions
+    from medaudit.audit import run_audit
+    from medaudit.core import look_up_option
+    from medaudit.engine import EXECUTORS, RunOptions
+    from medaudit.gate import compare, read_release
     from medaudit.publish import finish
     from medaudit.scenario import load_scenario
 
@@ -231,7 +230,7 @@ def run(
             progress=_progress,
         )
         if baseline is not None:
-            from medaudit.results import write_results
+            from medaudit.records import write_results
 
             results = results.model_copy(update={"release_comparison": compare(baseline, out_dir / "results.json")})
             write_results(results, out_dir / "results.json")
@@ -257,7 +256,7 @@ def report(
 ) -> None:
     """Re-render report, junit.xml and summary from a results.json (never rewritten); exit with the gate."""
     from medaudit.publish import finish
-    from medaudit.results import read_results
+    from medaudit.records import read_results
 
     try:
         results = read_results(results_file)
@@ -283,9 +282,9 @@ def compare(
 ) -> None:
     """Compare a release with the previous one (same scenario, same test images); exit 0 when no criterion worsened
     beyond the allowed regression, 3 when one did or may have, 2 on bad input."""
-    from medaudit.compare import COMPARE_EXIT, comparison_junit, comparison_markdown, read_release
-    from medaudit.compare import compare as compare_releases
-    from medaudit.files import atomic_write
+    from medaudit.core import atomic_write
+    from medaudit.gate import COMPARE_EXIT, comparison_junit, comparison_markdown, read_release
+    from medaudit.gate import compare as compare_releases
 
     try:
         comparison = compare_releases(base, new, max_regression)

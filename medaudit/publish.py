@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medaudit.gate import exit_code
-from medaudit.gate.junit import write_junit
-from medaudit.gate.markdown import write_markdown
-from medaudit.results import AuditResults
+from medaudit.gate import exit_code, write_junit, write_markdown
+from medaudit.records import AuditResults
 
 
 def publish(results: AuditResults, out_dir: Path, *, results_path: Path, render: bool = True) -> list[Path]:
@@ -17,7 +15,7 @@ def publish(results: AuditResults, out_dir: Path, *, results_path: Path, render:
     write_junit(results, written[0])
     write_markdown(results, written[1])
     if render:
-        from medaudit.report.render import write_report
+        from medaudit.report import write_report
 
         written.extend(write_report(results, out_dir, results_path=results_path))
     return written

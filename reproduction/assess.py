@@ -1,7 +1,7 @@
 """The one outcome rule every finding is judged by: pure functions, no files.
 
 A finding is a claim about a difference d measured on the same test images (paired bootstrap,
-`medaudit.metrics.bootstrap_paired_difference`): d lies below (or above) a bound. Several comparisons check it
+`medaudit.core.metrics.bootstrap_paired_difference`): d lies below (or above) a bound. Several comparisons check it
 (target architecture x attack, ...). Each comparison is, in this order:
 
 - not testable: a run, row or cell is absent, or a precondition is unmet (a target at chance, an attacker that did
@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from medaudit.metrics import Interval, bootstrap_paired_difference
+from medaudit.core.metrics import Interval, bootstrap_paired_difference
 
 FAMILY_CONFIDENCE = 0.95  # Holm: the chance that any decision in one finding's family is wrong stays <= 5 %
 PREMISE_CONFIDENCE = 0.95  # a premise (pre-training raises clean AUC) is a condition, judged alone at 95 %

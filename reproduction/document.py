@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medaudit.errors import AuditInputError
+from medaudit.core.errors import AuditInputError
 from reproduction import appendix, data_size, deviations, epsilon_star, explain, paper
 from reproduction.assess import CHANCE_AUC, FAMILY_CONFIDENCE, VERDICT_RESAMPLES, Assessment, Judged
 from reproduction.findings import (

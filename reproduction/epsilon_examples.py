@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from medaudit.attackers.surrogates import load_surrogate
 from medaudit.attacks import Crafting
-from medaudit.files import atomic_write
-from medaudit.inputs import live
-from medaudit.metrics import mean_ssim, ssim_per_image
-from medaudit.pixels import GREY_LEVELS_PER_PM1, grey_from_pm1
-from medaudit.plan import RunContext, make_plan
+from medaudit.core.files import atomic_write
+from medaudit.core.metrics import mean_ssim, ssim_per_image
+from medaudit.core.pixels import GREY_LEVELS_PER_PM1, grey_from_pm1
+from medaudit.engine.inputs import live
+from medaudit.engine.plan import RunContext, make_plan
+from medaudit.engine.victims import trained
 from medaudit.report.images import DISPLAY_PX, ZOOM, centre_crop
-from medaudit.surrogates import load_surrogate
-from medaudit.victims import trained
 from reproduction import paper
 from reproduction.protocol import DIFFERENT, EXPERIMENTS, SSIM_CURVE, SsimCurve, SsimCurves, target_tag
 from reproduction.reproduce import add_common_arguments, checked_settings, previous_info, scenario_for

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medaudit.metrics import Interval
+from medaudit.core.metrics import Interval
 from reproduction import paper
 from reproduction.assess import (
     PREMISE_CONFIDENCE,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medaudit.errors import AuditInputError
+from medaudit.core.errors import AuditInputError
 
 SCHEMAS = ("2.0", "3.0")
 
@@ -131,7 +131,7 @@ class TargetView(View):
 
 
 class DataSectionView(View):
-    """The scenario's data section as `medaudit.data.select` reads it: which images, which labels."""
+    """The scenario's data section as `medaudit.data.audit_data.select` reads it: which images, which labels."""
 
     task: str = "binary"
     positive_labels: tuple[int, ...] | None = None

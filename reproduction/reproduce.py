@@ -4,8 +4,8 @@
 
 Trains the targets each experiment needs (EfficientNet-Lite0 and MobileNetV2, ImageNet-pretrained and random,
 on the scenario's `target.trained_on` split: d1, or d1/10 for small_data), exports them to ONNX with their card
-(`medaudit.train`), and audits each with the scenario (`scenarios/<experiment>.yaml`, found through
-`importlib.resources.files("medaudit.scenarios")`) through `medaudit.engine.run_audit`. Two things change per run:
+(`medaudit.attackers.target_training`), and audits each with the scenario (`scenarios/<experiment>.yaml`, found through
+`importlib.resources.files("medaudit.scenarios")`) through `medaudit.audit.run.run_audit`. Two things change per run:
 the data section (labels, image size, test subset) and `different`, which is written into the scenario as the
 other target's architecture (`protocol.DIFFERENT`: Lite0 <-> MobileNetV2, as the paper's Inception-v3 <->
 DenseNet-121), so it is fixed in advance and never chosen by attack strength. Seeds, ensembles, attacks, the `auto`
@@ -33,14 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaudit.engine import run_audit
-from medaudit.errors import AuditInputError
-from medaudit.files import atomic_write, sha256_file
-from medaudit.plan import RunOptions
-from medaudit.provenance import processor as cpu_model
-from medaudit.results import AuditResults, read_results, write_results
-from medaudit.scenario import Scenario, SurrogateGrid, load_scenario
-from medaudit.train import export_target, train_target
+from medaudit.attackers.target_training import export_target, train_target
+from medaudit.audit.run import run_audit
+from medaudit.core.errors import AuditInputError
+from medaudit.core.files import atomic_write, sha256_file
+from medaudit.core.provenance import processor as cpu_model
+from medaudit.engine.plan import RunOptions
+from medaudit.records.results import AuditResults, read_results, write_results
+from medaudit.scenario.threat_model import Scenario, SurrogateGrid, load_scenario
 from reproduction.protocol import (
     DATA_ENV,
     DATA_HELP,

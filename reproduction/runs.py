@@ -22,12 +22,11 @@ from typing import Literal
 
 import numpy as np
 
-from medaudit.data import select
-from medaudit.errors import AuditInputError
-from medaudit.files import sha256_file
-from medaudit.plan import safe_name
-from medaudit.scenario import DataSection
-from medaudit.sources import SourceFiles, read_npz
+from medaudit.core.errors import AuditInputError
+from medaudit.core.files import safe_name, sha256_file
+from medaudit.data.audit_data import select
+from medaudit.data.sources import SourceFiles, read_npz
+from medaudit.scenario.threat_model import DataSection
 from reproduction.protocol import DIFFERENT, RUN_INFO, SSIM_CURVE, RunInfo, SsimCurves
 from reproduction.record import CellView, RunRecord, SurrogateView, read_record
 

@@ -108,7 +108,7 @@ def export(
     if card is not None:
         proto = onnx.load(str(path))
         entry = proto.metadata_props.add()
-        entry.key, entry.value = "medaudit.card", json.dumps(card)
+        entry.key, entry.value = "medaudit.target.card", json.dumps(card)
         onnx.save(proto, str(path))
     return path
 
@@ -176,6 +176,6 @@ def synthetic_npz(tmp_path) -> Path:
 @pytest.fixture
 def canonical_batch() -> np.ndarray:
     """Eight generated grey images, 16x16, canonical [-1, 1]."""
-    from medaudit.data import to_canonical
+    from medaudit.data.audit_data import to_canonical
 
     return to_canonical(synthetic_images(8, 16)[0], 16)

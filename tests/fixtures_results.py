@@ -19,11 +19,11 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from medaudit.attacks import APGD, FGSM, PGD, Square
-from medaudit.breaking import crossing
-from medaudit.criteria import stated
-from medaudit.evidence import seed_spread
-from medaudit.gate.verdict import judge
-from medaudit.records import (
+from medaudit.judging.breaking_epsilon import crossing
+from medaudit.judging.evidence import seed_spread
+from medaudit.judging.verdict import judge
+from medaudit.records.criteria import stated
+from medaudit.records.measurements import (
     AttackerFitness,
     CellRecord,
     EpochRecord,
@@ -34,7 +34,7 @@ from medaudit.records import (
     TierStatus,
     TransferCheck,
 )
-from medaudit.results import (
+from medaudit.records.results import (
     AuditResults,
     BreakingEpsilon,
     DataRecord,
@@ -50,7 +50,7 @@ from medaudit.results import (
     TargetRecord,
     Timings,
 )
-from medaudit.scenario import CardFields, Scenario
+from medaudit.scenario.threat_model import CardFields, Scenario
 
 TARGET_SHA256 = "3f5a9c0d1e2b4a6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
 SCENARIO_FILE_SHA256 = "5ce7a21f09b3d84e6a1c2f3b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8"
@@ -651,9 +651,9 @@ def make_results(
 # and the query tier (6), all three criteria, a gradient-masking anomaly, not ready for submission, and a release
 # comparison. Numbers follow the paper's shape: parity rows and the same architecture transfer best.
 from medaudit.attacks import MIFGSM  # noqa: E402  (appended builders: their imports stay with them)
-from medaudit.evidence import anomalies  # noqa: E402
-from medaudit.records import EpsilonSearch, SearchStep  # noqa: E402
-from medaudit.results import Anomaly, CriterionChange, ReleaseComparison  # noqa: E402
+from medaudit.judging.evidence import anomalies  # noqa: E402
+from medaudit.records.measurements import EpsilonSearch, SearchStep  # noqa: E402
+from medaudit.records.results import Anomaly, CriterionChange, ReleaseComparison  # noqa: E402
 
 LARGE_CLEAN = 0.90
 LARGE_ROWS = {  # row id -> (surrogate architecture, split, strength of its transfer: 1 - relative AUC at the bound)

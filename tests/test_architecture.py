@@ -12,19 +12,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "medaudit"
 MAX_LINES = 400
 # the stages in the order the data flows; a module may import its own stage and earlier ones
 STAGES = (
-    ("errors", "files", "pixels", "provenance", "metrics", "decisions"),  # the base every stage may use
+    ("core",),  # errors, files, grey levels, pure metrics, the content cache: what every stage may use
     ("attacks",),  # the attack registry: parameters, tier and how each is crafted
     ("scenario",),  # YAML -> Scenario (its attack specs come from the registry)
-    ("records", "criteria", "results"),  # the typed records between stages
-    ("runners", "card", "target", "whitebox"),  # the target as a black box, and as torch for the white-box tier
-    ("sources", "csv_source", "medmnist", "data"),  # the audit images
-    ("zoo", "cache", "surrogates", "export", "train"),  # models and the content cache
-    ("plan", "inputs", "reference", "victims", "search", "measure"),  # jobs, and what one job computes
-    ("execute",),  # executors
-    ("breaking", "finalize", "evidence"),  # epsilon choice, fitness, breaking epsilon, evidence
-    ("gate",),  # judging and its outputs
-    ("assemble", "engine", "compare"),  # the run's record, the orchestration, release comparison
-    ("report",),  # renders records
+    ("records",),  # the typed records between stages, and the run's record
+    ("target",),  # the target as a black box, and as torch for the white-box tier
+    ("data",),  # the audit images
+    ("attackers",),  # the attacker's models: architectures, surrogates, training
+    ("engine",),  # plan, executors, and what one job computes
+    ("judging",),  # epsilon choice, fitness, breaking epsilon, rules and verdict
+    ("audit",),  # the orchestration and the run's assembled record
+    ("gate", "report"),  # read the record: exit code, junit, markdown, release comparison; the PDF
     ("publish", "demo", "cli"),  # outputs and the command line
 )
 STAGE_OF = {name: i for i, names in enumerate(STAGES) for name in names}

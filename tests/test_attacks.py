@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from medaudit import zoo
+from medaudit.attackers import zoo
 from medaudit.attacks import ATTACKS, FGSM, MIFGSM, PGD, TIERS, AttackSpec, Crafting, Square, control_noise
 from medaudit.attacks.base import AT_THE_BOUND, art_classifier
 from medaudit.attacks.square import RememberedQueries
@@ -25,10 +25,10 @@ from medaudit.attacks.surrogate import (
     gaussian_kernel,
     surrogate_model,
 )
-from medaudit.errors import AuditInputError
-from medaudit.metrics import auc
-from medaudit.pixels import deliver_uint8
-from medaudit.scenario import load_scenario
+from medaudit.core.errors import AuditInputError
+from medaudit.core.metrics import auc
+from medaudit.core.pixels import deliver_uint8
+from medaudit.scenario.threat_model import load_scenario
 
 pytestmark = pytest.mark.slow  # trains two models, then runs every attack
 
@@ -77,7 +77,7 @@ def _train(x_train: np.ndarray, y_train: np.ndarray, seed: int) -> torch.nn.Modu
 @pytest.fixture(scope="module")
 def trained(pneumonia_path):
     """Two TinyNets (seeds 0 and 1) trained for 300 steps on real chest X-rays, and 96 test images."""
-    from medaudit.data import to_canonical
+    from medaudit.data.audit_data import to_canonical
 
     with np.load(pneumonia_path) as npz:
         x_train = to_canonical(npz["train_images"][:1500], 16)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medaudit.csv_source import make_test_split
-from medaudit.data import load_data, make_splits, select, to_canonical
-from medaudit.errors import AuditInputError
-from medaudit.pixels import grey_from_pm1, pm1_from_grey
-from medaudit.scenario import DataSection
-from medaudit.sources import SOURCE_SPLIT_RULE, read_npz
+from medaudit.core.errors import AuditInputError
+from medaudit.core.pixels import grey_from_pm1, pm1_from_grey
+from medaudit.data.audit_data import SOURCE_FORMATS, load_data, make_splits, select, to_canonical
+from medaudit.data.csv_folder import make_test_split
+from medaudit.data.sources import SOURCE_SPLIT_RULE, read_npz
+from medaudit.scenario.threat_model import DataSection
 from tests.conftest import synthetic_images, write_dicom, write_synthetic_npz
 
 
@@ -194,3 +194,24 @@ def test_grey_levels_and_the_canonical_range_convert_by_one_rule():
     assert grey_from_pm1(np.array([-1.0, 1.0, 0.0, -2.0, 3.0, 1 / 127.5])).tolist() == [0, 255, 128, 0, 255, 128]
     levels = np.arange(256, dtype=np.uint8)
     assert np.array_equal(grey_from_pm1(pm1_from_grey(levels)), levels)  # every level survives the round trip
+
+
+# one generated source per entry of SOURCE_FORMATS: a new format enrols here, or this test fails
+SOURCE_WRITERS = {
+    ".npz": lambda folder: (write_synthetic_npz(folder / "s.npz", counts=(24, 8, 8), patient_ids=True), "patient_ids"),
+    ".csv": lambda folder: (_write_folder(folder, dicom=False)[0], "patient"),
+}
+
+
+def test_every_source_format_has_a_generated_source():
+    assert set(SOURCE_WRITERS) == set(SOURCE_FORMATS), "add a writer for the new format to SOURCE_WRITERS"
+
+
+@pytest.mark.parametrize("suffix", sorted(SOURCE_FORMATS))
+def test_every_source_format_loads_into_the_canonical_space(tmp_path, suffix):
+    path, patient_column = SOURCE_WRITERS[suffix](tmp_path)
+    section = DataSection(patient_column=patient_column) if suffix == ".csv" else DataSection()
+    data = load_data(path, section, image_size=16, channels=1, seed=0)
+    assert data.development.x.shape[1:] == (1, 16, 16) and data.development.x.dtype == np.float32
+    assert -1.0 <= data.development.x.min() and data.development.x.max() <= 1.0
+    assert data.patient_level and len(data.test) == 8

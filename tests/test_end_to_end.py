@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from medaudit.attackers.target_training import build_target
 from medaudit.cli import app
-from medaudit.scenario import load_scenario
-from medaudit.train import build_target
+from medaudit.scenario.threat_model import load_scenario
 
 pytestmark = pytest.mark.slow  # trains a target and a surrogate on real images
 

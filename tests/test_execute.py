@@ -10,12 +10,12 @@ import os
 
 import pytest
 
-from medaudit.engine import run_audit
-from medaudit.errors import AuditInputError
-from medaudit.execute import EXECUTORS
-from medaudit.plan import RunOptions
-from medaudit.results import read_results
-from medaudit.scenario import load_scenario
+from medaudit.audit.run import run_audit
+from medaudit.core.errors import AuditInputError
+from medaudit.engine.executors import EXECUTORS
+from medaudit.engine.plan import RunOptions
+from medaudit.records.results import read_results
+from medaudit.scenario.threat_model import load_scenario
 from tests.conftest import tiny_target, write_synthetic_npz
 
 pytestmark = pytest.mark.slow  # runs whole audits (training, attacks) with every executor
@@ -121,7 +121,7 @@ ATTACKER_FIELDS = ("surrogate_auc_clean", "surrogate_auc_whitebox", "transfer")
 
 
 def test_a_second_target_reuses_the_attackers_checks_without_loading_a_surrogate(inputs, local_run, monkeypatch):
-    from medaudit import measure
+    from medaudit.engine import measure
 
     other = tiny_target(inputs[0] / "other.onnx", seed=5)
     fresh = _run(inputs, "other-fresh", target=other)  # its own cache: every check measured for this target
@@ -211,7 +211,7 @@ def test_compare_two_releases_on_the_same_images(inputs, local_run, tmp_path):
     from typer.testing import CliRunner
 
     from medaudit.cli import app
-    from medaudit.compare import compare
+    from medaudit.gate.release_comparison import compare
 
     root = inputs[0]
     other = tiny_target(root / "other.onnx", seed=5)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from medaudit.attacks import FGSM
-from medaudit.breaking import breaking_epsilon, crossing
-from medaudit.evidence import seed_spread
-from medaudit.finalize import attacker_fitness, choose_epsilons, transfers
-from medaudit.records import CellRecord, EpsilonSearch, IntervalRecord, SearchStep, TransferCheck
-from medaudit.scenario import FitnessSection, Scenario
+from medaudit.judging.breaking_epsilon import breaking_epsilon, crossing
+from medaudit.judging.evidence import seed_spread
+from medaudit.judging.finalize import attacker_fitness, choose_epsilons, transfers
+from medaudit.records.measurements import CellRecord, EpsilonSearch, IntervalRecord, SearchStep, TransferCheck
+from medaudit.scenario.threat_model import FitnessSection, Scenario
 
 
 def iv(point: float, low: float | None = None, high: float | None = None) -> IntervalRecord:

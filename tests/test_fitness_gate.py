@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from medaudit.engine import run_audit
-from medaudit.plan import RunOptions
-from medaudit.scenario import load_scenario
-from medaudit.train import build_target
+from medaudit.attackers.target_training import build_target
+from medaudit.audit.run import run_audit
+from medaudit.engine.plan import RunOptions
+from medaudit.scenario.threat_model import load_scenario
 from tests.conftest import write_synthetic_npz
 
 pytestmark = pytest.mark.slow  # trains targets and surrogates

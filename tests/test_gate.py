@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from medaudit.gate import exit_code
-from medaudit.gate.judge import NO_CRITERIA
 from medaudit.gate.junit import junit_xml, write_junit
 from medaudit.gate.markdown import MAX_LINES, counts_text, markdown_summary, write_markdown
-from medaudit.gate.verdict import judge
-from medaudit.results import count_outcomes
+from medaudit.judging.rules import NO_CRITERIA
+from medaudit.judging.verdict import judge
+from medaudit.records.results import count_outcomes
 from tests.fixtures_results import SCENARIO_FILE_SHA256, TARGET_SHA256, make_breaking, make_choice, make_results
 
 

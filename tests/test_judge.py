@@ -9,12 +9,13 @@ import typing
 import pytest
 
 from medaudit.attacks import APGD, Square
-from medaudit.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
-from medaudit.gate.judge import NO_CRITERIA, WORST_OVER_ATTACKS, breaking_text, worst_case
-from medaudit.gate.verdict import MASKING_MARGIN, judge
-from medaudit.records import CellRecord, IntervalRecord, TierStatus
-from medaudit.results import BreakingEpsilon
-from medaudit.scenario import GateSection
+from medaudit.judging.rules import NO_CRITERIA, worst_case
+from medaudit.judging.verdict import MASKING_MARGIN, judge
+from medaudit.records.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
+from medaudit.records.measurements import CellRecord, IntervalRecord, TierStatus
+from medaudit.records.results import BreakingEpsilon
+from medaudit.records.wording import WORST_OVER_ATTACKS, breaking_text
+from medaudit.scenario.threat_model import GateSection
 from tests.fixtures_results import iv, make_breaking, make_cell, make_choice, make_scenario, make_surrogate
 
 ROW = "same-imagenet-d2"

@@ -19,11 +19,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from medaudit import medmnist
 from medaudit.cli import app
-from medaudit.data import load_data
-from medaudit.errors import AuditInputError
-from medaudit.scenario import DataSection
+from medaudit.core.errors import AuditInputError
+from medaudit.data import medmnist
+from medaudit.data.audit_data import load_data
+from medaudit.scenario.threat_model import DataSection
 from tests.conftest import TinyNet, export, synthetic_images, write_dicom, write_synthetic_npz
 
 ANY = "…"  # in an expected message: third-party detail (numpy's, Pillow's, pydicom's words) of any length

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from medaudit import medmnist
 from medaudit.cli import app
-from medaudit.data import load_data
+from medaudit.core.errors import AuditInputError
+from medaudit.data import medmnist
+from medaudit.data.audit_data import load_data
+from medaudit.data.medmnist import fetch_medmnist
 from medaudit.demo.data import demo_data_path
-from medaudit.errors import AuditInputError
-from medaudit.medmnist import fetch_medmnist
-from medaudit.scenario import DataSection
+from medaudit.scenario.threat_model import DataSection
 from tests.conftest import write_synthetic_npz
 
 RETINA_MD5 = "bd4c0672f1bba3e3a89f0e4e876791e4"  # official, MedMNIST/MedMNIST medmnist/info.py

@@ -9,9 +9,9 @@ import pytest
 from skimage.metrics import structural_similarity
 from sklearn.metrics import roc_auc_score
 
-from medaudit.decisions import harmful_flips, sensitivity_at_threshold, threshold_at_specificity
-from medaudit.errors import AuditInputError
-from medaudit.metrics import (
+from medaudit.core.decisions import harmful_flips, sensitivity_at_threshold, threshold_at_specificity
+from medaudit.core.errors import AuditInputError
+from medaudit.core.metrics import (
     auc,
     bootstrap_aucs,
     bootstrap_curves,
@@ -322,7 +322,7 @@ def test_ssim_bad_shapes_raise():
 
 # ---------------------------------------------------------------- operating point and paired differences
 def test_specificity_at_threshold_by_hand():
-    from medaudit.decisions import specificity_at_threshold
+    from medaudit.core.decisions import specificity_at_threshold
 
     # negatives score 0.1, 0.4, 0.6, 0.9: below 0.5 are two of four
     y = np.array([0, 0, 0, 0, 1])
@@ -333,7 +333,7 @@ def test_specificity_at_threshold_by_hand():
 
 
 def test_decision_changes_split_by_true_label():
-    from medaudit.decisions import decision_changes
+    from medaudit.core.decisions import decision_changes
 
     y = np.array([1, 1, 1, 0, 0, 0])
     clean = np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3])  # at 0.5: flagged 1, 1, 0, 0, 1, 0
@@ -344,7 +344,7 @@ def test_decision_changes_split_by_true_label():
 
 
 def test_paired_difference_of_identical_settings_is_exactly_zero():
-    from medaudit.metrics import bootstrap_paired_difference
+    from medaudit.core.metrics import bootstrap_paired_difference
 
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(30, int), np.ones(30, int)]
@@ -356,7 +356,7 @@ def test_paired_difference_of_identical_settings_is_exactly_zero():
 
 
 def test_paired_difference_point_by_hand():
-    from medaudit.metrics import bootstrap_paired_difference
+    from medaudit.core.metrics import bootstrap_paired_difference
 
     y = np.array([0, 0, 1, 1])
     clean = np.array([0.1, 0.2, 0.8, 0.9])  # AUC 1

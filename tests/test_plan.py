@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from medaudit import zoo
-from medaudit.cache import content_key
-from medaudit.card import TargetCard
-from medaudit.errors import AuditInputError
-from medaudit.inputs import live
-from medaudit.plan import SEARCH_IMAGES, RunContext, atlas_ids, make_plan, resolve_arch
-from medaudit.scenario import Scenario, SurrogateRow
+from medaudit.attackers import zoo
+from medaudit.core.cache import content_key
+from medaudit.core.errors import AuditInputError
+from medaudit.engine.inputs import live
+from medaudit.engine.plan import SEARCH_IMAGES, RunContext, atlas_ids, make_plan, resolve_arch
+from medaudit.scenario.threat_model import Scenario, SurrogateRow
+from medaudit.target.card import TargetCard
 from tests.conftest import tiny_target, write_synthetic_npz
 
 

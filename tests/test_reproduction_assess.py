@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medaudit.metrics import Interval
+from medaudit.core.metrics import Interval
 from reproduction import assess
 from reproduction.assess import Arm, Claim, Comparison, Scored
 

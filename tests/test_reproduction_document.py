@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from medaudit.errors import AuditInputError
-from medaudit.results import write_results
+from medaudit.core.errors import AuditInputError
+from medaudit.records.results import write_results
 from reproduction import data_size, document, epsilon_star, findings, prose, protocol
 from reproduction.protocol import MODALITIES
 from reproduction.record import read_record

@@ -2,7 +2,7 @@
 what it writes.
 
 The end-to-end fixture runs a reproduction-shaped set of audits of tiny_cnn targets on generated images through
-`reproduce.run_target` (real training with `medaudit.train`, real attacks, real `medaudit.engine.run_audit`, schema
+`reproduce.run_target` (real training with `medaudit.attackers.target_training`, real attacks, real `medaudit.audit.run.run_audit`, schema
 3.0), with the fixed `different` rule written into the scenario, and renders it with `document.render`, so neither
 the driver nor the renderer can drift from the package unnoticed.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from medaudit.attacks import APGD, FGSM, PGD, Square
-from medaudit.errors import AuditInputError
-from medaudit.results import read_results
-from medaudit.scenario import SurrogateGrid, SurrogateRow, load_scenario
+from medaudit.core.errors import AuditInputError
+from medaudit.records.results import read_results
+from medaudit.scenario.threat_model import SurrogateGrid, SurrogateRow, load_scenario
 from reproduction import document, protocol, reproduce
 from reproduction.findings import NOT_FIXED, assess_modality
 from reproduction.protocol import DIFFERENT, EXPERIMENTS, MODALITIES, Modality, RunEntry, Settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from medaudit.records.results import read_results, write_results
 from medaudit.report.render import render_html
-from medaudit.results import read_results, write_results
 from tests.fixtures_results import make_results
 
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from medaudit.attacks import PGD
 from medaudit.cli import app
-from medaudit.errors import AuditInputError
-from medaudit.scenario import load_scenario
+from medaudit.core.errors import AuditInputError
+from medaudit.scenario.threat_model import load_scenario
 
 SHIPPED = sorted(p.name for p in resources.files("medaudit.scenarios").iterdir() if p.name.endswith(".yaml"))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from medaudit.attacks import APGD, FGSM, PGD, Square
-from medaudit.records import SearchStep
-from medaudit.search import RELATIVE_PRECISION, grid, largest_within, monotone
+from medaudit.engine.budget_search import RELATIVE_PRECISION, grid, largest_within, monotone
+from medaudit.records.measurements import SearchStep
 
 
 def quadratic(calls: list[float]):

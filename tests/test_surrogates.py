@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from medaudit.data import Images
-from medaudit.scenario import TrainingSection
-from medaudit.surrogates import SurrogateSpec, next_learning_rate, train_surrogate, validation_split
+from medaudit.attackers.surrogates import SurrogateSpec, next_learning_rate, train_surrogate, validation_split
+from medaudit.data.audit_data import Images
+from medaudit.scenario.threat_model import TrainingSection
 
 
 def square_problem(n: int, *, amplitude: float, noise: float, seed: int = 0) -> Images:

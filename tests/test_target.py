@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from medaudit.errors import AuditInputError
-from medaudit.pixels import deliver_uint8
-from medaudit.scenario import CardFields
-from medaudit.target import TargetQueries, from_target, load_target, to_target
+from medaudit.core.errors import AuditInputError
+from medaudit.core.pixels import deliver_uint8
+from medaudit.scenario.threat_model import CardFields
+from medaudit.target.black_box import TargetQueries, from_target, load_target, to_target
 from tests.conftest import TinyNet, export
 
 MEAN, STD = (0.485,), (0.229,)

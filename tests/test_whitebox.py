@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from medaudit.card import TargetCard
-from medaudit.scenario import CardFields
-from medaudit.target import load_target, to_target
-from medaudit.whitebox import (
+from medaudit.scenario.threat_model import CardFields
+from medaudit.target.black_box import load_target, to_target
+from medaudit.target.card import TargetCard
+from medaudit.target.differentiable import (
     WHITEBOX_TOLERANCE,
     CanonicalTarget,
     WhiteboxModel,

@@ -1,4 +1,4 @@
-"""medaudit.zoo: every architecture maps [-1, 1] images to finite logits that carry input gradients,
+"""medaudit.attackers.zoo: every architecture maps [-1, 1] images to finite logits that carry input gradients,
 and the ImageNet weights it finds really classify photos (skimage's cat and coffee cup)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import skimage.transform
 import torch
 from torchvision import models
 
-from medaudit import zoo
-from medaudit.errors import AuditInputError
+from medaudit.attackers import zoo
+from medaudit.core.errors import AuditInputError
 
 NAMES = list(zoo.ARCHITECTURES)
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -14,6 +14,7 @@ from medaudit.attacks.apgd import APGD
 from medaudit.attacks.base import TIERS, Attack, Crafting, Perturbed, Tier
 from medaudit.attacks.noise import control_noise
 from medaudit.attacks.square import Square
+from medaudit.attacks.surrogate import LogitEnsemble
 from medaudit.attacks.transfer import FGSM, MIFGSM, PGD
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -32,6 +33,7 @@ __all__ = [
     "AttackSpec",
     "Crafting",
     "FGSM",
+    "LogitEnsemble",
     "MIFGSM",
     "PGD",
     "Perturbed",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medaudit.errors import AuditInputError
-from medaudit.medmnist import MEDMNIST_MD5, fetch_medmnist, md5_file
+from medaudit.core import AuditInputError
+from medaudit.data import MEDMNIST_MD5, fetch_medmnist, md5_file
 
 DEMO_SET = "retinamnist"  # the MedMNIST set the demo audits
 DEMO_FILE = "retinamnist.npz"  # its official file name (28 px)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from medaudit.attackers import build_target
+from medaudit.audit import run_audit
 from medaudit.demo.data import demo_data_path
-from medaudit.engine import run_audit
-from medaudit.plan import RunOptions
+from medaudit.engine import RunOptions
 from medaudit.publish import finish
 from medaudit.scenario import load_scenario
-from medaudit.train import build_target
 
 DEMO_SCENARIO = "demo_retina.yaml"
 # what the demo's (fictional) manufacturer states; the report quotes it on the verdict card

@@ -9,9 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from medaudit.files import atomic_write
-from medaudit.gate.judge import breaking_text
-from medaudit.results import OUTCOMES, AuditResults, count_outcomes, fmt_interval
+from medaudit.core import atomic_write
+from medaudit.records import OUTCOMES, AuditResults, breaking_text, count_outcomes, fmt_interval
 
 
 def junit_xml(results: AuditResults) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medaudit.files import atomic_write
-from medaudit.results import MARKS, AuditResults, count_outcomes
+from medaudit.core import atomic_write
+from medaudit.records import MARKS, AuditResults, count_outcomes
 
 MAX_LINES = 40  # a pull-request comment a reviewer reads without scrolling
 TIER_LABELS = {"transfer": "transfer", "query": "query", "whitebox": "white-box"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import yaml
 
+from medaudit.records import MARKS, AuditResults
 from medaudit.report.findings import attacker_label, threat_order
 from medaudit.report.page_one import commit_text
-from medaudit.results import MARKS, AuditResults
 
 ATTACHMENTS = (  # (file name, what it is, PDF/A-3 AFRelationship)
     ("results.json", "the run's complete record this report was rendered from", "Source"),

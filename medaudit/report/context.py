@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medaudit.criteria import CRITERIA, rule_text
-from medaudit.report import annexes, findings, method, plots, risk, standards, threats
+import medaudit.report.annexes as annexes
+import medaudit.report.findings as findings
+import medaudit.report.method as method
+import medaudit.report.plots as plots
+import medaudit.report.risk as risk
+import medaudit.report.standards as standards
+import medaudit.report.threats as threats
+from medaudit.records import CRITERIA, AuditResults, rule_text
 from medaudit.report.images import example_panels
 from medaudit.report.page_one import TIER_LABELS, page_one
 from medaudit.report.units import native_unit
-from medaudit.results import AuditResults
 
 
 def label_text(label: tuple[int, ...] | int, results: AuditResults) -> str:

@@ -4,9 +4,16 @@ paired comparisons and the comparison with the previous release. Nothing here ju
 
 from __future__ import annotations
 
-from medaudit.criteria import CRITERIA
-from medaudit.records import AttackerFitness, CellRecord, SurrogateResult
-from medaudit.results import MARKS, AuditResults, BreakingEpsilon, GateRule
+from medaudit.records import (
+    CRITERIA,
+    MARKS,
+    AttackerFitness,
+    AuditResults,
+    BreakingEpsilon,
+    CellRecord,
+    GateRule,
+    SurrogateResult,
+)
 
 _CRITERIA = {c.id: c for c in CRITERIA}
 _SEVERITY = {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2, "ERROR": 3}

@@ -10,7 +10,7 @@ import io
 
 from PIL import Image
 
-from medaudit.results import Example
+from medaudit.records import Example
 
 DISPLAY_PX = 192  # enlarge small images by an integer factor to at least this many pixels
 ZOOM = 4

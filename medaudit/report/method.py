@@ -3,8 +3,7 @@ when an attacker counts as evidence, how intervals were resampled, and where the
 
 from __future__ import annotations
 
-from medaudit.criteria import threshold_text
-from medaudit.results import AuditResults
+from medaudit.records import AuditResults, threshold_text
 
 METHODS = {  # attack name -> the method and its paper
     "fgsm": "FGSM (Goodfellow et al. 2015): one signed-gradient step on the surrogate",

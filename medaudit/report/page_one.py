@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medaudit.criteria import CRITERIA
-from medaudit.results import MARKS, AuditResults, Provenance, count_outcomes
+from medaudit.records import CRITERIA, MARKS, AuditResults, Provenance, count_outcomes
 
 TIER_LABELS = {"transfer": "transfer", "query": "query", "whitebox": "white-box"}
 _SHORT = {c.id: c.short for c in CRITERIA}

@@ -15,7 +15,7 @@ import matplotlib
 import matplotlib.ticker
 from matplotlib.figure import Figure
 
-from medaudit.results import AuditResults
+from medaudit.records import AuditResults
 
 WIDTH_IN = 6.9  # the A4 text column
 _RC = {

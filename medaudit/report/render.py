@@ -10,14 +10,33 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from medaudit.criteria import threshold_text
-from medaudit.files import atomic_write, sha256_file
-from medaudit.records import IntervalRecord
+from medaudit.core import atomic_write, sha256_file
+from medaudit.records import AuditResults, IntervalRecord, threshold_text
 from medaudit.report.annexes import ATTACHMENTS
 from medaudit.report.context import build_context
 from medaudit.report.units import grey, native_epsilon
-from medaudit.results import AuditResults
 
+# The report's numbered sections and annexes, in shared/REGULATORY.md's report order after the verdict card: each
+# is one <h2> of templates/report.html.j2, and tests/test_report.py holds the template to this list
+BODY_SECTIONS = (
+    "Identification and scope",
+    "Acceptance criteria and risk acceptability",
+    "Threat model",
+    "Method",
+    "Results",
+    "Perceptibility",
+    "Residual risk",
+    "Limitations",
+    "Release comparison",
+)
+ANNEXES = (
+    "Standards map",
+    "Attackers",
+    "Every gate rule",
+    "Every cell",
+    "Provenance and reproducibility",
+    "References",
+)
 PDF_VARIANT = "pdf/a-3b"  # PDF/A-3: archival, and the only PDF/A part that carries arbitrary attached files
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 
-from medaudit.criteria import CONTROLS, CRITERIA
+from medaudit.records import CONTROLS, CRITERIA, AuditResults
 from medaudit.report.findings import attack_of, summary_rules, threat_order, unfit_why
 from medaudit.report.threats import knowledge
-from medaudit.results import AuditResults
 
 BOUND_WHO = {"query": "an attacker with the target's scores", "whitebox": "an attacker with the target's weights"}
 

@@ -3,9 +3,8 @@ the attacker knows of the target (development data, architecture, initialisation
 
 from __future__ import annotations
 
-from medaudit.records import SurrogateResult
+from medaudit.records import AuditResults, SurrogateResult
 from medaudit.report.method import TIER_ORDER
-from medaudit.results import AuditResults
 
 ATLAS = {
     "AML.T0043.000": "Craft Adversarial Data: White-Box Optimization",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from medaudit.pixels import GREY_LEVELS_PER_PM1
+from medaudit.core import GREY_LEVELS_PER_PM1
 
 if TYPE_CHECKING:  # the report reads records only; the card's type is named for the signatures
-    from medaudit.scenario import CardFields
+    from medaudit.records import CardFields
 
 
 def native_unit(card: CardFields) -> str:

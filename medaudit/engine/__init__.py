@@ -1,0 +1,31 @@
+"""Running the grid: the plan (cells from the scenario), prepared inputs, the clean reference, the victims
+each tier attacks, the ε search, the measurement of one cell, and the executors (local, Ray).
+
+Imports: every stage before it (`core` … `attackers`).
+"""
+
+from __future__ import annotations
+
+from medaudit.engine.executors import EXECUTORS, Executed, execute
+from medaudit.engine.inputs import Live, live, prepare
+from medaudit.engine.measure import CellArrays, auc_labels
+from medaudit.engine.plan import Plan, RunContext, RunOptions, atlas_ids, make_plan
+from medaudit.engine.reference import Reference, compute_reference
+
+__all__ = [
+    "atlas_ids",
+    "auc_labels",
+    "CellArrays",
+    "compute_reference",
+    "execute",
+    "Executed",
+    "EXECUTORS",
+    "Live",
+    "live",
+    "make_plan",
+    "Plan",
+    "prepare",
+    "Reference",
+    "RunContext",
+    "RunOptions",
+]

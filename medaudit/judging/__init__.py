@@ -1,0 +1,23 @@
+"""From measurements to judgements: curves and breaking ε per criterion, attacker fitness, evidence
+(seed spread, paired comparisons, examples, anomalies), the gate rules and the verdict.
+
+Imports: every stage before it (`core` … `engine`).
+"""
+
+from __future__ import annotations
+
+from medaudit.judging.evidence import anomalies, comparisons, examples, seed_spread
+from medaudit.judging.finalize import CellScores, breaking_epsilons, choose_epsilons, surrogate_results
+from medaudit.judging.verdict import judge
+
+__all__ = [
+    "anomalies",
+    "breaking_epsilons",
+    "CellScores",
+    "choose_epsilons",
+    "comparisons",
+    "examples",
+    "judge",
+    "seed_spread",
+    "surrogate_results",
+]

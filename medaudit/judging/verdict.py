@@ -1,0 +1,233 @@
+"""From rules to the verdict card: one verdict per tier, one page-1 row per tier and criterion, and the checks
+that span tiers (gradient masking; a white-box bound that settles a criterion for every attacker).
+
+Gradient masking shows as the white-box attacker doing worse than a transfer or query attacker at the same
+epsilon (RobustBench, Croce et al. 2021): then the white-box bound is not an upper bound, and the card says so.
+Otherwise, a criterion the white-box attacker cannot break at any admissible epsilon holds for every tier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medaudit.attacks import TIERS
+from medaudit.judging.rules import judge_rules, verdict_of, worst_case
+from medaudit.records import (
+    CONTROL_STEPS,
+    CRITERIA,
+    SEVERITY,
+    BreakingEpsilon,
+    CellRecord,
+    EpsilonChoice,
+    GateRule,
+    SurrogateResult,
+    TierStatus,
+    TierVerdict,
+    Verdict,
+    VerdictRow,
+    WorstCase,
+    breaking_text,
+    stated,
+)
+from medaudit.scenario import Scenario
+
+MASKING_MARGIN = 0.02  # white-box relative AUC above another attacker's by more than this, at one epsilon
+TIER_NAMES = {"transfer": "transfer attacker", "query": "query attacker", "whitebox": "white-box attacker"}
+NEXT_STEP = {
+    ("transfer", "INCONCLUSIVE"): "train stronger surrogates (more data, ImageNet init) or rely on the bounds",
+    ("query", "FAIL"): "limit and monitor score access; harden the model and re-audit",
+    ("query", "INCONCLUSIVE"): "raise the query budget or test images and re-audit",
+    ("whitebox", "FAIL"): "keep the weights confidential; harden the model and re-audit",
+    ("whitebox", "INCONCLUSIVE"): "use more test images for narrower intervals and re-audit",
+}
+PASSED = "none; re-audit every release"
+ERRORED = "fix the run's error (see the rule) and re-audit"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    rules: tuple[GateRule, ...]
+    tier_verdicts: tuple[TierVerdict, ...]
+    rows: tuple[VerdictRow, ...]
+    verdict: Verdict
+    worst_case: WorstCase | None
+    masking: str | None
+
+
+def masking(cells: Sequence[CellRecord]) -> str | None:
+    """Where the white-box attacker left the target more of its clean AUC than a transfer or query attacker did at
+    the same epsilon (white-box relative AUC interpolated in epsilon), by more than MASKING_MARGIN; None if nowhere."""
+    whitebox = sorted((c for c in cells if c.tier == "whitebox"), key=lambda c: c.epsilon_pm1)
+    if not whitebox:
+        return None
+    eps = np.array([c.epsilon_pm1 for c in whitebox])
+    best = {}  # epsilon -> the white-box attacks' lowest relative AUC there
+    for c in whitebox:
+        best[c.epsilon_pm1] = min(best.get(c.epsilon_pm1, math.inf), c.relative_auc.point)
+    grid = np.array(sorted(best))
+    values = np.array([best[e] for e in grid])
+    worst = None
+    for c in cells:
+        if c.tier == "whitebox" or not eps.min() <= c.epsilon_pm1 <= eps.max():
+            continue
+        excess = float(np.interp(c.epsilon_pm1, grid, values)) - c.relative_auc.point
+        if excess > MASKING_MARGIN and (worst is None or excess > worst[0]):
+            worst = (excess, c, float(np.interp(c.epsilon_pm1, grid, values)))
+    if worst is None:
+        return None
+    excess, c, wb = worst
+    return (
+        f"at ε {c.epsilon_pm1:g} the white-box attacker leaves {wb:.3f} of the clean AUC where {c.tier} attacker "
+        f"{c.attacker_id} ({c.attack_id}) leaves {c.relative_auc.point:.3f}: its gradients may be masked, so the "
+        "white-box result is not an upper bound"
+    )
+
+
+def _holds_everywhere(rules: list[GateRule], masked: str | None) -> set[str]:
+    """Criteria the white-box tier meets at every admissible epsilon, with no masking sign."""
+    if masked:
+        return set()
+    out = set()
+    for criterion in {r.criterion_id for r in rules if r.tier == "whitebox"}:
+        mine = [r for r in rules if r.tier == "whitebox" and r.criterion_id == criterion]
+        if mine and all(r.status == "PASS" for r in mine):
+            out.add(criterion)
+    return out
+
+
+def _bounds_sentence(rules: list[GateRule], criterion_id: str) -> str:
+    """What the bound tiers achieve on one criterion, for a transfer row no trained attacker can judge."""
+    parts = []
+    for tier in ("whitebox", "query"):
+        mine = [r for r in rules if r.tier == tier and r.criterion_id == criterion_id and r.breaking is not None]
+        if mine:
+            b = min((r.breaking for r in mine), key=lambda b: math.inf if b.epsilon_pm1 is None else b.epsilon_pm1)
+            who = "an attacker with its weights" if tier == "whitebox" else "an attacker with its scores"
+            parts.append(
+                f"{who} breaks it at {breaking_text(b)}"
+                if b.epsilon_pm1 is not None
+                else f"{who} does not break it up to ε {b.largest_tried_pm1:g}"
+            )
+    return "; ".join(parts)
+
+
+def cross_tier(rules: tuple[GateRule, ...], masked: str | None) -> tuple[GateRule, ...]:
+    """Rules with what the bound tiers settle: an inconclusive rule passes where the white-box bound holds, and
+    otherwise states what the bounds achieve."""
+    settled = _holds_everywhere(list(rules), masked)
+    out = []
+    for r in rules:
+        if r.status == "INCONCLUSIVE" and r.tier != "whitebox" and r.criterion_id in settled:
+            r = r.model_copy(
+                update={
+                    "status": "PASS",
+                    "message": "holds for every tier: the white-box attacker, the strongest there is, does not break "
+                    f"it at any admissible ε and shows no sign of gradient masking; {r.message}",
+                }
+            )
+        elif r.status == "INCONCLUSIVE" and r.tier == "transfer":
+            bounds = _bounds_sentence(list(rules), r.criterion_id)
+            if bounds:
+                r = r.model_copy(update={"message": f"no transfer attacker we trained moves it; {bounds}. {r.message}"})
+        out.append(r)
+    return tuple(out)
+
+
+def _earliest(rules: list[GateRule]) -> BreakingEpsilon | None:
+    broken = [r.breaking for r in rules if r.breaking is not None]
+    return min(broken, key=lambda b: math.inf if b.epsilon_pm1 is None else b.epsilon_pm1, default=None)
+
+
+def _row(tier: str, criterion_id: str, rules: list[GateRule], gated: bool) -> VerdictRow:
+    criterion = next(c for c in CRITERIA if c.id == criterion_id)
+    worst = max(rules, key=lambda r: SEVERITY[r.status])
+    b = _earliest(rules)
+    status = worst.status
+    if status == "PASS":
+        reason = f"{criterion.short} holds at every admissible ε" + (
+            f" (up to {b.largest_tried_pm1:g})" if b and b.epsilon_pm1 is None else ""
+        )
+    elif status == "FAIL":
+        reason = f"{criterion.short} broken within the perceptibility bound ({worst.threat_id})"
+    elif status == "INCONCLUSIVE":
+        reason = (
+            "no fit transfer attacker: its perturbations move no other model"
+            if "no fit attacker" in worst.message
+            else "interval straddles the threshold"
+        )
+    else:
+        reason = "the run could not judge it"
+    if status == "FAIL" and tier == "transfer":
+        next_step = CONTROL_STEPS[criterion.control_id]
+    else:
+        next_step = PASSED if status == "PASS" else ERRORED if status == "ERROR" else NEXT_STEP[(tier, status)]
+    return VerdictRow(
+        tier=tier,
+        criterion_id=criterion_id,
+        gated=gated,
+        status=status,
+        threat_id=worst.threat_id,
+        result=breaking_text(b),
+        reason=reason,
+        next_step=next_step,
+    )
+
+
+def judge(
+    scenario: Scenario,
+    cells: Sequence[CellRecord],
+    surrogates: Sequence[SurrogateResult],
+    choices: Sequence[EpsilonChoice],
+    breaking: Sequence[BreakingEpsilon],
+    tiers: Sequence[TierStatus],
+) -> Judgement:
+    """The whole judgement: rules, each tier's verdict, page 1's rows, the verdict over the gated tiers."""
+    masked = masking(cells)
+    rules = cross_tier(judge_rules(scenario, cells, surrogates, choices, breaking, tiers), masked)
+    gated = scenario.gate.tiers
+    ran = {"transfer"} | {t.tier for t in tiers if t.available}
+    named = [t for t in TIERS if t == "transfer" or any(s.tier == t for s in tiers)]
+    verdicts, rows = [], []
+    for tier in named:
+        mine = [r for r in rules if r.tier == tier]
+        status = verdict_of([r.status for r in mine]) if tier in ran else "NOT RUN"
+        unavailable = next((t.reason for t in tiers if t.tier == tier and not t.available), "")
+        verdicts.append(
+            TierVerdict(
+                tier=tier,
+                gated=tier in gated,
+                status=status,
+                masking=masked if tier == "whitebox" else None,
+                statement=_statement(tier, mine, unavailable),
+            )
+        )
+        for criterion, _ in stated(scenario.gate):
+            judged = [r for r in mine if r.criterion_id == criterion.id]
+            if judged:
+                rows.append(_row(tier, criterion.id, judged, tier in gated))
+    gated_statuses = [v.status if v.status != "NOT RUN" else "INCONCLUSIVE" for v in verdicts if v.gated]
+    if not stated(scenario.gate):
+        gated_statuses = ["INCONCLUSIVE"]
+    return Judgement(
+        rules=rules,
+        tier_verdicts=tuple(verdicts),
+        rows=tuple(rows),
+        verdict=verdict_of(gated_statuses),
+        worst_case=worst_case(cells, choices, gated),
+        masking=masked,
+    )
+
+
+def _statement(tier: str, rules: list[GateRule], unavailable: str) -> str:
+    if unavailable:
+        return f"The {TIER_NAMES[tier]} could not run on this target: {unavailable}."
+    b = _earliest(rules)
+    if b is None:
+        return f"The {TIER_NAMES[tier]} was not judged."
+    if b.epsilon_pm1 is None:
+        return f"The {TIER_NAMES[tier]} breaks no criterion up to ε {b.largest_tried_pm1:g}."
+    return f"The {TIER_NAMES[tier]} breaks a criterion first at {breaking_text(b)} ({b.attacker_id}, {b.attack_id})."
