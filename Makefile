@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (install + the demo audit), `make test`.
-.PHONY: install demo test bench
+.PHONY: install demo test lint bench
 install: .venv/.installed
 .venv/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh
@@ -13,6 +13,12 @@ demo: install
 
 test: install
 	.venv/bin/python -m pytest
+
+# The layers (.importlinter: stages import only earlier stages, and only what a package exports) and one formatter.
+lint: install
+	.venv/bin/lint-imports
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
 
 bench: install
 	.venv/bin/python benchmarks/run_benchmarks.py
