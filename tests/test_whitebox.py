@@ -25,8 +25,10 @@ from medaudit.target.differentiable import (
     differentiable_target,
     input_gradient,
     loss_logits,
+    straight_through_text,
 )
-from tests.conftest import TinyNet, export
+from medaudit.target.straight_through import StraightThrough
+from tests.conftest import TinyNet, export, synthetic_images
 from tests.test_target import CONTRACTS, Contract
 
 RGB_MEAN, RGB_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, per channel
@@ -145,6 +147,7 @@ def test_whitebox_module_is_the_deployed_target(name, tmp_path, canonical_batch)
     assert isinstance(model, WhiteboxModel), model
     assert model.converter.startswith("torchscript" if name.startswith("torchscript") else "onnx2torch ")
     assert model.check_images == 8 and 0 <= model.max_abs_difference <= model.tolerance
+    assert model.straight_through == ()  # a gradient reaches the input as converted
     x = torch.from_numpy(canonical_batch).requires_grad_(True)
     logits = model.module(x)
     assert logits.shape == (8, 2)
@@ -223,12 +226,47 @@ def test_outputs_past_the_tolerance_are_refused(tmp_path, canonical_batch):
     assert f"differs from the black-box runner by 0.01 > tolerance {WHITEBOX_TOLERANCE * scale:.3g}" in model.reason
 
 
-def test_graph_that_casts_its_input_to_integers_is_refused(tmp_path, canonical_batch):
+def test_torchscript_that_casts_its_input_to_integers_is_refused(tmp_path, canonical_batch):
     quantised = Contract(lambda x: x.to(torch.uint8).float() / 127.5 - 1, "logits")  # no gradient past the cast
-    path = export(quantised, tmp_path / "q.onnx", torch.zeros(2, 1, 16, 16), card={"value_range": [0, 255]})
-    target = load_target(path, task="binary")
+    path = tmp_path / "q.pt"
+    torch.jit.save(torch.jit.trace(quantised.eval(), torch.zeros(2, 1, 16, 16)), str(path))
+    card = CardFields(input_size=(16, 16), channels=1, value_range=(0, 255), output_kind="logits")
+    target = load_target(path, card, task="binary")
     model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
     assert isinstance(model, WhiteboxUnavailable) and "no usable gradient reaches the input" in model.reason
+    assert "a TorchScript graph cannot be made straight-through" in model.reason and "\n" not in model.reason
+
+
+def test_graph_with_nothing_to_make_straight_through_is_refused(tmp_path, canonical_batch):
+    thresholded = Contract(lambda x: (x > 0).float() * 2 - 1, "logits")  # a comparison: not made straight-through
+    path = export(thresholded, tmp_path / "t.onnx", torch.zeros(2, 1, 16, 16), card={"value_range": [-1, 1]})
+    target = load_target(path, task="binary")
+    model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
+    assert isinstance(model, WhiteboxUnavailable)
+    assert (
+        "(zero: it has no Round, Floor, Ceil, Sign or integer Cast on floats to make straight-through)" in model.reason
+    )
+
+
+def test_straight_through_that_changes_the_outputs_is_refused(tmp_path, canonical_batch):
+    # int32 wraps past 2**31 (x * 4e9), the straight-through cast's float32 does not
+    wrapping = Contract(lambda x: ((x * 1e9).to(torch.int32) * 4).float() / 4e9, "logits")
+    path = export(wrapping, tmp_path / "w.onnx", torch.zeros(2, 1, 16, 16), card={"value_range": [-1, 1]})
+    target = load_target(path, task="binary")
+    model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
+    assert isinstance(model, WhiteboxUnavailable)
+    assert "the onnx2torch " in model.reason
+    assert " model with straight-through for 1 Cast differs from the black-box runner by " in model.reason
+
+
+def test_straight_through_that_fails_on_the_audit_images_is_refused(tmp_path, canonical_batch):
+    levels = torch.linspace(-1, 1, 8)  # a look-up: the cast's integers index a Gather, which refuses floats
+    lookup = Contract(lambda x: levels[((x + 1) * 3.5).long()], "logits")
+    path = export(lookup, tmp_path / "g.onnx", torch.zeros(2, 1, 16, 16), card={"value_range": [-1, 1]})
+    target = load_target(path, task="binary")
+    model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
+    assert isinstance(model, WhiteboxUnavailable)
+    assert " model made straight-through fails on the audit images (" in model.reason and "\n" not in model.reason
 
 
 def test_converted_graph_failing_on_the_audit_images_is_refused(tmp_path, canonical_batch):
@@ -286,3 +324,100 @@ def test_art_apgd_on_the_module_flips_the_black_box(tmp_path, canonical_batch):
     assert np.abs(x_adv - canonical_batch).max() <= 0.1 + 1e-6
     flipped = (target.scores(x_adv) > 0.5) != clean
     assert flipped.all(), flipped  # decisions of the deployed ONNX model, through its own 8-bit input
+
+
+# ---------------------------------------------------------------- straight-through (BPDA) past quantising graphs
+QUANTISED = {
+    # name: (decode from [-1, 1], the straight-through op types expected)
+    "round-8bit": (lambda x: torch.round(x * 127.5) / 127.5, ("Round",)),
+    "floor-8bit": (lambda x: torch.floor((x + 1) * 127.5) / 127.5 - 1, ("Floor",)),
+    "ceil-16-levels": (lambda x: torch.ceil(x * 8) / 8, ("Ceil",)),
+    "sign-binarise": (lambda x: torch.sign(x - 0.2), ("Sign",)),  # (a graph with a gradient path too is left as it is)
+    "cast-uint8": (lambda x: ((x + 1) * 127.5).to(torch.uint8).float() / 127.5 - 1, ("Cast",)),
+    "cast-int64": (lambda x: ((x + 1) * 127.5).long().float() / 127.5 - 1, ("Cast",)),
+    # integer division: Cast, Div, then Cast/Cast back, which meet floats only once the first Cast is rewritten
+    "int-division": (lambda x: (((x + 1) * 127.5).to(torch.int32) // 2).float() / 63.5 - 1, ("Cast", "Cast", "Cast")),
+    "posterise-twice": (lambda x: torch.round(torch.round(x * 127.5) / 127.5 * 8) / 8, ("Round", "Round")),
+}
+
+
+def _quantised(name: str, tmp_path):
+    """(path, black-box target) of TinyNet behind one quantising decode on [-1, 1] NCHW, logits out."""
+    path = export(
+        Contract(QUANTISED[name][0], "logits"),
+        tmp_path / f"{name}.onnx",
+        torch.zeros(2, 1, 16, 16),
+        card={"value_range": [-1, 1], "task": "binary"},
+    )
+    return path, load_target(path)
+
+
+@pytest.mark.parametrize("name", QUANTISED)
+def test_quantising_graph_is_attacked_straight_through(name, tmp_path, canonical_batch):
+    path, target = _quantised(name, tmp_path)
+    target = target.checked(canonical_batch)
+    model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
+    assert isinstance(model, WhiteboxModel), model
+    assert model.straight_through == QUANTISED[name][1]
+    assert model.max_abs_difference <= model.tolerance
+    # the forward is onnxruntime's off the check images too, where an attack takes them
+    noisy = np.clip(canonical_batch + np.random.default_rng(1).uniform(-0.05, 0.05, canonical_batch.shape), -1, 1)
+    for x in (canonical_batch, noisy.astype(np.float32)):
+        with torch.no_grad():
+            ours = model.module.raw(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(ours, target.raw_outputs(x), rtol=0, atol=model.tolerance)
+    gradient = input_gradient(model.module, torch.from_numpy(canonical_batch))
+    assert torch.isfinite(gradient).all() and (gradient.flatten(1).abs().sum(1) > 0).all()
+
+
+def test_straight_through_gradient_lowers_the_true_class_margin(tmp_path, canonical_batch):
+    path, target = _quantised("round-8bit", tmp_path)
+    model = differentiable_target(path, target.card, reference=target.raw_outputs, check_images_pm1=canonical_batch)
+    assert isinstance(model, WhiteboxModel) and model.straight_through == ("Round",)
+    labels = torch.from_numpy(synthetic_images(8, 16)[1].astype(np.int64))  # the classes canonical_batch was made with
+
+    def margin(logits):  # true-class logit minus the other's
+        return (logits[:, 1] - logits[:, 0]) * (2 * labels - 1)
+
+    clean = torch.from_numpy(canonical_batch)
+    x, epsilon, step = clean.clone(), 0.05, 0.02
+    for _ in range(5):  # PGD with signed gradients in the L-inf ball
+        x.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(margin(model.module(x)).sum(), x)
+        x = (x.detach() - step * gradient.sign()).clamp(clean - epsilon, clean + epsilon).clamp(-1, 1)
+    before = margin(torch.from_numpy(target.raw_outputs(canonical_batch)))
+    after = margin(torch.from_numpy(target.raw_outputs(x.numpy())))  # the deployed ONNX model, rounding included
+    assert (after < before).sum() >= 6, (before, after)
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        ((), None),
+        (("Round",), "straight-through for 1 Round"),
+        (("Cast", "Round", "Round"), "straight-through for 2 Round, 1 Cast"),  # most common first
+        (("Floor", "Cast"), "straight-through for 1 Cast, 1 Floor"),  # a tie goes by name
+        (("Sign", "Cast", "Round", "Cast", "Round"), "straight-through for 2 Cast, 2 Round, 1 Sign"),
+    ],
+)
+def test_straight_through_text_worked_by_hand(names, expected):
+    assert straight_through_text(names) == expected
+
+
+def test_straight_through_forward_is_the_operator_backward_the_identity():
+    from onnx.onnx_pb import TensorProto
+    from onnx2torch.node_converters.cast import OnnxCast
+    from onnx2torch.node_converters.functions import OnnxFunction
+
+    sign = StraightThrough(OnnxFunction("Sign"), "Sign")
+    x = torch.tensor([-1e10, -0.3, 0.0, 0.3, 1e10], requires_grad=True)
+    y = sign(x)  # x + (sign(x) - x) would give 0 at 1e10
+    assert y.tolist() == [-1.0, -1.0, 0.0, 1.0, 1.0]
+    assert torch.autograd.grad(y.sum(), x)[0].tolist() == [1.0] * 5
+    cast = StraightThrough(OnnxCast(int(TensorProto.UINT8)), "Cast")
+    x = torch.tensor([0.2, 1.7, 254.9], requires_grad=True)
+    y = cast(x)  # the grey levels as float32, as the graph's cast back to float gives them
+    assert y.dtype == torch.float32 and y.tolist() == [0.0, 1.0, 254.0]
+    assert torch.autograd.grad(y.sum(), x)[0].tolist() == [1.0] * 3
+    shape = torch.tensor([2, 3])  # integer shape arithmetic keeps the operator as it is
+    assert cast(shape).dtype == torch.uint8 and cast(shape).tolist() == [2, 3]

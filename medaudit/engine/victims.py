@@ -18,7 +18,13 @@ from medaudit.attackers import SurrogateRecord, SurrogateSpec, load_surrogate, t
 from medaudit.attacks import Tier
 from medaudit.engine.inputs import live
 from medaudit.engine.plan import RunContext
-from medaudit.target import TargetQueries, WhiteboxUnavailable, class_probabilities, differentiable_target
+from medaudit.target import (
+    TargetQueries,
+    WhiteboxUnavailable,
+    class_probabilities,
+    differentiable_target,
+    straight_through_text,
+)
 
 
 def trained(ctx: RunContext, spec: SurrogateSpec) -> SurrogateRecord:
@@ -58,8 +64,9 @@ def victim(ctx: RunContext, tier: Tier, queries: TargetQueries, x: np.ndarray, s
     )
     if isinstance(model, WhiteboxUnavailable):
         return Victim(None, model.reason)
+    straight = f", {straight_through_text(model.straight_through)}" if model.straight_through else ""
     return Victim(
         (model.module,),
-        f"{model.converter}; largest difference to the target's runner on {model.check_images} audit images "
+        f"{model.converter}{straight}; largest difference to the target's runner on {model.check_images} audit images "
         f"{model.max_abs_difference:.2g} (tolerance {model.tolerance:.2g})",
     )

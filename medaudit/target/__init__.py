@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from medaudit.target.black_box import Target, TargetQueries, class_probabilities, load_target
 from medaudit.target.card import CARD_HOMES, TargetCard, read_card
-from medaudit.target.differentiable import WhiteboxUnavailable, differentiable_target
+from medaudit.target.differentiable import WhiteboxUnavailable, differentiable_target, straight_through_text
 from medaudit.target.export import export_onnx
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "export_onnx",
     "load_target",
     "read_card",
+    "straight_through_text",
     "Target",
     "TargetCard",
     "TargetQueries",

@@ -3,13 +3,17 @@
 `differentiable_target` loads the target file itself (TorchScript as saved; ONNX through onnx2torch), puts
 the card's input contract in front of it in torch (the same mapping as `medaudit.target.black_box.to_target`) and its
 output contract behind it (logits for cross-entropy), then checks that the torch model reproduces the
-black-box runner's raw outputs on the audit's images. When it cannot (a converter refuses an operator, the
-outputs differ, no gradient reaches the input, a multi-label task) it says why in one line instead.
+black-box runner's raw outputs on the audit's images. When no gradient reaches the input through a converted ONNX
+graph, its Round/Floor/Ceil/Sign/integer-Cast nodes are made straight-through (BPDA, Athalye et al. 2018: forward
+as deployed, backward the identity; `medaudit.target.straight_through`) and both checks run again. When it cannot
+(a converter refuses an operator, the outputs differ, no gradient reaches the input, a multi-label task) it says
+why in one line instead.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from medaudit.target.card import TargetCard, model_file_kind
 
@@ -40,6 +44,8 @@ class WhiteboxModel:
     max_abs_difference: float  # largest |raw output (torch) - raw output (reference runner)| on the check images
     tolerance: float  # the absolute bound it had to meet (relative tolerance x max(1, max |reference output|))
     check_images: int  # images the equivalence was checked on
+    # ONNX op types made straight-through (BPDA), one per node, sorted; () when the gradient needed none
+    straight_through: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,44 @@ def _onnx_model(path: Path, card: TargetCard, device: str) -> tuple[nn.Module, s
     return module.to(device), producer.index(card.output_name)
 
 
+def straight_through_text(names: tuple[str, ...]) -> str | None:
+    """The straight-through op types as the report words them: None for (), else e.g. "straight-through for
+    2 Round, 1 Cast" (count per op type, most common first, then by name)."""
+    if not names:
+        return None
+    counts = sorted(Counter(names).items(), key=lambda item: (-item[1], item[0]))
+    return "straight-through for " + ", ".join(f"{n} {name}" for name, n in counts)
+
+
+def _difference(
+    module: CanonicalTarget, expected: np.ndarray, batches: tuple[torch.Tensor, ...], bound: float, what: str
+) -> float | str:
+    """The largest |raw output (torch) - reference| on the check images, or why `what` (the model, in words)
+    fails the equivalence: one line, without the file."""
+    try:
+        with torch.no_grad():
+            ours = torch.cat([module.raw(x) for x in batches]).double().cpu().numpy()
+    except Exception as exc:  # a converted graph can fail at run time on what it converted (shapes, dtypes)
+        return f"the {what} fails on the audit images ({_one_line(exc)})"
+    if ours.shape != expected.shape:
+        return f"the {what} gives outputs of shape {ours.shape}, the black-box runner {expected.shape}"
+    difference = float(np.max(np.abs(ours - expected)))
+    if not difference <= bound:  # NaN fails too
+        return (
+            f"the {what} differs from the black-box runner by {difference:.3g} > tolerance {bound:.3g} on "
+            f"{len(expected)} audit images; the white-box tier would attack another function"
+        )
+    return difference
+
+
+def _gradient_state(module: CanonicalTarget, x_pm1: torch.Tensor) -> str:
+    """The input gradient at `x_pm1` in one word: "usable", "zero" (none reaches the input) or "non-finite"."""
+    gradient = input_gradient(module, x_pm1)
+    if not bool(torch.isfinite(gradient).all()):
+        return "non-finite"
+    return "usable" if bool(gradient.abs().sum() > 0) else "zero"
+
+
 def differentiable_target(
     path: str | Path,
     card: TargetCard,
@@ -182,7 +226,10 @@ def differentiable_target(
 ) -> WhiteboxModel | WhiteboxUnavailable:
     """The target file as a `WhiteboxModel` whose raw outputs match `reference` (the black-box runner's raw rows
     (N, n_out) for canonical images) on `check_images_pm1` within the tolerance, and whose logits carry a
-    gradient back to the canonical input; otherwise a `WhiteboxUnavailable` saying why."""
+    gradient back to the canonical input (through straight-through operators when the converted ONNX graph cuts
+    it); otherwise a `WhiteboxUnavailable` saying why."""
+    from medaudit.target.straight_through import straight_through  # imports onnx2torch (3 s)
+
     path = Path(path)
     if len(check_images_pm1) == 0:
         raise ValueError("differentiable_target needs at least one check image")
@@ -197,35 +244,49 @@ def differentiable_target(
         converter, loaded = f"onnx2torch {version('onnx2torch')}", _onnx_model(path, card, device)
         if isinstance(loaded, WhiteboxUnavailable):
             return loaded
-    module = CanonicalTarget(loaded[0], card, loaded[1]).to(device).eval().requires_grad_(False)
 
+    def canonical(model: nn.Module) -> CanonicalTarget:
+        return CanonicalTarget(model, card, loaded[1]).to(device).eval().requires_grad_(False)
+
+    module, what, names = canonical(loaded[0]), f"{converter} model", ()
     expected = np.asarray(reference(check_images_pm1), dtype=np.float64)
     x_check = torch.from_numpy(np.ascontiguousarray(check_images_pm1, dtype=np.float32)).to(device)
     batches = x_check.split(CHECK_BATCH)
-    try:
-        with torch.no_grad():
-            ours = torch.cat([module.raw(x) for x in batches]).double().cpu().numpy()
-    except Exception as exc:  # a converted graph can fail at run time on what it converted (shapes, dtypes)
-        return WhiteboxUnavailable(f"{path}: the {converter} model fails on the audit images ({_one_line(exc)})")
-    if ours.shape != expected.shape:
-        return WhiteboxUnavailable(
-            f"{path}: the {converter} model gives outputs of shape {ours.shape}, the black-box runner {expected.shape}"
-        )
-    difference = float(np.max(np.abs(ours - expected)))
     relative = HALF_PRECISION_TOLERANCE if card.dtype == "float16" else WHITEBOX_TOLERANCE
     bound = relative * max(1.0, float(np.max(np.abs(expected))))
-    if not difference <= bound:  # NaN fails too
+    difference = _difference(module, expected, batches, bound, what)
+    if isinstance(difference, str):
+        return WhiteboxUnavailable(f"{path}: {difference}")
+    gradient = _gradient_state(module, batches[0])
+    cause = "e.g. the graph casts it to integers, and a TorchScript graph cannot be made straight-through"
+    if gradient == "zero" and isinstance(loaded[0], fx.GraphModule):
+        try:
+            rewritten, names = straight_through(loaded[0], lambda graph: canonical(graph).raw(batches[0]))
+        except Exception as exc:  # a straight-through cast hands floats to an operator that needs integers (indices)
+            return WhiteboxUnavailable(
+                f"{path}: the {what} made straight-through fails on the audit images ({_one_line(exc)})"
+            )
+        cause = "it has no Round, Floor, Ceil, Sign or integer Cast on floats to make straight-through"
+        if names:
+            module, what = canonical(rewritten), f"{converter} model with {straight_through_text(names)}"
+            difference = _difference(module, expected, batches, bound, what)
+            if isinstance(difference, str):
+                return WhiteboxUnavailable(f"{path}: {difference}")
+            gradient, cause = _gradient_state(module, batches[0]), "integer arithmetic past those operators cuts it"
+    if gradient != "usable":
+        if card.dtype == "float16":
+            cause = "float16 arithmetic underflows it"
+        elif gradient == "non-finite":
+            cause = "e.g. a division by zero inside the graph"
         return WhiteboxUnavailable(
-            f"{path}: the {converter} model differs from the black-box runner by {difference:.3g} > tolerance "
-            f"{bound:.3g} on {len(expected)} audit images; the white-box tier would attack another function"
-        )
-    gradient = input_gradient(module, batches[0])
-    if not bool(torch.isfinite(gradient).all()) or not bool(gradient.abs().sum() > 0):
-        cause = "float16 arithmetic underflows it" if card.dtype == "float16" else "e.g. the graph casts it to integers"
-        return WhiteboxUnavailable(
-            f"{path}: no usable gradient reaches the input through the {converter} model (zero or non-finite; "
-            f"{cause}); use the transfer or query tiers"
+            f"{path}: no usable gradient reaches the input through the {what} ({gradient}: {cause}); use the "
+            "transfer or query tiers"
         )
     return WhiteboxModel(
-        module=module, converter=converter, max_abs_difference=difference, tolerance=bound, check_images=len(expected)
+        module=module,
+        converter=converter,
+        max_abs_difference=difference,
+        tolerance=bound,
+        check_images=len(expected),
+        straight_through=names,
     )
