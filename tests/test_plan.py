@@ -159,8 +159,8 @@ def test_auto_searches_each_attack_once_and_bounds_attack_the_target(setup):
     )
     assert [s.id for s in plan.searches] == [
         "search/fgsm",
-        "search/apgd-ce-it100-r2-n20",
-        "search/square-q1000-p0.8-n30",
+        "search/apgd-margin+ce-it100-r1-n20",
+        "search/square-margin-q1000-p0.8-n30",
     ]
     assert plan.searches[0].reference == plan.surrogates[0].spec  # transfer attacks are searched on the first surrogate
     assert plan.searches[1].reference is None  # the bound tiers on the target itself

@@ -80,7 +80,7 @@ class Attack(BaseModel):
 
 
 def seeded(seed: int) -> None:
-    np.random.seed(seed)  # ART's random starts and Square's squares draw from numpy's global generator
+    np.random.seed(seed)  # ART's random starts (transfer tier) draw from numpy's global generator
     torch.manual_seed(seed)  # input diversity draws from torch's
 
 
