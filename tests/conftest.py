@@ -108,7 +108,7 @@ def export(
     if card is not None:
         proto = onnx.load(str(path))
         entry = proto.metadata_props.add()
-        entry.key, entry.value = "medaudit.target.card", json.dumps(card)
+        entry.key, entry.value = "medaudit.card", json.dumps(card)
         onnx.save(proto, str(path))
     return path
 

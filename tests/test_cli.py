@@ -71,7 +71,7 @@ def test_inspect_shows_what_it_read_then_names_each_missing_line(tmp_path):
     assert result.stderr.strip() == (
         f"medaudit: error: {path}: 2 card field(s) needed and missing; add `task: binary`; "
         "`value_range: [0, 1]` to scenario `target.card`, sig.onnx.card.yaml, or ONNX "
-        "metadata `medaudit.target.card`"
+        "metadata `medaudit.card`"
     )
     (tmp_path / "sig.onnx.card.yaml").write_text("task: binary\nvalue_range: [0, 1]\n")
     complete = runner.invoke(app, ["inspect", str(path)])

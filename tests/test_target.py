@@ -239,3 +239,9 @@ def test_float64_input_graph(tmp_path, canonical_batch):
     target = load_target(path)
     assert target.card.dtype == "float64" and target.card.sources["dtype"] == "graph"
     np.testing.assert_allclose(target.scores(canonical_batch), reference_scores(canonical_batch), atol=1e-5)
+
+
+def test_the_card_metadata_key_is_the_one_deployed_files_carry():
+    from medaudit.target.runners import CARD_METADATA_KEY
+
+    assert CARD_METADATA_KEY == "medaudit.card"  # written into users' ONNX files: renaming it orphans their cards

@@ -1,7 +1,7 @@
 """The target card: the deployed model's input/output contract, resolved field by field with each field's source.
 
 Fields come, highest priority first, from the scenario's `target.card`, a sidecar `MODEL.card.yaml`, the ONNX
-metadata key `medaudit.target.card`, and what the graph shows (input shape, dtype, a final Softmax/Sigmoid). What the
+metadata key `medaudit.card`, and what the graph shows (input shape, dtype, a final Softmax/Sigmoid). What the
 file is comes first: medaudit refuses, by name, the formats it will not load (pickles, HDF5, safetensors).
 """
 

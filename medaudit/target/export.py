@@ -30,7 +30,7 @@ class _Softmax(torch.nn.Module):
 def export_onnx(
     model: torch.nn.Module, path: Path, *, card: dict, channels: int, image_size: int, softmax: bool = True
 ) -> Path:
-    """Write `model` (canonical [-1, 1] NCHW input) to ONNX with `card` as metadata `medaudit.target.card`."""
+    """Write `model` (canonical [-1, 1] NCHW input) to ONNX with `card` as metadata `medaudit.card`."""
     import onnx
 
     module = (_Softmax(model) if softmax else model).eval().to(memory_format=torch.contiguous_format).cpu()

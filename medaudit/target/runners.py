@@ -14,7 +14,7 @@ import numpy as np
 
 from medaudit.core import AuditInputError
 
-CARD_METADATA_KEY = "medaudit.target.card"  # ONNX metadata key holding the card as JSON
+CARD_METADATA_KEY = "medaudit.card"  # ONNX metadata key holding the card as JSON
 ORT_DTYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
