@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from medaudit.core.errors import AuditInputError
 
-SCHEMAS = ("2.0", "3.0")
+SCHEMAS = ("2.0", "3.0", "3.1")  # 3.1 adds the white-box bound checks, which the view does not read
 
 
 class View(BaseModel):

@@ -134,7 +134,11 @@ def test_attack_ids_are_built_from_the_fields_and_name_boosters_only_when_on():
         ("  - name: apgd\n    iterations: 20\n", r"attacks\.0\.apgd\.iterations", "greater than or equal to 100"),
         ("  - name: square\n    queries_per_image: 0\n", r"attacks\.0\.square\.queries_per_image", "greater than 2"),
         ("  - name: cw\n", r"attacks\.0", "'fgsm', 'pgd', 'mifgsm', 'apgd', 'square'"),
-        ("  - name: apgd\n    losses: [margin, dlr]\n", r"attacks\.0\.apgd\.losses", "unknown loss 'dlr'; the losses are margin, ce"),
+        (
+            "  - name: apgd\n    losses: [margin, dlr]\n",
+            r"attacks\.0\.apgd\.losses",
+            "unknown loss 'dlr'; the losses are margin, ce",
+        ),
     ],
 )
 def test_a_bad_attack_is_one_line_naming_the_field(tmp_path, text, field, why):

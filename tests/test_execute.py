@@ -204,7 +204,7 @@ def test_resume_refuses_a_changed_scenario(inputs, local_run):
 def test_results_json_round_trips(inputs, local_run):
     path = inputs[0] / "out-local" / "results.json"
     assert read_results(path) == local_run
-    assert json.loads(path.read_text())["schema_version"] == "3.0"
+    assert json.loads(path.read_text())["schema_version"] == "3.1"
 
 
 def test_compare_two_releases_on_the_same_images(inputs, local_run, tmp_path):

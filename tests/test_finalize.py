@@ -195,3 +195,30 @@ def test_seed_spread_and_the_most_harmful_seed():
         0.9,
     )
     assert spread.most_harmful_surrogate_id == "s1"
+
+
+def test_order_check_sets_each_cell_against_the_white_box_at_an_epsilon_no_smaller():
+    from medaudit.attacks import APGD, Square
+    from medaudit.judging.finalize import ORDER_TOLERANCE, CellScores, order_check
+    from tests.fixtures_results import make_cell
+
+    apgd, square = APGD(name="apgd"), Square(name="square")
+    y = np.array([0, 0, 1, 1, 1])
+    low, high = np.array([0.9, 0.8, 0.1, 0.2, 0.3]), np.array([0.1, 0.2, 0.9, 0.8, 0.7])  # AUC 0 and 1
+    wb = [make_cell("whitebox", "whitebox", apgd.id, e, 0.5, tier="whitebox", attack=apgd) for e in (0.01, 0.03)]
+    query = make_cell("query", "query", square.id, 0.02, 0.5, tier="query", attack=square)
+
+    def scores(by_id):
+        return lambda c: by_id[c.id]
+
+    all_images, last_four = CellScores(np.arange(5), low, low), CellScores(np.arange(1, 5), high[1:], high[1:])
+    # white-box at 0.01 is ignored (below the query's 0.02); at 0.03 it leaves AUC 0 where the query leaves 1
+    strong = {wb[0].id: CellScores(np.arange(5), high, high), wb[1].id: all_images, query.id: last_four}
+    check = order_check([*wb, query], y, scores(strong))
+    assert check.passed and (check.epsilon_pm1, check.images, check.auc_bound, check.auc_reference) == (0.03, 4, 0, 1)
+    assert check.tolerance == ORDER_TOLERANCE and check.against == f"query attacker query ({square.id}) at ε 0.02"
+    weak = {wb[1].id: CellScores(np.arange(5), high, high), query.id: CellScores(np.arange(1, 5), low[1:], low[1:])}
+    weak[wb[0].id] = weak[wb[1].id]
+    failed = order_check([*wb, query], y, scores(weak))
+    assert not failed.passed and (failed.auc_bound, failed.auc_reference) == (1, 0)
+    assert order_check([query], y, scores(weak)) is None  # no white-box cell: nothing to check

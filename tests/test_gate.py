@@ -88,7 +88,7 @@ def test_junit_counts_errors():
     results = make_results()
     choices = (results.epsilon_choice[0], make_choice("pgd-step0.01-it20", ())) + results.epsilon_choice[2:]
     breaking = make_breaking(results.scenario, results.cells, choices)
-    judged = judge(results.scenario, results.cells, results.surrogates, choices, breaking, results.tiers)
+    judged = judge(results.scenario, results.cells, results.surrogates, choices, breaking, results.tiers, None)
     errored = results.model_copy(
         update={
             "epsilon_choice": choices,

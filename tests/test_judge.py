@@ -12,9 +12,9 @@ from medaudit.attacks import APGD, Square
 from medaudit.judging.rules import NO_CRITERIA, worst_case
 from medaudit.judging.verdict import MASKING_MARGIN, judge
 from medaudit.records.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
-from medaudit.records.measurements import CellRecord, IntervalRecord, TierStatus
+from medaudit.records.measurements import BoundCheck, CellRecord, IntervalRecord, TierStatus
 from medaudit.records.results import BreakingEpsilon
-from medaudit.records.wording import WORST_OVER_ATTACKS, breaking_text
+from medaudit.records.wording import WORST_OVER_ATTACKS, bound_check_text, breaking_text
 from medaudit.scenario.threat_model import GateSection
 from tests.fixtures_results import iv, make_breaking, make_cell, make_choice, make_scenario, make_surrogate
 
@@ -32,7 +32,18 @@ def _cell(
     return make_cell(row, sid, attack, eps, adv, relative=rel, drop=drop, control_relative=noise)
 
 
-def _judge(cells: list[CellRecord], gate: dict, *, surrogates=None, admissible=None, tiers=(), gated=None):
+def _judge(
+    cells: list[CellRecord],
+    gate: dict,
+    *,
+    surrogates=None,
+    admissible=None,
+    tiers=(),
+    gated=None,
+    checks=(),
+    order=None,
+    grid=None,
+):
     attacks = list(dict.fromkeys(c.attack_id for c in cells))
     admissible = admissible or {a: EPS3 for a in attacks}
     if surrogates is None:
@@ -42,11 +53,14 @@ def _judge(cells: list[CellRecord], gate: dict, *, surrogates=None, admissible=N
             for sid in dict.fromkeys(c.attacker_id for c in transfer)
         ]
     tier_of = {c.attack_id: c.tier for c in cells}
-    choices = [make_choice(a, admissible[a], tier=tier_of[a]) for a in attacks]
+    choices = [make_choice(a, admissible[a], *((grid,) if grid else ()), tier=tier_of[a]) for a in attacks]
     specs = list({c.attack_id: c.attack for c in cells}.values())
     scenario = make_scenario(gate={**gate, **({"tiers": gated} if gated else {})}, rows={ROW: None}, attacks=specs)
-    statuses = [TierStatus(tier=t, available=True, reason="", images=200, target_queries=0, seconds=1.0) for t in tiers]
-    return judge(scenario, cells, surrogates, choices, make_breaking(scenario, cells, choices), statuses)
+    statuses = [
+        TierStatus(tier=t, available=True, reason="", images=200, target_queries=0, seconds=1.0, checks=checks)
+        for t in tiers
+    ]
+    return judge(scenario, cells, surrogates, choices, make_breaking(scenario, cells, choices), statuses, order)
 
 
 def _run(cells: list[CellRecord], gate: dict, **kw):
@@ -231,7 +245,7 @@ def test_verdict_precedence(statuses, verdict):
     cells = [make_cell(row, f"s-{row}", "fgsm", e, 0.6, relative=interval[s]) for row, s in rows.items() for e in EPS3]
     surrogates = [make_surrogate(row, f"s-{row}") for row in rows]
     scenario = make_scenario(gate=REL, rows=dict.fromkeys(rows), attacks=[cells[0].attack])
-    judged = judge(scenario, cells, surrogates, [make_choice("fgsm", EPS3)], (), ())
+    judged = judge(scenario, cells, surrogates, [make_choice("fgsm", EPS3)], (), (), None)
     assert [r.status for r in judged.rules] == list(statuses) and judged.verdict == verdict
 
 
@@ -306,6 +320,71 @@ def test_a_white_box_bound_that_holds_everywhere_settles_the_criterion_for_every
     assert [r.status for r in judged.rules] == ["PASS", "PASS"] and judged.verdict == "PASS"
     assert judged.rules[0].message.startswith("holds for every tier: the white-box attacker")
     assert judged.masking is None
+
+
+def _check(name: str, passed: bool, bound: float, reference: float, eps: float = 0.03) -> BoundCheck:
+    tolerance = {"convergence": 0.005, "reach": 0.0, "order": 0.01}[name]
+    against = {"convergence": "apgd-margin+ce-it200-r4", "reach": "AUC 0.05", "order": "query attacker query"}[name]
+    return BoundCheck(
+        check=name,
+        passed=passed,
+        epsilon_pm1=eps,
+        images=64,
+        auc_bound=bound,
+        auc_reference=reference,
+        tolerance=tolerance,
+        against=against,
+    )
+
+
+@pytest.mark.parametrize(
+    "checks, order",
+    [
+        ((_check("convergence", False, 0.80, 0.70),), None),  # more iterations still lower the AUC
+        ((_check("reach", False, 0.40, 0.05, eps=0.5),), None),  # cannot reach chance: masked or broken gradients
+        ((), _check("order", False, 0.90, 0.60)),  # weaker than a query attacker
+    ],
+    ids=["convergence", "reach", "order"],
+)
+def test_a_white_box_bound_that_fails_a_check_passes_nothing(checks, order):
+    transfer = [_cell("s0", e, rel=iv(0.97, 0.93, 1.0)) for e in EPS3]
+    whitebox = [_bound("whitebox", e, iv(0.95, 0.9, 0.99)) for e in EPS3]
+    unfit = [make_surrogate(ROW, "s0", fit=False, reasons=("its perturbations do not transfer",))]
+    judged = _judge(transfer + whitebox, REL, surrogates=unfit, tiers=("whitebox",), checks=checks, order=order)
+    assert [r.status for r in judged.rules] == ["INCONCLUSIVE", "INCONCLUSIVE"]  # its own PASS, and nothing carried
+    assert judged.verdict == "INCONCLUSIVE"  # never exit 0
+    failed = (checks + ((order,) if order else ()))[0]
+    assert judged.unverified == f"not a verified bound: it fails {bound_check_text(failed)}"
+    wb = next(v for v in judged.tier_verdicts if v.tier == "whitebox")
+    assert wb.unverified == judged.unverified and wb.order == order and wb.statement.endswith("not a verified bound.")
+    row = next(r for r in judged.rows if r.tier == "whitebox")
+    assert row.reason.startswith("not a verified bound") and "iterations and restarts" in row.next_step
+
+
+def test_a_verified_bound_whose_grid_stops_short_of_the_perceptibility_bound_settles_nothing():
+    transfer = [_cell("s0", e, rel=iv(0.97, 0.93, 1.0)) for e in EPS3]
+    whitebox = [_bound("whitebox", e, iv(0.95, 0.9, 0.99)) for e in EPS3]
+    unfit = [make_surrogate(ROW, "s0", fit=False, reasons=("its perturbations do not transfer",))]
+    passed = (_check("convergence", True, 0.70, 0.70), _check("reach", True, 0.0, 0.05, eps=0.5))
+    kw = dict(surrogates=unfit, tiers=("whitebox",), checks=passed)
+    reached = _judge(transfer + whitebox, REL, **kw)
+    assert [r.status for r in reached.rules] == ["PASS", "PASS"] and reached.unverified is None
+    short = _judge(transfer + whitebox, REL, admissible={"fgsm": EPS3, WHITEBOX.id: EPS3}, grid=EPS3, **kw)
+    assert [r.status for r in short.rules] == ["INCONCLUSIVE", "PASS"]  # every white-box epsilon was admissible
+
+
+def test_bound_check_text_by_hand():
+    assert bound_check_text(_check("convergence", False, 0.8, 0.7)) == (
+        "convergence at ε 0.03 on 64 images: apgd-margin+ce-it200-r4 lowers its AUC 0.800 to 0.700 (at most 0.005 "
+        "allowed)"
+    )
+    assert bound_check_text(_check("reach", True, 0.0, 0.05, eps=0.5)) == (
+        "reach at ε 0.5 on 64 images: AUC 0.000 (at most 0.05)"
+    )
+    assert bound_check_text(_check("order", False, 0.9, 0.6)) == (
+        "order at ε 0.03 on 64 images: white-box AUC 0.900 against 0.600 for the query attacker query (at most 0.01 "
+        "above it)"
+    )
 
 
 def test_white_box_doing_worse_than_transfer_is_flagged_as_masking_and_settles_nothing():

@@ -423,3 +423,16 @@ def test_the_template_has_every_section_in_order():
     expected = [f"{i} {s}" for i, s in enumerate(BODY_SECTIONS, 1)]
     expected += [f"Annex {chr(ord('A') + i)}. {s}" for i, s in enumerate(ANNEXES)]
     assert headings == expected
+
+
+def test_the_white_box_checks_are_shown_and_an_unverified_bound_says_so():
+    results = make_large_results()
+    html = render_html(results)
+    assert "Checks that the white-box attack is a bound" in html and "a verified bound" in html
+    assert html.count("<td>convergence</td>") == 1 and html.count("<td>reach</td>") == 1
+    whitebox = next(i for i, v in enumerate(results.tier_verdicts) if v.tier == "whitebox")
+    text = "not a verified bound: it fails reach at ε 0.5 on 64 images: AUC 0.400 (at most 0.05)"
+    verdicts = list(results.tier_verdicts)
+    verdicts[whitebox] = verdicts[whitebox].model_copy(update={"unverified": text})
+    unverified = render_html(results.model_copy(update={"tier_verdicts": tuple(verdicts)}))
+    assert f"The white-box result is {text}</strong>" in unverified

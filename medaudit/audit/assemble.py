@@ -32,6 +32,7 @@ from medaudit.judging import (
     comparisons,
     examples,
     judge,
+    order_check,
     seed_spread,
     surrogate_results,
 )
@@ -181,9 +182,10 @@ def complete(
     transfer_cells = [c for c in cells if c.tier == "transfer"]
     surrogates = surrogate_results(plan, trained, transfer_cells, choices, sc.fitness)
     breaking = breaking_epsilons(sc, cells, choices, y_auc, ref.clean_scores, groups, scores)
-    judged = judge(sc, cells, surrogates, choices, breaking, tiers)
+    judged = judge(sc, cells, surrogates, choices, breaking, tiers, order_check(cells, y_auc, scores))
     flagged = anomalies(
         judged.masking,
+        judged.unverified,
         running.target.clean_auc,
         task,
         [f"{t.tier} tier not run: {t.reason}" for t in tiers if not t.available],

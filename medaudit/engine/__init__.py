@@ -1,5 +1,6 @@
 """Running the grid: the plan (cells from the scenario), prepared inputs, the clean reference, the victims
-each tier attacks, the ε search, the measurement of one cell, and the executors (local, Ray).
+each tier attacks, the ε search, the measurement of one cell, the white-box bound's checks, and the executors
+(local, Ray).
 
 Imports: every stage before it (`core` … `attackers`).
 """

@@ -31,12 +31,22 @@ from medaudit.core import (
     sensitivity_at_threshold,
     specificity_at_threshold,
 )
+from medaudit.data import stratified_subset
+from medaudit.engine.bound_checks import CHECK_IMAGES, whitebox_checks
 from medaudit.engine.budget_search import SearchOutcome, search_job
 from medaudit.engine.inputs import live
 from medaudit.engine.plan import BoundJob, CellJob, Grid, RunContext, SurrogateJob, n_logits
 from medaudit.engine.reference import Reference, load_reference
 from medaudit.engine.victims import surrogates, trained, victim
-from medaudit.records import CellRecord, IntervalRecord, OperatingPoint, Record, TierStatus, TransferCheck
+from medaudit.records import (
+    BoundCheck,
+    CellRecord,
+    IntervalRecord,
+    OperatingPoint,
+    Record,
+    TierStatus,
+    TransferCheck,
+)
 from medaudit.target import TargetQueries
 
 EXAMPLES_PER_CELL = 3  # harmful flips kept per cell and epsilon, the largest score changes first
@@ -320,7 +330,13 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
     if attacked is None or attacked.model is None:
         reason = unavailable or attacked.note
         status = TierStatus(
-            tier=job.tier, available=False, reason=reason, images=0, target_queries=queries.images, seconds=0.0
+            tier=job.tier,
+            available=False,
+            reason=reason,
+            images=0,
+            target_queries=queries.images,
+            seconds=0.0,
+            checks=(),
         )
         outcome = CellOutcome(job_id=job.id, kind="bound", key=job.key, records=(), status=status, from_cache=False)
         cache.store("bound", job.key, outcome.model_dump_json())
@@ -332,6 +348,7 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
         adversarial[eps] = job.attack.craft(attacked.model, x, y, (eps,), crafting(ctx))[eps].x_adv
         crafting_queries[eps] = queries.images - before
     records, arrays = _measure(ctx, job, index, adversarial, None, queries, crafting_queries)
+    checks = _whitebox_checks(ctx, job, attacked.model, index, adversarial, records, queries)
     status = TierStatus(
         tier=job.tier,
         available=True,
@@ -339,10 +356,30 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
         images=len(index),
         target_queries=queries.images,
         seconds=time.perf_counter() - started,
+        checks=checks,
     )
     outcome = CellOutcome(job_id=job.id, kind="bound", key=job.key, records=records, status=status, from_cache=False)
     cache.store("bound", job.key, outcome.model_dump_json(), arrays.as_arrays())
     return outcome
+
+
+def _whitebox_checks(ctx, job: BoundJob, model, index, adversarial, records, queries) -> tuple[BoundCheck, ...]:
+    """Convergence and reach of the white-box attack on a stratified subset of its images (`bound_checks`), at the
+    largest epsilon the perceptibility bound admits (the grid's largest without a bound); () for the query tier."""
+    if job.tier != "whitebox" or not records:
+        return ()
+    lv, sc = live(ctx), ctx.scenario
+    bound = sc.perceptibility.min_mean_ssim if sc.perceptibility else None
+    admissible = [r.epsilon_pm1 for r in records if bound is None or r.mean_ssim >= bound]
+    eps = max(admissible) if admissible else min(r.epsilon_pm1 for r in records)
+    local = stratified_subset(lv.data.test.y[index], min(CHECK_IMAGES, len(index)), sc.seed)
+    x, y = lv.data.test.x[index][local], lv.data.test.y[index][local]
+    y_auc = auc_labels(y, lv.data.task, len(lv.target.card.class_names or ()) or 1)
+
+    def target_auc(images: np.ndarray) -> float:
+        return auc(y_auc, queries.scores(_delivered(ctx, images)))
+
+    return whitebox_checks(job.attack, model, x, y, adversarial[eps][local], eps, crafting(ctx), target_auc)
 
 
 JOBS = {"surrogate": train_job, "search": search_job, "cell": cell_job, "bound": bound_job}  # job kind -> function

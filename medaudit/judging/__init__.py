@@ -7,10 +7,11 @@ Imports: every stage before it (`core` … `engine`).
 from __future__ import annotations
 
 from medaudit.judging.evidence import anomalies, comparisons, examples, seed_spread
-from medaudit.judging.finalize import CellScores, breaking_epsilons, choose_epsilons, surrogate_results
+from medaudit.judging.finalize import CellScores, breaking_epsilons, choose_epsilons, order_check, surrogate_results
 from medaudit.judging.verdict import judge
 
 __all__ = [
+    "order_check",
     "anomalies",
     "breaking_epsilons",
     "CellScores",

@@ -164,11 +164,16 @@ def examples(
     return tuple(out)
 
 
-def anomalies(masking: str | None, clean_auc: float, task: str, unavailable: Sequence[str]) -> tuple[Anomaly, ...]:
-    """What needs a human look before submission: masked gradients, a target below chance, a tier that could not run."""
+def anomalies(
+    masking: str | None, unverified: str | None, clean_auc: float, task: str, unavailable: Sequence[str]
+) -> tuple[Anomaly, ...]:
+    """What needs a human look before submission: masked gradients, a white-box bound that failed its checks, a
+    target below chance, a tier that could not run."""
     out = []
     if masking:
         out.append(Anomaly(id="A-MASKING", text=f"possible gradient masking: {masking}"))
+    if unverified:
+        out.append(Anomaly(id="A-UNVERIFIED-BOUND", text=f"the white-box result is {unverified}"))
     if task == "binary" and clean_auc < 0.5:
         out.append(
             Anomaly(

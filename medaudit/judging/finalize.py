@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from medaudit.attackers import SurrogateRecord, family
-from medaudit.core import bootstrap_curves
+from medaudit.core import auc, bootstrap_curves
 from medaudit.engine import Plan, atlas_ids
 from medaudit.judging.breaking_epsilon import breaking_epsilon
 from medaudit.records import (
     AttackerFitness,
+    BoundCheck,
     BreakingEpsilon,
     CellRecord,
     Criterion,
@@ -47,6 +48,48 @@ ScoresOf = Callable[[CellRecord], CellScores]
 
 def eps_key(e: float) -> float:
     return round(e, _EPS_DIGITS)
+
+
+ORDER_TOLERANCE = 0.01  # white-box AUC above another attacker's on the same images by more than this: not a bound
+
+
+def order_check(cells: Sequence[CellRecord], y_auc: np.ndarray, scores_of: ScoresOf) -> BoundCheck | None:
+    """Carlini et al. 2019's ordering: an attacker with the weights does at least as much harm as one with the
+    scores or with surrogates. Every query and transfer cell is set against the white-box cell at the smallest
+    white-box epsilon at or above its own (a near-optimal attack's AUC does not rise with epsilon), on the test
+    images both measured; the largest excess is the check's (None: no white-box cell, or no cell to compare)."""
+    whitebox = [c for c in cells if c.tier == "whitebox"]
+    worst = None
+    for other in cells:
+        above = [w for w in whitebox if eps_key(w.epsilon_pm1) >= eps_key(other.epsilon_pm1)]
+        if other.tier == "whitebox" or not above:
+            continue
+        at = min(eps_key(w.epsilon_pm1) for w in above)
+        mine, theirs = scores_of(other), None
+        for w in (w for w in above if eps_key(w.epsilon_pm1) == at):
+            ours = scores_of(w)
+            common, i_w, i_o = np.intersect1d(ours.image_indices, mine.image_indices, return_indices=True)
+            labels = y_auc[common]
+            if len(np.unique(labels if labels.ndim == 1 else labels.argmax(1))) < 2:
+                continue
+            a_w, a_o = auc(labels, ours.adversarial[i_w]), auc(labels, mine.adversarial[i_o])
+            if theirs is None or a_w < theirs[0]:
+                theirs = (a_w, a_o, w, len(common))
+        if theirs is None:
+            continue
+        a_w, a_o, w, n = theirs
+        if worst is None or a_w - a_o > worst.auc_bound - worst.auc_reference:
+            worst = BoundCheck(
+                check="order",
+                passed=bool(a_w <= a_o + ORDER_TOLERANCE),
+                epsilon_pm1=w.epsilon_pm1,
+                images=n,
+                auc_bound=a_w,
+                auc_reference=a_o,
+                tolerance=ORDER_TOLERANCE,
+                against=f"{other.tier} attacker {other.attacker_id} ({other.attack_id}) at ε {other.epsilon_pm1:g}",
+            )
+    return worst
 
 
 def choose_epsilons(

@@ -3,7 +3,10 @@ that span tiers (gradient masking; a white-box bound that settles a criterion fo
 
 Gradient masking shows as the white-box attacker doing worse than a transfer or query attacker at the same
 epsilon (RobustBench, Croce et al. 2021): then the white-box bound is not an upper bound, and the card says so.
-Otherwise, a criterion the white-box attacker cannot break at any admissible epsilon holds for every tier.
+Otherwise, a criterion the white-box attacker cannot break at any admissible epsilon holds for every tier, if
+the white-box bound is verified (its convergence, reach and order checks pass; docs/bounds.md) and its grid
+reaches the perceptibility bound's epsilon. A bound that fails a check passes nothing: its PASS rules become
+INCONCLUSIVE and the run's verdict cannot be PASS.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from medaudit.records import (
     CONTROL_STEPS,
     CRITERIA,
     SEVERITY,
+    BoundCheck,
     BreakingEpsilon,
     CellRecord,
     EpsilonChoice,
@@ -30,6 +34,7 @@ from medaudit.records import (
     Verdict,
     VerdictRow,
     WorstCase,
+    bound_check_text,
     breaking_text,
     stated,
 )
@@ -44,6 +49,8 @@ NEXT_STEP = {
     ("whitebox", "FAIL"): "keep the weights confidential; harden the model and re-audit",
     ("whitebox", "INCONCLUSIVE"): "use more test images for narrower intervals and re-audit",
 }
+UNVERIFIED = "not a verified bound"  # page 1's words for a white-box bound that failed a check
+UNVERIFIED_STEP = "raise APGD's iterations and restarts (or check the converted model) and re-audit"
 PASSED = "none; re-audit every release"
 ERRORED = "fix the run's error (see the rule) and re-audit"
 
@@ -56,6 +63,7 @@ class Judgement:
     verdict: Verdict
     worst_case: WorstCase | None
     masking: str | None
+    unverified: str | None  # why the white-box bound is not verified (None: it is, or it did not run)
 
 
 def masking(cells: Sequence[CellRecord]) -> str | None:
@@ -87,9 +95,29 @@ def masking(cells: Sequence[CellRecord]) -> str | None:
     )
 
 
-def _holds_everywhere(rules: list[GateRule], masked: str | None) -> set[str]:
-    """Criteria the white-box tier meets at every admissible epsilon, with no masking sign."""
-    if masked:
+def unverified_bound(tiers: Sequence[TierStatus], order: BoundCheck | None) -> str | None:
+    """Why the white-box bound is not a verified bound: its failed checks in words; None when every check passed
+    or the tier did not run."""
+    whitebox = next((t for t in tiers if t.tier == "whitebox" and t.available), None)
+    if whitebox is None:
+        return None
+    failed = [c for c in whitebox.checks + ((order,) if order else ()) if not c.passed]
+    if not failed:
+        return None
+    return f"{UNVERIFIED}: it fails " + "; ".join(bound_check_text(c) for c in failed)
+
+
+def reaches_the_bound(choices: Sequence[EpsilonChoice]) -> bool:
+    """Whether the white-box grid reaches the perceptibility bound's epsilon: an `auto` grid, or one in which the
+    bound binds (a grid whose every epsilon is admissible stopped short of it)."""
+    mine = [c for c in choices if c.tier == "whitebox"]
+    return bool(mine) and all(c.search is not None or c.bound_binds for c in mine)
+
+
+def _holds_everywhere(rules: list[GateRule], masked: str | None, unverified: str | None, reaches: bool) -> set[str]:
+    """Criteria the white-box tier meets at every admissible epsilon, with no masking sign, from a verified bound
+    whose grid reaches the perceptibility bound."""
+    if masked or unverified or not reaches:
         return set()
     out = set()
     for criterion in {r.criterion_id for r in rules if r.tier == "whitebox"}:
@@ -115,13 +143,17 @@ def _bounds_sentence(rules: list[GateRule], criterion_id: str) -> str:
     return "; ".join(parts)
 
 
-def cross_tier(rules: tuple[GateRule, ...], masked: str | None) -> tuple[GateRule, ...]:
+def cross_tier(
+    rules: tuple[GateRule, ...], masked: str | None, unverified: str | None, reaches: bool
+) -> tuple[GateRule, ...]:
     """Rules with what the bound tiers settle: an inconclusive rule passes where the white-box bound holds, and
-    otherwise states what the bounds achieve."""
-    settled = _holds_everywhere(list(rules), masked)
+    otherwise states what the bounds achieve; an unverified white-box bound passes nothing, its own rules included."""
+    settled = _holds_everywhere(list(rules), masked, unverified, reaches)
     out = []
     for r in rules:
-        if r.status == "INCONCLUSIVE" and r.tier != "whitebox" and r.criterion_id in settled:
+        if unverified and r.tier == "whitebox" and r.status == "PASS":
+            r = r.model_copy(update={"status": "INCONCLUSIVE", "message": f"{unverified}. {r.message}"})
+        elif r.status == "INCONCLUSIVE" and r.tier != "whitebox" and r.criterion_id in settled:
             r = r.model_copy(
                 update={
                     "status": "PASS",
@@ -154,15 +186,18 @@ def _row(tier: str, criterion_id: str, rules: list[GateRule], gated: bool) -> Ve
     elif status == "FAIL":
         reason = f"{criterion.short} broken within the perceptibility bound ({worst.threat_id})"
     elif status == "INCONCLUSIVE":
-        reason = (
-            "no fit transfer attacker: its perturbations move no other model"
-            if "no fit attacker" in worst.message
-            else "interval straddles the threshold"
-        )
+        if UNVERIFIED in worst.message:
+            reason = f"{UNVERIFIED}: a check on the white-box attack failed (section 4.1)"
+        elif "no fit attacker" in worst.message:
+            reason = "no fit transfer attacker: its perturbations move no other model"
+        else:
+            reason = "interval straddles the threshold"
     else:
         reason = "the run could not judge it"
     if status == "FAIL" and tier == "transfer":
         next_step = CONTROL_STEPS[criterion.control_id]
+    elif status == "INCONCLUSIVE" and UNVERIFIED in worst.message:
+        next_step = UNVERIFIED_STEP
     else:
         next_step = PASSED if status == "PASS" else ERRORED if status == "ERROR" else NEXT_STEP[(tier, status)]
     return VerdictRow(
@@ -184,10 +219,14 @@ def judge(
     choices: Sequence[EpsilonChoice],
     breaking: Sequence[BreakingEpsilon],
     tiers: Sequence[TierStatus],
+    order: BoundCheck | None,
 ) -> Judgement:
-    """The whole judgement: rules, each tier's verdict, page 1's rows, the verdict over the gated tiers."""
+    """The whole judgement: rules, each tier's verdict, page 1's rows, the verdict over the gated tiers (`order`:
+    the white-box bound's order check, `finalize.order_check`)."""
     masked = masking(cells)
-    rules = cross_tier(judge_rules(scenario, cells, surrogates, choices, breaking, tiers), masked)
+    unverified = unverified_bound(tiers, order)
+    judged = judge_rules(scenario, cells, surrogates, choices, breaking, tiers)
+    rules = cross_tier(judged, masked, unverified, reaches_the_bound(choices))
     gated = scenario.gate.tiers
     ran = {"transfer"} | {t.tier for t in tiers if t.available}
     named = [t for t in TIERS if t == "transfer" or any(s.tier == t for s in tiers)]
@@ -202,7 +241,10 @@ def judge(
                 gated=tier in gated,
                 status=status,
                 masking=masked if tier == "whitebox" else None,
-                statement=_statement(tier, mine, unavailable),
+                order=order if tier == "whitebox" else None,
+                unverified=unverified if tier == "whitebox" else None,
+                statement=_statement(tier, mine, unavailable)
+                + (f" It is {UNVERIFIED}." if tier == "whitebox" and unverified else ""),
             )
         )
         for criterion, _ in stated(scenario.gate):
@@ -212,13 +254,17 @@ def judge(
     gated_statuses = [v.status if v.status != "NOT RUN" else "INCONCLUSIVE" for v in verdicts if v.gated]
     if not stated(scenario.gate):
         gated_statuses = ["INCONCLUSIVE"]
+    verdict = verdict_of(gated_statuses)
+    if unverified and verdict == "PASS":  # a run whose white-box bound failed a check never exits 0
+        verdict = "INCONCLUSIVE"
     return Judgement(
         rules=rules,
         tier_verdicts=tuple(verdicts),
         rows=tuple(rows),
-        verdict=verdict_of(gated_statuses),
+        verdict=verdict,
         worst_case=worst_case(cells, choices, gated),
         masking=masked,
+        unverified=unverified,
     )
 
 

@@ -20,6 +20,7 @@ from medaudit.records.criteria import (
 )
 from medaudit.records.measurements import (
     AttackerFitness,
+    BoundCheck,
     CellRecord,
     EpochRecord,
     EpsilonSearch,
@@ -63,13 +64,15 @@ from medaudit.records.results import (
     read_results,
     write_results,
 )
-from medaudit.records.wording import SEVERITY, WORST_OVER_ATTACKS, breaking_text
+from medaudit.records.wording import SEVERITY, WORST_OVER_ATTACKS, bound_check_text, breaking_text
 from medaudit.scenario import CardFields
 
 __all__ = [
+    "BoundCheck",
     "Anomaly",
     "AttackerFitness",
     "AuditResults",
+    "bound_check_text",
     "breaking_text",
     "BreakingEpsilon",
     "CardFields",

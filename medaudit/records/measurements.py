@@ -190,6 +190,22 @@ class LoadCheck(Record):
     passed: bool
 
 
+class BoundCheck(Record):
+    """One check that the white-box attack is close to optimal (Carlini et al. 2019, docs/bounds.md): it passes when
+    `auc_bound <= auc_reference + tolerance`."""
+
+    check: Literal["convergence", "reach", "order"]
+    passed: bool
+    epsilon_pm1: float  # where it was measured
+    images: int  # test images it was measured on
+    auc_bound: float  # the white-box attack's AUC there
+    # convergence: the same attack with twice the iterations and restarts; reach: the ceiling it must fall to;
+    # order: the other attacker's AUC on the same images, at an epsilon no larger
+    auc_reference: float
+    tolerance: float
+    against: str  # what it was compared with, in words (an attack id, "AUC 0.05", an attacker and its epsilon)
+
+
 class TierStatus(Record):
     """Whether a bound tier could run on this target, and with what."""
 
@@ -199,3 +215,4 @@ class TierStatus(Record):
     images: int  # test images it attacked
     target_queries: int  # every image it sent to the target: checks, crafting (query tier) and scoring
     seconds: float
+    checks: tuple[BoundCheck, ...]  # white-box: convergence and reach, measured with the tier; () otherwise

@@ -18,6 +18,7 @@ from medaudit.attacks import Tier
 from medaudit.core import AuditInputError, atomic_write, describe_validation_error
 from medaudit.records.criteria import Outcome
 from medaudit.records.measurements import (
+    BoundCheck,
     CellRecord,
     EpsilonSearch,
     IntervalRecord,
@@ -28,7 +29,7 @@ from medaudit.records.measurements import (
 )
 from medaudit.scenario import CardFields, Scenario
 
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "PENDING"]
 OUTCOMES: tuple[Outcome, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")  # the order every output counts them in
 MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…", "NOT RUN": "–"}
@@ -103,6 +104,8 @@ class TierVerdict(Record):
     gated: bool  # True: this tier decides the exit code; False: reported as a bound beside the verdict
     status: Outcome | Literal["NOT RUN"]
     masking: str | None  # set when white-box did worse than a transfer or query attack at the same epsilon
+    order: BoundCheck | None  # white-box: its worst comparison with a query or transfer cell (None: none to compare)
+    unverified: str | None  # white-box: why it is not a verified bound, the failed checks (None: verified, or not)
     statement: str  # one sentence: what this attacker achieves and where
 
 

@@ -81,6 +81,8 @@ def build_context(results: AuditResults, *, results_sha256: str | None = None, a
         "row_threats": threats.row_threats(results),
         "atlas": threats.atlas_names(results),
         "tier_status": method.tier_status_rows(results),
+        "bound_checks": method.bound_check_rows(results),
+        "bound_unverified": next((v.unverified for v in results.tier_verdicts if v.unverified), None),
         "attacks": method.attack_rows(results),
         "epsilons": method.epsilon_rows(results),
         "grid_text": method.grid_text(results),

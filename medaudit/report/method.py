@@ -3,15 +3,17 @@ when an attacker counts as evidence, how intervals were resampled, and where the
 
 from __future__ import annotations
 
-from medaudit.records import AuditResults, threshold_text
+from medaudit.records import AuditResults, bound_check_text, threshold_text
 
 METHODS = {  # attack name -> the method and its paper
     "fgsm": "FGSM (Goodfellow et al. 2015): one signed-gradient step on the surrogate",
     "pgd": "PGD (Madry et al. 2018): iterated signed-gradient steps, projected on the ε-ball",
     "mifgsm": "MI-FGSM (Dong et al. 2018) with input diversity (Xie et al. 2019) and translation invariance "
     "(Dong et al. 2019): the strongest of the standard transfer attacks",
-    "apgd": "APGD-CE (Croce & Hein 2020): the gradient attack of AutoAttack, the standard behind RobustBench claims",
-    "square": "Square (Andriushchenko et al. 2020): the score-based attack of AutoAttack, no gradients",
+    "apgd": "APGD (Croce & Hein 2020), AutoAttack's gradient attack, on the margin (and cross-entropy) of every "
+    "image for the whole budget: each image's own extremum, which lowers the AUC most",
+    "square": "Square (Andriushchenko et al. 2020), AutoAttack's score-based attack, on the margin of every image "
+    "for the whole query budget, no gradients",
 }
 TIER_ORDER = {"transfer": 0, "query": 1, "whitebox": 2}
 
@@ -54,6 +56,13 @@ def tier_status_rows(results: AuditResults) -> list[dict]:
             }
         )
     return rows
+
+
+def bound_check_rows(results: AuditResults) -> list[dict]:
+    """The white-box bound's checks (docs/bounds.md): convergence and reach from its tier, order from its verdict."""
+    checks = [c for t in results.tiers for c in t.checks]
+    checks += [v.order for v in results.tier_verdicts if v.order is not None]
+    return [{"check": c, "text": bound_check_text(c)} for c in checks]
 
 
 def attack_rows(results: AuditResults) -> list[dict]:
