@@ -253,7 +253,7 @@ def test_compare_refuses_what_cannot_be_compared_in_one_line(inputs, local_run, 
     said = {
         "scenario": "its scenario differs from the previous release's",
         "truncated": "not valid JSON",
-        "schema": "results schema version '2.0'; this medaudit reads 3.0",
+        "schema": "results schema version '2.0'; this medaudit reads 3.1",
     }[damage]
     assert result.exit_code == 2 and said in result.stderr and len(result.stderr.splitlines()) == 1
     assert str(bad) in result.stderr and not (tmp_path / "out").exists()  # nothing written
