@@ -344,7 +344,9 @@ def test_the_audit_of_a_linear_target_fails_where_the_optimum_breaks_it(tmp_path
     record = json.loads((tmp_path / "out" / "results.json").read_text())
     assert record["verdict"] == "FAIL"
     whitebox = next(t for t in record["tiers"] if t["tier"] == "whitebox")
-    assert [(c["check"], c["passed"]) for c in whitebox["checks"]] == [("convergence", True), ("reach", True)]
+    checks = whitebox["checks"]
+    assert [c["check"] for c in checks] == ["convergence"] * (len(checks) - 1) + ["reach"] and len(checks) in (2, 3)
+    assert all(c["passed"] for c in checks), checks
     order = next(v for v in record["tier_verdicts"] if v["tier"] == "whitebox")["order"]
     assert order["passed"] and order["auc_bound"] <= order["auc_reference"] + 0.01
     test_x, test_y = x[160:300], y[160:300]

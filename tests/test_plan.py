@@ -176,3 +176,16 @@ def test_auto_searches_each_attack_once_and_bounds_attack_the_target(setup):
 def test_ensemble_naming_an_unknown_row_is_refused():
     with pytest.raises(ValueError, match="ensembles.0: unknown surrogate row 'same-random-d9'"):
         Scenario.model_validate({"name": "p", "ensembles": [["same-random-d9"]]})
+
+
+def test_bound_tier_subsets_are_nested_so_the_order_check_has_common_images():
+    import numpy as np
+
+    from medaudit.data import nested_subset
+
+    y = np.array([0] * 70 + [1] * 30)
+    small, large = nested_subset(y, 20, seed=3), nested_subset(y, 40, seed=3)
+    assert set(small) <= set(large) and (len(small), len(large)) == (20, 40)
+    assert (y[small] == 1).sum() == 6 and (y[large] == 1).sum() == 12  # each class keeps its share
+    assert np.array_equal(small, nested_subset(y, 20, seed=3)) and not np.array_equal(small, nested_subset(y, 20, 4))
+    assert np.array_equal(nested_subset(y, 100, seed=3), np.arange(100))

@@ -230,6 +230,21 @@ def make_splits(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {name: np.flatnonzero(np.isin(groups, ids)) for name, ids in chosen.items()}
 
 
+def nested_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Like `stratified_subset`, but nested: with one seed, a smaller `limit`'s subset lies inside a larger one's
+    (each class is permuted once and cut at its share), so attacks on subsets of different sizes share images."""
+    if limit >= len(y):
+        return np.arange(len(y))
+    key = y if y.ndim == 1 else y.argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for value in np.unique(key):
+        idx = np.flatnonzero(key == value)
+        order = rng.permutation(idx)  # drawn in full whatever the limit: the same order for every limit
+        picked.append(order[: min(max(1, round(limit * len(idx) / len(y))), len(idx))])
+    return np.sort(np.concatenate(picked))
+
+
 def stratified_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """Seeded subset of `limit` indices keeping class proportions (binary/multiclass labels)."""
     if limit >= len(y):

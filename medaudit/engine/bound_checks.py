@@ -24,28 +24,31 @@ def whitebox_checks(
     victim,
     x: np.ndarray,
     y: np.ndarray,
-    x_adv: np.ndarray,
-    epsilon_pm1: float,
+    x_adv: dict[float, np.ndarray],
     how: Crafting,
     target_auc: Callable[[np.ndarray], float],
-) -> tuple[BoundCheck, BoundCheck]:
-    """Convergence at `epsilon_pm1` (`x_adv`: the audit's own adversarial images of `x` there) and reach at
+) -> tuple[BoundCheck, ...]:
+    """Convergence at each epsilon of `x_adv` (the audit's own adversarial images of `x` there), then reach at
     REACH_EPSILON_PM1, on images `x` with labels `y`; `target_auc` scores images on the target itself."""
     stronger = attack.stronger(CONVERGENCE_FACTOR)
-    base = target_auc(x_adv)
-    converged = target_auc(stronger.craft(victim, x, y, (epsilon_pm1,), how)[epsilon_pm1].x_adv)
+    checks = []
+    for eps, images in x_adv.items():
+        base = target_auc(images)
+        converged = target_auc(stronger.craft(victim, x, y, (eps,), how)[eps].x_adv)
+        checks.append(
+            BoundCheck(
+                check="convergence",
+                passed=bool(base <= converged + CONVERGENCE_TOLERANCE),
+                epsilon_pm1=eps,
+                images=len(x),
+                auc_bound=base,
+                auc_reference=converged,
+                tolerance=CONVERGENCE_TOLERANCE,
+                against=stronger.id,
+            )
+        )
     reached = target_auc(attack.craft(victim, x, y, (REACH_EPSILON_PM1,), how)[REACH_EPSILON_PM1].x_adv)
-    return (
-        BoundCheck(
-            check="convergence",
-            passed=bool(base <= converged + CONVERGENCE_TOLERANCE),
-            epsilon_pm1=epsilon_pm1,
-            images=len(x),
-            auc_bound=base,
-            auc_reference=converged,
-            tolerance=CONVERGENCE_TOLERANCE,
-            against=stronger.id,
-        ),
+    checks.append(
         BoundCheck(
             check="reach",
             passed=bool(reached <= REACH_AUC),
@@ -55,5 +58,6 @@ def whitebox_checks(
             auc_reference=REACH_AUC,
             tolerance=0.0,
             against=f"AUC {REACH_AUC:g}",
-        ),
+        )
     )
+    return tuple(checks)

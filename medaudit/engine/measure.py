@@ -364,14 +364,17 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
 
 
 def _whitebox_checks(ctx, job: BoundJob, model, index, adversarial, records, queries) -> tuple[BoundCheck, ...]:
-    """Convergence and reach of the white-box attack on a stratified subset of its images (`bound_checks`), at the
-    largest epsilon the perceptibility bound admits (the grid's largest without a bound); () for the query tier."""
+    """Convergence and reach of the white-box attack on a stratified subset of its images (`bound_checks`); () for
+    the query tier. Convergence is checked at the largest epsilon the perceptibility bound admits (the grid's
+    largest without one) and, where it is another, at the admissible epsilon whose AUC lies nearest halfway from
+    clean to chance: undefended targets are at AUC 0 long before the bound, where no attack can do better."""
     if job.tier != "whitebox" or not records:
         return ()
     lv, sc = live(ctx), ctx.scenario
     bound = sc.perceptibility.min_mean_ssim if sc.perceptibility else None
-    admissible = [r.epsilon_pm1 for r in records if bound is None or r.mean_ssim >= bound]
-    eps = max(admissible) if admissible else min(r.epsilon_pm1 for r in records)
+    admissible = [r for r in records if bound is None or r.mean_ssim >= bound] or [records[0]]
+    largest = max(admissible, key=lambda r: r.epsilon_pm1)
+    middle = min(admissible, key=lambda r: abs(r.auc_adversarial.point - (r.auc_clean.point + 0.5) / 2))
     local = stratified_subset(lv.data.test.y[index], min(CHECK_IMAGES, len(index)), sc.seed)
     x, y = lv.data.test.x[index][local], lv.data.test.y[index][local]
     y_auc = auc_labels(y, lv.data.task, len(lv.target.card.class_names or ()) or 1)
@@ -379,7 +382,9 @@ def _whitebox_checks(ctx, job: BoundJob, model, index, adversarial, records, que
     def target_auc(images: np.ndarray) -> float:
         return auc(y_auc, queries.scores(_delivered(ctx, images)))
 
-    return whitebox_checks(job.attack, model, x, y, adversarial[eps][local], eps, crafting(ctx), target_auc)
+    at = tuple(sorted({middle.epsilon_pm1, largest.epsilon_pm1}))
+    crafted = {eps: adversarial[eps][local] for eps in at}
+    return whitebox_checks(job.attack, model, x, y, crafted, crafting(ctx), target_auc)
 
 
 JOBS = {"surrogate": train_job, "search": search_job, "cell": cell_job, "bound": bound_job}  # job kind -> function

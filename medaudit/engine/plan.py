@@ -18,7 +18,7 @@ from pathlib import Path
 from medaudit.attackers import ARCHITECTURES, SurrogateSpec, family, require_weights
 from medaudit.attacks import AttackSpec, Tier
 from medaudit.core import AuditInputError, content_key, look_up_option
-from medaudit.data import AuditData, stratified_subset
+from medaudit.data import AuditData, nested_subset, stratified_subset
 from medaudit.scenario import Scenario, SurrogateRow
 from medaudit.target import TargetCard
 
@@ -203,6 +203,10 @@ def subset(y, limit: int | None, seed: int) -> tuple[int, ...] | None:
     return tuple(int(i) for i in stratified_subset(y, limit, seed))
 
 
+def nested(y, limit: int, seed: int) -> tuple[int, ...]:
+    return tuple(int(i) for i in nested_subset(y, limit, seed))
+
+
 # ---------------------------------------------------------------- the plan
 def _surrogate_jobs(ctx: RunContext, card: TargetCard, data: AuditData) -> list[SurrogateJob]:
     """Every scenario row's seeds, then a held-out probe for each row one of whose attackers holds all its seeds."""
@@ -345,7 +349,10 @@ def make_plan(ctx: RunContext, card: TargetCard, target_sha256: str, data: Audit
     bounds = []
     for attack in (a for a in sc.attacks if a.tier != "transfer"):
         g = grid(attack)
-        images = subset(test_y, attack.images, sc.seed)
+        # nested: the query and white-box subsets share their images, where the order check compares the two
+        images = (
+            None if attack.images is None or attack.images >= len(test_y) else nested(test_y, attack.images, sc.seed)
+        )
         fields = {"attack": attack.model_dump(mode="json"), "grid": [g.epsilons_pm1, g.search_key], "images": images}
         bounds.append(
             BoundJob(
