@@ -181,11 +181,12 @@ def test_ensemble_naming_an_unknown_row_is_refused():
 def test_bound_tier_subsets_are_nested_so_the_order_check_has_common_images():
     import numpy as np
 
-    from medaudit.data import nested_subset
+    from medaudit.data import stratified_subset
 
     y = np.array([0] * 70 + [1] * 30)
-    small, large = nested_subset(y, 20, seed=3), nested_subset(y, 40, seed=3)
+    small, large = stratified_subset(y, 20, 3, nested=True), stratified_subset(y, 40, 3, nested=True)
     assert set(small) <= set(large) and (len(small), len(large)) == (20, 40)
     assert (y[small] == 1).sum() == 6 and (y[large] == 1).sum() == 12  # each class keeps its share
-    assert np.array_equal(small, nested_subset(y, 20, seed=3)) and not np.array_equal(small, nested_subset(y, 20, 4))
-    assert np.array_equal(nested_subset(y, 100, seed=3), np.arange(100))
+    assert np.array_equal(small, stratified_subset(y, 20, 3, nested=True))
+    assert not np.array_equal(small, stratified_subset(y, 20, 4, nested=True))
+    assert np.array_equal(stratified_subset(y, 100, 3, nested=True), np.arange(100))

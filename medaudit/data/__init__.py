@@ -6,7 +6,7 @@ Imports: `core`, `scenario`, `records`, `target`.
 
 from __future__ import annotations
 
-from medaudit.data.audit_data import AuditData, Images, load_data, nested_subset, stratified_subset
+from medaudit.data.audit_data import AuditData, Images, load_data, stratified_subset
 from medaudit.data.medmnist import MEDMNIST_MD5, fetch_medmnist, md5_file
 
 __all__ = [
@@ -16,6 +16,5 @@ __all__ = [
     "load_data",
     "md5_file",
     "MEDMNIST_MD5",
-    "nested_subset",
     "stratified_subset",
 ]

@@ -230,9 +230,10 @@ def make_splits(groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {name: np.flatnonzero(np.isin(groups, ids)) for name, ids in chosen.items()}
 
 
-def nested_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """Like `stratified_subset`, but nested: with one seed, a smaller `limit`'s subset lies inside a larger one's
-    (each class is permuted once and cut at its share), so attacks on subsets of different sizes share images."""
+def stratified_subset(y: np.ndarray, limit: int, seed: int, nested: bool = False) -> np.ndarray:
+    """Seeded subset of `limit` indices keeping class proportions (binary/multiclass labels). `nested`: each class
+    is permuted once and cut at its share, so with one seed a smaller `limit`'s subset lies inside a larger one's
+    (attacks on subsets of different sizes then share images); otherwise each class's share is drawn on its own."""
     if limit >= len(y):
         return np.arange(len(y))
     key = y if y.ndim == 1 else y.argmax(axis=1)
@@ -240,22 +241,9 @@ def nested_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     picked = []
     for value in np.unique(key):
         idx = np.flatnonzero(key == value)
-        order = rng.permutation(idx)  # drawn in full whatever the limit: the same order for every limit
-        picked.append(order[: min(max(1, round(limit * len(idx) / len(y))), len(idx))])
-    return np.sort(np.concatenate(picked))
-
-
-def stratified_subset(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """Seeded subset of `limit` indices keeping class proportions (binary/multiclass labels)."""
-    if limit >= len(y):
-        return np.arange(len(y))
-    key = y if y.ndim == 1 else y.argmax(axis=1)
-    rng = np.random.default_rng(seed)
-    picked = []
-    for value in np.unique(key):
-        idx = np.flatnonzero(key == value)
-        take = max(1, round(limit * len(idx) / len(y)))
-        picked.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
+        take = min(max(1, round(limit * len(idx) / len(y))), len(idx))
+        # a full permutation draws the same order whatever the limit; a choice of `take` does not
+        picked.append(rng.permutation(idx)[:take] if nested else rng.choice(idx, size=take, replace=False))
     return np.sort(np.concatenate(picked))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from medaudit.attackers import ARCHITECTURES, SurrogateSpec, family, require_weights
 from medaudit.attacks import AttackSpec, Tier
 from medaudit.core import AuditInputError, content_key, look_up_option
-from medaudit.data import AuditData, nested_subset, stratified_subset
+from medaudit.data import AuditData, stratified_subset
 from medaudit.scenario import Scenario, SurrogateRow
 from medaudit.target import TargetCard
 
@@ -196,15 +196,11 @@ def n_logits(task: str, n_classes: int) -> int:
     return 2 if task == "binary" else n_classes
 
 
-def subset(y, limit: int | None, seed: int) -> tuple[int, ...] | None:
-    """A stated stratified subset of the test images (None: all of them)."""
+def subset(y, limit: int | None, seed: int, nested: bool = False) -> tuple[int, ...] | None:
+    """A stated stratified subset of the test images (None: all of them); `nested` as `stratified_subset`'s."""
     if limit is None or limit >= len(y):
         return None
-    return tuple(int(i) for i in stratified_subset(y, limit, seed))
-
-
-def nested(y, limit: int, seed: int) -> tuple[int, ...]:
-    return tuple(int(i) for i in nested_subset(y, limit, seed))
+    return tuple(int(i) for i in stratified_subset(y, limit, seed, nested))
 
 
 # ---------------------------------------------------------------- the plan
@@ -350,9 +346,7 @@ def make_plan(ctx: RunContext, card: TargetCard, target_sha256: str, data: Audit
     for attack in (a for a in sc.attacks if a.tier != "transfer"):
         g = grid(attack)
         # nested: the query and white-box subsets share their images, where the order check compares the two
-        images = (
-            None if attack.images is None or attack.images >= len(test_y) else nested(test_y, attack.images, sc.seed)
-        )
+        images = subset(test_y, attack.images, sc.seed, nested=True)
         fields = {"attack": attack.model_dump(mode="json"), "grid": [g.epsilons_pm1, g.search_key], "images": images}
         bounds.append(
             BoundJob(

@@ -11,13 +11,13 @@ from medaudit.judging.finalize import CellScores, breaking_epsilons, choose_epsi
 from medaudit.judging.verdict import judge
 
 __all__ = [
-    "order_check",
     "anomalies",
     "breaking_epsilons",
     "CellScores",
     "choose_epsilons",
     "comparisons",
     "examples",
+    "order_check",
     "judge",
     "seed_spread",
     "surrogate_results",

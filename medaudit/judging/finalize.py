@@ -32,6 +32,7 @@ from medaudit.records import (
 from medaudit.scenario import FitnessSection, Scenario
 
 _EPS_DIGITS = 9  # epsilons are matched after rounding (grid values, not computed ones)
+ORDER_TOLERANCE = 0.01  # white-box AUC above another attacker's on the same images by more than this: not a bound
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,6 @@ ScoresOf = Callable[[CellRecord], CellScores]
 
 def eps_key(e: float) -> float:
     return round(e, _EPS_DIGITS)
-
-
-ORDER_TOLERANCE = 0.01  # white-box AUC above another attacker's on the same images by more than this: not a bound
 
 
 def order_check(cells: Sequence[CellRecord], y_auc: np.ndarray, scores_of: ScoresOf) -> BoundCheck | None:
