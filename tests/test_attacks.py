@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from medaudit.attackers import zoo
-from medaudit.attacks import ATTACKS, FGSM, MIFGSM, PGD, TIERS, AttackSpec, Crafting, Square, control_noise
-from medaudit.attacks.base import AT_THE_BOUND, art_classifier
+from medaudit.attacks import APGD, ATTACKS, FGSM, MIFGSM, PGD, TIERS, AttackSpec, Crafting, Square, control_noise
+from medaudit.attacks.base import AT_THE_BOUND, art_classifier, projected
 from medaudit.attacks.surrogate import (
     ChannelsLast,
     GradientSmoothing,
@@ -170,7 +170,12 @@ def test_input_diversity_keeps_shape_and_range_and_is_the_identity_at_prob_0():
     torch.manual_seed(0)
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     assert InputDiversity(0.0)(x) is x
-    outs = [InputDiversity(1.0)(x) for _ in range(20)]
+    di = InputDiversity(1.0)
+    outs = []
+    for step in range(20):
+        di.reseed(seed=0, iteration=step)
+        outs.append(di(x))
+        assert torch.equal(di(x), outs[-1])  # every forward of one step draws the same transform
     assert all(o.shape == x.shape and o.min() >= -1 and o.max() <= 1 for o in outs)
     assert sum(not torch.equal(o, x) for o in outs) >= 5  # side 29..32 at a random offset: the identity 1 in 4
 
@@ -314,22 +319,71 @@ def test_each_epsilon_is_the_same_whichever_others_are_asked_for(trained):
     )  # the seed matters: random start and DI draw from it
 
 
-def test_surrogates_are_frozen_copies_in_channels_last_and_pgd_runs_in_arts_torch_loop(trained):
-    from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_pytorch import (
-        ProjectedGradientDescentPyTorch,
-    )
-
+def test_surrogates_are_frozen_copies_in_channels_last(trained):
     model, _, _, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
     attacked = surrogate_model([model], np.zeros((2, 1, 16, 16), np.float32), "cpu")
-    assert not any(p.requires_grad for p in attacked.parameters())  # ART then skips weight gradients
+    assert not any(p.requires_grad for p in attacked.parameters())
     conv = next(p for p in attacked.parameters() if p.ndim == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
     assert next(p for p in model.parameters() if p.ndim == 4).is_contiguous()
-    classifier = art_classifier(attacked, n_logits=2, input_shape=(1, 16, 16), multilabel=False, device="cpu")
-    pgd = PGD(name="pgd")._art_attack(classifier, 0.02, batch_size=32)
-    assert isinstance(pgd._attack, ProjectedGradientDescentPyTorch)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [PGD(name="pgd", iterations=5), MIFGSM(name="mifgsm", iterations=5), MIFGSM(name="mifgsm", step_pm1=0.004)],
+    ids=lambda a: a.id,
+)
+def test_pgd_and_mifgsm_take_arts_steps_bit_for_bit(trained, attack):
+    """Our loop against ART 1.20's own ProjectedGradientDescent / MomentumIterativeMethod on the same surrogate:
+    the same images, to the last bit, at two epsilons (one below the step, one above)."""
+    from art.attacks.evasion import MomentumIterativeMethod, ProjectedGradientDescent
+
+    model, _, x, y = trained
+    x, y = x[:32], y[:32]
+    how = Crafting(n_logits=2, multilabel=False, batch_size=16, seed=0, device="cpu")
+    ours = attack.craft([model], x, y, (0.005, 0.03), how)
+    classifier = art_classifier(
+        surrogate_model([model], x, "cpu"), n_logits=2, input_shape=x.shape[1:], multilabel=False, device="cpu"
+    )
+    for eps in (0.005, 0.03):
+        common = dict(norm=np.inf, eps=eps, max_iter=attack.iterations, batch_size=16, verbose=False)
+        step = attack.step_pm1 if attack.step_pm1 is not None else eps / attack.iterations
+        art = (
+            ProjectedGradientDescent(classifier, eps_step=step, num_random_init=0, **common)
+            if attack.name == "pgd"
+            else MomentumIterativeMethod(classifier, eps_step=step, decay=attack.decay, **common)
+        )
+        theirs = art.generate(x=x, y=np.eye(2, dtype=np.float32)[y])
+        np.testing.assert_array_equal(ours[eps].x_adv, projected(x, theirs, eps).x_adv)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        PGD(name="pgd", iterations=4, random_start=True, diversity_prob=0.5, ti_kernel=3),
+        MIFGSM(name="mifgsm", iterations=4),
+        APGD(name="apgd", iterations=100),
+    ],
+    ids=lambda a: a.name,
+)
+def test_a_grid_in_one_pass_is_bit_identical_to_each_epsilon_alone(attack):
+    """The batched pass (epsilons repeated along the batch, 7 rows a pass, so passes mix epsilons and the last is
+    padded) gives exactly the images of crafting each epsilon on its own, on a zoo model."""
+    torch.manual_seed(0)
+    model = zoo.build("mobilenet_v2", init="random", num_outputs=2, in_channels=1, image_size=32).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (12, 1, 32, 32)).astype(np.float32)
+    y = np.arange(12) % 2
+    how = Crafting(n_logits=2, multilabel=False, batch_size=7, seed=3, device="cpu")
+    victim = (model,) if attack.tier == "whitebox" else [model]
+    grid = (0.004, 0.01, 0.03)
+    together = attack.craft(victim, x, y, grid, how)
+    for eps in grid:
+        alone = attack.craft(victim, x, y, (eps,), how)[eps].x_adv
+        np.testing.assert_array_equal(together[eps].x_adv, alone)
+        assert together[eps].max_abs_delta <= eps + 1e-7
+    assert together[0.03].max_abs_delta > 0 or attack.tier == "whitebox"  # a random-init net can be flat for APGD
 
 
 def test_surrogate_model_stacks_ti_then_di_then_the_ensemble(trained):

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from medaudit.attacks.base import AT_THE_BOUND, Attack, Crafting, Perturbed, Tier, projected
+from medaudit.attacks.base import AT_THE_BOUND, Attack, Crafting, Perturbed, Tier
 from medaudit.attacks.objective import JUDGING_LOSS, LOSSES
+from medaudit.attacks.rows import clip_to_ball, over_rows, start_noise
 
 # the white-box attacker breaks an undefended target at a hundredth of the perceptibility bound's epsilon or less:
 # its epsilons fall by fours from 1.5x the bound down to 1/256 of it
 WHITEBOX_FRACTIONS = (1 / 256, 1 / 64, 1 / 16, 1 / 4, AT_THE_BOUND, 1.5)
 MIN_ITERATIONS = 100  # AutoAttack's APGD budget; fewer iterations understate what the weights allow
 SEARCH_ITERATIONS = 10  # iterations per SSIM measurement in the epsilon search (see `searched`)
-CHUNK_IMAGES = 128  # images attacked together (one forward and backward pass per iteration)
 # Croce & Hein 2020, Algorithm 1 and section 3.2: the first step is 2 epsilon; momentum 0.75 after the first step;
 # checkpoints at w_0 = 0, w_1 = 0.22 N_iter, w_{j+1} = w_j + max(w_j - w_{j-1} - 0.03 N_iter, 0.06 N_iter), where an
 # image whose loss rose in under RHO of the steps since the last checkpoint (or that neither halved its step nor
@@ -79,25 +79,23 @@ class APGD(Attack):
         return self.model_copy(update={"iterations": self.iterations * factor, "restarts": self.restarts * factor})
 
     def craft(self, victim, x, y, epsilons_pm1, how: Crafting) -> dict[float, Perturbed]:
+        """Every epsilon in one batched pass (`rows`); each row's starts drawn per (seed, restart) and image."""
         (model,) = victim
         model = model.eval().requires_grad_(False)
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-        yt = torch.from_numpy(np.asarray(y))
-        out = {}
-        for eps in epsilons_pm1:
-            best = xt.clone()
-            for start in range(0, len(x), CHUNK_IMAGES):
-                chunk = slice(start, start + CHUNK_IMAGES)
-                starts = [random_start(xt, eps, how.seed, r)[chunk] for r in range(self.restarts)]
-                best[chunk] = self.best_of(model, xt[chunk], yt[chunk], eps, starts, how)
-            out[eps] = projected(x, best.numpy(), eps)
-        return out
+        noise = [start_noise(xt, how.seed, r) for r in range(self.restarts)]
 
-    def best_of(self, model, x, y, eps: float, starts: Sequence[torch.Tensor], how: Crafting) -> torch.Tensor:
-        """Of every image, the candidate highest on the judging loss: the clean image, then each loss's best
-        iterate from each start."""
+        def attack(xb, yb, eps, step, index):
+            starts = [clip_to_ball(xb + eps * n[index], xb, eps) for n in noise]
+            return self.best_of(model, xb, yb, eps, starts, how)
+
+        return over_rows(x, y, epsilons_pm1, how.batch_size, attack)
+
+    def best_of(self, model, x, y, eps: torch.Tensor, starts: Sequence[torch.Tensor], how: Crafting) -> torch.Tensor:
+        """Of every row (epsilon per row, (R, 1, 1, 1)), the candidate highest on the judging loss: the clean image,
+        then each loss's best iterate from each start."""
         device = how.device
-        x, y = x.to(device), y.to(device)
+        x, y, eps = x.to(device), y.to(device), eps.to(device)
         judge = LOSSES[JUDGING_LOSS]
         best = x.clone()
         with torch.no_grad():
@@ -112,14 +110,6 @@ class APGD(Attack):
         return best.cpu()
 
 
-def random_start(x: torch.Tensor, eps: float, seed: int, restart: int) -> torch.Tensor:
-    """Restart `restart`'s starting points for all of `x`: uniform in the epsilon ball, clipped to [-1, 1]. Drawn
-    for every image at once from (seed, restart), so an image's start does not depend on how images are chunked."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + restart)
-    noise = torch.rand(x.shape, generator=generator, dtype=torch.float32) * 2 - 1
-    return (x + eps * noise).clamp(-1.0, 1.0)
-
-
 def checkpoints(iterations: int) -> set[int]:
     """The iterations after which APGD checks each image's progress (Croce & Hein 2020, section 3.2)."""
     points, previous, current = set(), 0, int(np.ceil(FIRST_CHECKPOINT * iterations))
@@ -130,10 +120,14 @@ def checkpoints(iterations: int) -> set[int]:
     return points
 
 
-def apgd(model, x, y, eps: float, loss_fn, iterations: int, start: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """One APGD run (L-inf) from `start` maximising the per-image `loss_fn`; each image's best iterate.
+def apgd(model, x, y, eps, loss_fn, iterations: int, start: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """One APGD run (L-inf) from `start` maximising the per-image `loss_fn`; each image's best iterate. `eps`: a
+    float, or one epsilon per row (R, 1, 1, 1).
 
     Per image: step size, momentum and the checkpoint rule; nothing stops early and nothing skips an image."""
+    n = len(x)
+    shape = (n,) + (1,) * (x.dim() - 1)
+    eps = torch.as_tensor(eps, dtype=torch.float32, device=x.device).expand(shape)
     lower, upper = (x - eps).clamp(min=-1.0), (x + eps).clamp(max=1.0)
 
     def loss_and_gradient(point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,9 +137,7 @@ def apgd(model, x, y, eps: float, loss_fn, iterations: int, start: torch.Tensor,
             (gradient,) = torch.autograd.grad(loss.sum(), point)
         return loss.detach(), gradient.detach()
 
-    n = len(x)
-    shape = (n,) + (1,) * (x.dim() - 1)
-    step = torch.full(shape, INITIAL_STEP_PER_EPSILON * eps, device=x.device)
+    step = (INITIAL_STEP_PER_EPSILON * eps).clone()
     current = torch.minimum(torch.maximum(start, lower), upper)
     loss, gradient = loss_and_gradient(current)
     best, best_loss, best_gradient = current.clone(), loss.clone(), gradient.clone()

@@ -63,18 +63,24 @@ def diverse_input(x: torch.Tensor, side: int, top: int, left: int) -> torch.Tens
 class InputDiversity(nn.Module):
     """Input diversity (Xie et al. 2019): each forward, with probability `prob`, one random resize-and-pad
     for the whole batch. The side is drawn from [ceil(DI_MIN_SCALE * H), H], the paper's 299->[299, 330)
-    range turned around so the image keeps its size. Draws from torch's global generator (seeded per run)."""
+    range turned around so the image keeps its size. The attack loop reseeds it from (seed, iteration) before each
+    step (`reseed`), so every row of a step sees the same transform however the rows are batched."""
 
     def __init__(self, prob: float):
         super().__init__()
         self.prob = prob
+        self.generator = torch.Generator().manual_seed(0)
+
+    def reseed(self, seed: int, iteration: int) -> None:
+        self.generator.manual_seed(seed * 1_000_003 + iteration)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.rand(()).item() >= self.prob:
+        g = torch.Generator().set_state(self.generator.get_state())  # every forward of a step draws the same
+        if torch.rand((), generator=g).item() >= self.prob:
             return x
         h = x.shape[-2]
-        side = int(torch.randint(int(np.ceil(DI_MIN_SCALE * h)), h + 1, ()).item())
-        top, left = (int(v) for v in torch.randint(0, h - side + 1, (2,)))
+        side = int(torch.randint(int(np.ceil(DI_MIN_SCALE * h)), h + 1, (), generator=g).item())
+        top, left = (int(v) for v in torch.randint(0, h - side + 1, (2,), generator=g))
         return diverse_input(x, side, top, left)
 
 

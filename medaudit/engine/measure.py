@@ -329,24 +329,13 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
     attacked = victim(ctx, job.tier, queries, test.x[index]) if grid else None
     if attacked is None or attacked.model is None:
         reason = unavailable or attacked.note
-        status = TierStatus(
-            tier=job.tier,
-            available=False,
-            reason=reason,
-            images=0,
-            target_queries=queries.images,
-            seconds=0.0,
-            checks=(),
-        )
+        unavailable = dict(tier=job.tier, available=False, reason=reason, images=0, target_queries=queries.images)
+        status = TierStatus(**unavailable, seconds=0.0, checks=())
         outcome = CellOutcome(job_id=job.id, kind="bound", key=job.key, records=(), status=status, from_cache=False)
         cache.store("bound", job.key, outcome.model_dump_json())
         return outcome
-    adversarial, crafting_queries = {}, {}
     x, y = test.x[index], test.y[index]
-    for eps in grid:  # one epsilon at a time, so each cell counts the queries its own images cost
-        before = queries.images
-        adversarial[eps] = job.attack.craft(attacked.model, x, y, (eps,), crafting(ctx))[eps].x_adv
-        crafting_queries[eps] = queries.images - before
+    adversarial, crafting_queries = _crafted(ctx, job, attacked.model, x, y, grid, queries)
     records, arrays = _measure(ctx, job, index, adversarial, None, queries, crafting_queries)
     checks = _whitebox_checks(ctx, job, attacked.model, index, adversarial, records, queries)
     status = TierStatus(
@@ -361,6 +350,19 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
     outcome = CellOutcome(job_id=job.id, kind="bound", key=job.key, records=records, status=status, from_cache=False)
     cache.store("bound", job.key, outcome.model_dump_json(), arrays.as_arrays())
     return outcome
+
+
+def _crafted(ctx, job: BoundJob, model, x, y, grid, queries: TargetQueries) -> tuple[dict, dict[float, int]]:
+    """Adversarial images per epsilon and the queries crafting each cost: the white-box tier (no queries) crafts
+    its grid in one batched pass; the query tier one epsilon at a time, so each cell counts its own queries."""
+    if job.tier != "query":
+        return {eps: p.x_adv for eps, p in job.attack.craft(model, x, y, grid, crafting(ctx)).items()}, {}
+    adversarial, crafting_queries = {}, {}
+    for eps in grid:
+        before = queries.images
+        adversarial[eps] = job.attack.craft(model, x, y, (eps,), crafting(ctx))[eps].x_adv
+        crafting_queries[eps] = queries.images - before
+    return adversarial, crafting_queries
 
 
 def _whitebox_checks(ctx, job: BoundJob, model, index, adversarial, records, queries) -> tuple[BoundCheck, ...]:
