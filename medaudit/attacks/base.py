@@ -79,11 +79,6 @@ class Attack(BaseModel):
         return None
 
 
-def seeded(seed: int) -> None:
-    np.random.seed(seed)  # ART's random starts (transfer tier) draw from numpy's global generator
-    torch.manual_seed(seed)  # input diversity draws from torch's
-
-
 def projected(x: np.ndarray, x_adv: np.ndarray, epsilon_pm1: float) -> Perturbed:
     """Re-clip whatever the attack returned to the epsilon ball and to [-1, 1]; record the max |delta|."""
     x_adv = np.clip(np.clip(x_adv, x - epsilon_pm1, x + epsilon_pm1), -1.0, 1.0).astype(np.float32)

@@ -47,11 +47,11 @@ def over_rows(
     eps_of_row = torch.tensor(epsilons, dtype=torch.float32).repeat_interleave(n)
     step_of_row = torch.tensor([step_of(e) for e in epsilons], dtype=torch.float32).repeat_interleave(n)
     out = torch.empty((len(image),) + tuple(xt.shape[1:]), dtype=torch.float32)
+    shape = (-1,) + (1,) * (xt.dim() - 1)  # one value per row, broadcast over the image
     for start in range(0, len(image), rows_per_pass):
         rows = torch.arange(start, min(start + rows_per_pass, len(image)))
         padded = torch.cat([rows, rows[:1].repeat(rows_per_pass - len(rows))])
         index = image[padded]
-        shape = (-1,) + (1,) * (xt.dim() - 1)
         eps, step = eps_of_row[padded].view(shape), step_of_row[padded].view(shape)
         out[rows] = attack(xt[index], yt[index], eps, step, index)[: len(rows)].cpu()
     return {eps: projected(x, out[i * n : (i + 1) * n].numpy(), eps) for i, eps in enumerate(epsilons)}
@@ -61,8 +61,12 @@ def start_noise(x: torch.Tensor, seed: int, restart: int) -> torch.Tensor:
     """Uniform noise in [-1, 1] of `x`'s shape for random start `restart`, drawn for all of `x` at once from
     (seed, restart), so an image's start does not depend on how the rows are chunked; a row's start is
     `clip_to_ball(x + eps * noise, x, eps)`."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + restart)
-    return torch.rand(x.shape, generator=generator, dtype=torch.float32) * 2 - 1
+    return torch.rand(x.shape, generator=stream(seed, restart), dtype=torch.float32) * 2 - 1
+
+
+def stream(seed: int, index: int) -> torch.Generator:
+    """The generator of draw `index` (a restart, an iteration) of the run seeded `seed`."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
 
 
 def clip_to_ball(point: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from medaudit.attacks.rows import stream
+
 DI_MIN_SCALE = 299 / 330  # Xie et al. enlarge 299 px images to at most 330 px; we shrink by at most this, then pad
 FOLD_CHECK_IMAGES = 8  # images on which a BatchNorm-folded surrogate must reproduce the unfolded logits
 TI_SIGMAS = 3.0  # Dong et al.'s kernel spans +-3 standard deviations (gkern(kernlen, nsig=3))
@@ -69,10 +71,10 @@ class InputDiversity(nn.Module):
     def __init__(self, prob: float):
         super().__init__()
         self.prob = prob
-        self.generator = torch.Generator().manual_seed(0)
+        self.generator = stream(0, 0)
 
     def reseed(self, seed: int, iteration: int) -> None:
-        self.generator.manual_seed(seed * 1_000_003 + iteration)
+        self.generator = stream(seed, iteration)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().set_state(self.generator.get_state())  # every forward of a step draws the same

@@ -28,7 +28,6 @@ from medaudit.attacks.base import (
     art_classifier,
     art_labels,
     projected,
-    seeded,
 )
 from medaudit.attacks.rows import clip_to_ball, over_rows, start_noise
 from medaudit.attacks.surrogate import InputDiversity, surrogate_model
@@ -64,7 +63,6 @@ class FGSM(TransferAttack):
         return "fgsm"
 
     def craft(self, victim, x, y, epsilons_pm1, how: Crafting) -> dict[float, Perturbed]:
-        seeded(how.seed)
         sign = np.sign(
             loss_gradient(
                 self._classifier(victim, x, how), x, art_labels(y, how.n_logits, how.multilabel), how.batch_size
