@@ -340,7 +340,8 @@ def test_decision_changes_split_by_true_label():
     pert = np.array([0.3, 0.8, 0.9, 0.6, 0.2, 0.4])  # at 0.5: flagged 0, 1, 1, 1, 0, 0
     got = decision_changes(y, clean, pert, 0.5)
     # positive 0 lost; positive 2 gained (not a lost TP); negative 3 newly flagged; negative 4 cleared
-    assert (got.true_positives_lost, got.false_positives_created, got.flips) == (1, 1, 4)
+    assert (got.true_positives_lost, got.true_positives_gained) == (1, 1)
+    assert (got.false_positives_created, got.false_positives_removed, got.flips) == (1, 1, 4)
 
 
 def test_paired_difference_of_identical_settings_is_exactly_zero():

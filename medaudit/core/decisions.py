@@ -54,7 +54,9 @@ class DecisionChanges:
     """How perturbed images change the target's binary decisions (score >= threshold) by true label."""
 
     true_positives_lost: int  # positives flagged on the clean image, missed on the perturbed one
+    true_positives_gained: int  # positives missed on the clean image, flagged on the perturbed one
     false_positives_created: int  # negatives cleared on the clean image, flagged on the perturbed one
+    false_positives_removed: int  # negatives flagged on the clean image, cleared on the perturbed one
     flips: int  # every changed decision, either direction, either label
 
 
@@ -67,7 +69,9 @@ def decision_changes(y_true: np.ndarray, clean: np.ndarray, perturbed: np.ndarra
     before, after, positive = s_clean >= threshold, s_pert >= threshold, y == 1
     return DecisionChanges(
         true_positives_lost=int((positive & before & ~after).sum()),
+        true_positives_gained=int((positive & ~before & after).sum()),
         false_positives_created=int((~positive & ~before & after).sum()),
+        false_positives_removed=int((~positive & before & ~after).sum()),
         flips=int((before != after).sum()),
     )
 

@@ -56,10 +56,16 @@ class OperatingPoint(Record):
     specificity_adversarial: float
     sensitivity_control: float
     specificity_control: float
+    positives: int  # diseased cases among the cell's images
+    negatives: int  # healthy cases among the cell's images
     true_positives_lost: int  # positives flagged clean, missed under attack
+    true_positives_gained: int  # positives missed clean, flagged under attack
     false_positives_created: int  # negatives cleared clean, flagged under attack
-    true_positives_lost_control: int  # the same, caused by the control noise
+    false_positives_removed: int  # negatives flagged clean, cleared under attack
+    true_positives_lost_control: int  # the same four, caused by the control noise
+    true_positives_gained_control: int
     false_positives_created_control: int
+    false_positives_removed_control: int
     decision_flips: int  # all decisions the attack changed (either direction, either label)
     decision_flips_control: int
 
