@@ -29,7 +29,7 @@ from medaudit.attacks import Crafting
 from medaudit.core.files import atomic_write
 from medaudit.core.metrics import mean_ssim, ssim_per_image
 from medaudit.core.pixels import GREY_LEVELS_PER_PM1, grey_from_pm1
-from medaudit.engine.inputs import live
+from medaudit.engine.inputs import delivered
 from medaudit.engine.plan import RunContext, make_plan
 from medaudit.engine.victims import trained
 from medaudit.report.images import DISPLAY_PX, ZOOM, centre_crop
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         ctx = RunContext(
             scenario, str(target_path), str(data_path), args.device, 64, str(args.cache), torch.get_num_threads()
         )
-        lv = live(ctx)
+        ctx, lv = delivered(ctx)
         plan = make_plan(ctx, lv.target.card, lv.target.sha256, lv.data, lv.test_sha256)
         job = next(j for j in plan.surrogates if j.row.seed == 0 and j.role == "attacker")
         record = trained(ctx, job.spec)

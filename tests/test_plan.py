@@ -9,7 +9,7 @@ import pytest
 from medaudit.attackers import zoo
 from medaudit.core.cache import content_key
 from medaudit.core.errors import AuditInputError
-from medaudit.engine.inputs import live
+from medaudit.engine.inputs import delivered, live
 from medaudit.engine.plan import SEARCH_IMAGES, RunContext, atlas_ids, make_plan, resolve_arch
 from medaudit.scenario.threat_model import Scenario, SurrogateRow
 from medaudit.target.card import TargetCard
@@ -89,7 +89,7 @@ def _plan(setup, **scenario):
         cache_dir=str(root / "cache"),
         torch_threads=1,
     )
-    lv = live(ctx)
+    ctx, lv = delivered(ctx)
     return make_plan(ctx, lv.target.card, lv.target.sha256, lv.data, lv.test_sha256)
 
 
@@ -190,3 +190,13 @@ def test_bound_tier_subsets_are_nested_so_the_order_check_has_common_images():
     assert np.array_equal(small, stratified_subset(y, 20, 3, nested=True))
     assert not np.array_equal(small, stratified_subset(y, 20, 4, nested=True))
     assert np.array_equal(stratified_subset(y, 100, 3, nested=True), np.arange(100))
+
+
+def test_delivery_follows_the_sources_bit_depth(setup):
+    plan = _plan(setup, surrogates={"arch": ["tiny_cnn"], "data": ["d2"]}, attacks=[{"name": "fgsm"}])
+    assert plan.context.scenario.delivery == "uint8"  # an 8-bit .npz: adversarial images rounded to grey levels
+    sc = Scenario.model_validate({"name": "p"})
+    assert sc.delivery == "source" and sc.delivered_at(16).delivery == "float"  # deeper files carry finer edits
+    assert Scenario.model_validate({"name": "p", "delivery": "float"}).delivered_at(8).delivery == "float"
+    with pytest.raises(ValueError, match="resolve `delivery: source`"):
+        make_plan(replace(plan.context, scenario=sc), *[None] * 4)

@@ -42,6 +42,14 @@ def test_the_grid_is_the_attacks_fractions_of_the_bound_and_never_past_its_reach
     assert PGD(name="pgd", iterations=10, step_pm1=0.01).reach_pm1 == pytest.approx(0.1)
 
 
+def test_an_8_bit_grid_is_whole_grey_levels_from_one_and_never_past_the_reach():
+    grey = 2 / 255  # one grey level in [-1, 1] units
+    # APGD's fractions of 0.08 are 0.04, 0.16, 0.64, 2.55, 9.69 and 15.3 grey levels: the first three round to one
+    assert grid(0.08, APGD.auto_fractions, 1.0, grey) == tuple(k * grey for k in (1, 3, 10, 15))
+    # PGD's reach 0.1 is 12.75 grey levels: 1.5 x the reach (12.75) is capped at 12 whole levels, not rounded to 13
+    assert grid(None, PGD.auto_fractions, 0.1, grey) == tuple(k * grey for k in (1, 2, 3, 6, 12))
+
+
 def test_a_rise_in_ssim_is_recorded():
     rises = (SearchStep(epsilon_pm1=0.05, mean_ssim=0.9), SearchStep(epsilon_pm1=0.1, mean_ssim=0.95))
     assert not monotone(rises)

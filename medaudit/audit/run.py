@@ -13,7 +13,17 @@ import torch
 from medaudit.attackers import default_device
 from medaudit.audit.assemble import complete, running_record
 from medaudit.core import AuditInputError
-from medaudit.engine import EXECUTORS, Live, Plan, RunContext, RunOptions, compute_reference, execute, live, make_plan
+from medaudit.engine import (
+    EXECUTORS,
+    Live,
+    Plan,
+    RunContext,
+    RunOptions,
+    compute_reference,
+    delivered,
+    execute,
+    make_plan,
+)
 from medaudit.records import AuditResults, read_results, write_results
 from medaudit.scenario import Scenario
 
@@ -37,7 +47,8 @@ def run_audit(
     ctx = RunContext(
         scenario, str(target_path), source, device, options.batch_size, str(options.cache_dir), torch.get_num_threads()
     )
-    lv = live(ctx)
+    ctx, lv = delivered(ctx)  # `delivery: source` becomes the data's own depth
+    scenario = ctx.scenario
     plan = make_plan(ctx, lv.target.card, lv.target.sha256, lv.data, lv.test_sha256)  # every input checked first
     results_path = options.out_dir / "results.json"
     if options.resume:

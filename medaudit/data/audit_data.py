@@ -58,6 +58,7 @@ class AuditData:
     class_names: tuple[str, ...]
     resolved_path: str  # the file actually read (a medmnist:NAME source resolves into the cache)
     resampling: str  # source image size -> canonical size, in words
+    bit_depth: int  # bits per channel of the source's files: the depth an attacker delivers an edited image at
     test_selection: str = "all"  # how the test images were chosen
     split_rule: str = SOURCE_SPLIT_RULE  # how development and test were separated, and d1/d2/... made from development
     notes: tuple[str, ...] = field(default=())
@@ -309,6 +310,7 @@ def load_data(
         test_selection=chosen.test_selection,
         resolved_path=str(path),
         resampling=resampling,
+        bit_depth=loaded.bit_depth,
         split_rule=f"{loaded.split_rule}; development split into disjoint halves d1/d2 (d1/10 a tenth of "
         f"d1, d2/2 half of d2) at {'patient' if patient_level else 'image'} level, "
         f"seed {seed}",

@@ -23,6 +23,7 @@ from medaudit.scenario import DataSection
 CSV_SPLITS = ("train", "val", "test")  # values a CSV `split` column may take
 MADE_TEST_FRACTION = 0.2  # CSV without `split`: share of each label's patients held out as test (70/10/20 style)
 DICOM_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")  # photometric interpretations medaudit reads
+PICTURE_BIT_DEPTH = 8  # PNG/JPEG files medaudit reads hold 8 bits per channel (others are refused)
 DICOM_BITS_ALLOCATED = (8, 16, 32)  # DICOM BitsAllocated values medaudit reads
 PIL_MODES = {
     "L": "L",
@@ -36,7 +37,7 @@ PIL_MODES = {
 
 
 # ---------------------------------------------------------------- image files (PNG/JPEG, DICOM)
-def _read_dicom(path: Path) -> np.ndarray:
+def _read_dicom(path: Path) -> tuple[np.ndarray, int]:
     import pydicom
 
     try:
@@ -79,7 +80,7 @@ def _read_dicom(path: Path) -> np.ndarray:
     if photometric == "MONOCHROME1":
         arr = arr.max() - arr
     lo, hi = float(arr.min()), float(arr.max())
-    return np.round((arr - lo) / (hi - lo or 1.0) * 255).astype(np.uint8)  # window: full range
+    return np.round((arr - lo) / (hi - lo or 1.0) * 255).astype(np.uint8), stored  # window: full range
 
 
 def _read_picture(path: Path) -> np.ndarray:
@@ -107,11 +108,12 @@ def _read_picture(path: Path) -> np.ndarray:
         ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
 
 
-def _read_image_file(path: Path) -> np.ndarray:
-    """One image file as uint8 (H, W) grey or (H, W, 3) colour; refuse an empty or damaged file."""
+def _read_image_file(path: Path) -> tuple[np.ndarray, int]:
+    """One image file as uint8 (H, W) grey or (H, W, 3) colour, and the bits per channel its file holds; refuse an
+    empty or damaged file."""
     if path.stat().st_size == 0:
         raise AuditInputError(f"{path}: image file is empty (0 bytes)")
-    return _read_dicom(path) if path.suffix.lower() == ".dcm" else _read_picture(path)
+    return _read_dicom(path) if path.suffix.lower() == ".dcm" else (_read_picture(path), PICTURE_BIT_DEPTH)
 
 
 # ---------------------------------------------------------------- CSV of image files
@@ -222,7 +224,7 @@ def read_csv(path: Path, section: DataSection, size: int, seed: int) -> SourceFi
         if not chosen.any():
             raise AuditInputError(f"{path}: no rows with split {part}")
     digest = hashlib.sha256(path.read_bytes())
-    images = []
+    images, depths = [], []
     for n, r in zip(lines, rows):
         file = (path.parent / r["path"]).resolve()
         if not r["path"].strip() or not file.is_file():
@@ -230,7 +232,9 @@ def read_csv(path: Path, section: DataSection, size: int, seed: int) -> SourceFi
                 f"{path}: line {n}: image file {r['path']!r} not found (paths are relative to the CSV)"
             )
         digest.update(file.read_bytes())  # the data hash covers every image file, not only the CSV
-        images.append(_read_image_file(file))
+        image, depth = _read_image_file(file)
+        images.append(image)
+        depths.append(depth)
     kinds: dict[int, int] = {}  # ndim (2 grey, 3 colour) -> first line with it
     for n, im in zip(lines, images):
         kinds.setdefault(im.ndim, n)
@@ -246,4 +250,4 @@ def read_csv(path: Path, section: DataSection, size: int, seed: int) -> SourceFi
         SourcePart(stacked[chosen], source_labels[chosen], ids[chosen] if ids is not None else None)
         for chosen in (~is_test, is_test)
     ]
-    return SourceFiles(parts[0], parts[1], digest.hexdigest(), split_rule, True)
+    return SourceFiles(parts[0], parts[1], digest.hexdigest(), split_rule, True, max(depths))

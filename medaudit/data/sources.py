@@ -18,6 +18,7 @@ from medaudit.core import AuditInputError, sha256_file
 NPZ_SPLITS = ("train", "val", "test")  # the splits a MedMNIST-style .npz may hold; train and test are required
 NPZ_FIELDS = ("images", "labels", "patient_ids", "filenames")  # arrays per split; the last two are optional
 SOURCE_SPLIT_RULE = "the source's own split: train + val = development, test = test"
+NPZ_BIT_DEPTH = 8  # a MedMNIST-style .npz holds uint8 images only
 ERROR_DETAIL_CHARS = 160  # how much of a third-party error message one line quotes
 
 
@@ -39,6 +40,7 @@ class SourceFiles:
     sha256: str  # content hash of the source (CSV sources: the CSV and every image file)
     split_rule: str  # how development and test were separated: SOURCE_SPLIT_RULE or the rule medaudit applied
     resampled_on_reading: bool  # True: image files of any size were resized to the audit's size as they were read
+    bit_depth: int  # bits per channel of the files (8: PNG, JPEG, MedMNIST; a DICOM's BitsStored), the deepest one
     notes: tuple[str, ...] = ()  # facts about the source the report states
 
 
@@ -189,4 +191,4 @@ def read_npz(path: Path) -> SourceFiles:
                 f"{len(shared)} patient(s) appear in both development and test (e.g. {shared[0]}): "
                 "the source's split is not patient-level"
             )
-    return SourceFiles(dev, test, sha256_file(path), SOURCE_SPLIT_RULE, False, tuple(notes))
+    return SourceFiles(dev, test, sha256_file(path), SOURCE_SPLIT_RULE, False, NPZ_BIT_DEPTH, tuple(notes))

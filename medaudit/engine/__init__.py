@@ -8,7 +8,7 @@ Imports: every stage before it (`core` … `attackers`).
 from __future__ import annotations
 
 from medaudit.engine.executors import EXECUTORS, Executed, execute
-from medaudit.engine.inputs import Live, live, prepare
+from medaudit.engine.inputs import Live, delivered, live, prepare
 from medaudit.engine.measure import CellArrays, auc_labels
 from medaudit.engine.plan import Plan, RunContext, RunOptions, atlas_ids, make_plan
 from medaudit.engine.reference import Reference, compute_reference
@@ -22,6 +22,7 @@ __all__ = [
     "Executed",
     "EXECUTORS",
     "Live",
+    "delivered",
     "live",
     "make_plan",
     "Plan",

@@ -10,12 +10,13 @@ found, so every attack is measured below, at and beyond its own bound.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from medaudit.attacks import Crafting
-from medaudit.core import Cache, deliver_uint8, mean_ssim
+from medaudit.core import GREY_LEVELS_PER_PM1, Cache, deliver_uint8, mean_ssim
 from medaudit.engine.inputs import live
 from medaudit.engine.plan import RunContext, SearchJob, n_logits
 from medaudit.engine.victims import victim
@@ -27,6 +28,7 @@ MAX_EPSILON_PM1 = 1.0  # the largest epsilon there is on [-1, 1] images
 RELATIVE_PRECISION = 0.05  # the search stops when the bracket is narrower than this share of its upper end
 MAX_STEPS = 12  # interpolation steps at most
 GRID_DIGITS = 3  # significant digits of a grid epsilon
+ONE_GREY_LEVEL_PM1 = 1 / GREY_LEVELS_PER_PM1  # 2/255: the smallest change an 8-bit file carries
 MONOTONE_SLACK = 1e-4  # a rise in SSIM smaller than this is noise, not a rise
 
 
@@ -72,11 +74,19 @@ def largest_within(ssim_at: Callable[[float], float], bound: float, ceiling: flo
     return low if low > 0 else high  # below every epsilon tried: the cells will show nothing is admissible
 
 
-def grid(bound_epsilon_pm1: float | None, fractions: tuple[float, ...], ceiling: float) -> tuple[float, ...]:
+def grid(
+    bound_epsilon_pm1: float | None, fractions: tuple[float, ...], ceiling: float, step_pm1: float | None = None
+) -> tuple[float, ...]:
     """The attack's fractions of the bound's epsilon (of `ceiling` when the bound never binds below it), to
-    GRID_DIGITS significant digits, never past `ceiling` (the most the attack can move a pixel)."""
+    GRID_DIGITS significant digits, never past `ceiling` (the most the attack can move a pixel). With `step_pm1`
+    (one grey level, for 8-bit delivery) every epsilon is a whole number of steps, the first at least one: a
+    rounded file carries no smaller change, and none larger than its epsilon."""
     base = bound_epsilon_pm1 if bound_epsilon_pm1 is not None else ceiling
-    values = {float(f"{min(ceiling, f * base):.{GRID_DIGITS}g}") for f in fractions}
+    raw = [min(ceiling, f * base) for f in fractions]
+    if step_pm1 is not None:
+        most = max(1, math.floor(ceiling / step_pm1 + 1e-9))
+        raw = [step_pm1 * min(most, max(1, round(v / step_pm1))) for v in raw]
+    values = {float(f"{v:.{GRID_DIGITS}g}") if step_pm1 is None else v for v in raw}
     return tuple(sorted(v for v in values if v > 0))
 
 
@@ -128,7 +138,9 @@ def search_job(ctx: RunContext, job: SearchJob) -> SearchOutcome:
             bound_epsilon_pm1=bound,
             near_invisible_epsilon_pm1=invisible,
             monotone=monotone(tried),
-            epsilons_pm1=grid(bound, type(job.attack).auto_fractions, ceiling),
+            epsilons_pm1=grid(
+                bound, type(job.attack).auto_fractions, ceiling, ONE_GREY_LEVEL_PM1 if sc.delivery == "uint8" else None
+            ),
         )
     outcome = SearchOutcome(
         job_id=job.id,

@@ -61,3 +61,13 @@ def live(ctx: RunContext) -> Live:
     h = hashlib.sha256(data.test.x.tobytes())
     h.update(np.ascontiguousarray(data.test.y).tobytes())
     return Live(target=target, data=data, test_sha256=h.hexdigest())
+
+
+def delivered(ctx: RunContext) -> tuple[RunContext, Live]:
+    """`ctx` with the scenario's `delivery: source` resolved by the data's bit depth, and its live inputs."""
+    lv = live(ctx)
+    scenario = ctx.scenario.delivered_at(lv.data.bit_depth)
+    if scenario is ctx.scenario:
+        return ctx, lv
+    ctx = replace(ctx, scenario=scenario)
+    return ctx, live(ctx)

@@ -267,8 +267,10 @@ def _checkers(row: list[SurrogateJob], members: tuple[SurrogateJob, ...]) -> lis
 
 
 def make_plan(ctx: RunContext, card: TargetCard, target_sha256: str, data: AuditData, test_sha256: str) -> Plan:
-    """The run's jobs, checked before anything runs."""
+    """The run's jobs, checked before anything runs (the scenario's delivery resolved: `inputs.delivered`)."""
     sc = ctx.scenario
+    if sc.delivery == "source":
+        raise ValueError("make_plan: resolve `delivery: source` by the data's bit depth first (engine.delivered)")
     surrogates = _surrogate_jobs(ctx, card, data)
     attackers = [(j.id, j.row_id, (j,)) for j in surrogates if j.role == "attacker"]
     attackers += [(e, r, members) for e, r, members in _ensembles(sc, surrogates)]

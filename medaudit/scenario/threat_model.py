@@ -20,6 +20,7 @@ from medaudit.core import AuditInputError, describe_validation_error
 
 Split = Literal["d1", "d2", "d2/2", "d1/10", "full"]  # development splits (Bortsova et al. 2021, Table 1)
 Init = Literal["imagenet", "random"]
+GREY_BIT_DEPTH = 8  # a source this deep or shallower is delivered as 8-bit grey levels
 
 
 class Strict(BaseModel):
@@ -59,6 +60,9 @@ class CardFields(Strict):
     # the device's locked operating threshold on the positive score (binary), in the score space medaudit reads
     # (probabilities); without it the audit sets one on development images the target was not trained on
     decision_threshold: float | None = Field(default=None, ge=0, le=1)
+    # share of the screened population with the condition, for the worst case per 1,000 screened patients (binary);
+    # without it the report uses the test set's share and says so
+    prevalence: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _normalisation_is_one_of(self) -> "CardFields":
@@ -233,7 +237,10 @@ class Scenario(Strict):
     # measure a few multiples of it on both sides (each attack's `auto_fractions`)
     epsilons_pm1: tuple[float, ...] | Literal["auto"] = "auto"
     perceptibility: Perceptibility | None = Perceptibility()  # None: every epsilon given is admissible
-    delivery: Literal["float", "uint8"] = "float"  # uint8: adversarial images round-trip 8 bits
+    # how an adversarial image reaches the target: `source` (default) as a file of the source's bit depth, which is
+    # `uint8` for 8-bit sources (rounded to grey levels) and `float` for deeper ones (finer than one grey level);
+    # `float`: unrounded arrays, idealised, not deliverable as a file
+    delivery: Literal["source", "float", "uint8"] = "source"
     bootstrap: BootstrapSection = BootstrapSection()
     seed: int = 0
     gate: GateSection = GateSection()
@@ -244,6 +251,12 @@ class Scenario(Strict):
     ensembles: tuple[Literal["seeds"] | tuple[str, ...], ...] = ()
     comparisons: tuple[tuple[str, str], ...] = ()  # row-id pairs: paired bootstrap of (A - B) on the same images
     weights_dir: str | None = None  # local ImageNet weight files for torchvision architectures
+
+    def delivered_at(self, bit_depth: int) -> "Scenario":
+        """This scenario with `delivery: source` resolved for a source of `bit_depth` bits per channel."""
+        if self.delivery != "source":
+            return self
+        return self.model_copy(update={"delivery": "uint8" if bit_depth <= GREY_BIT_DEPTH else "float"})
 
     @field_validator("epsilons_pm1")
     @classmethod
