@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medaudit.attacks import TIERS
 from medaudit.core import (
     Cache,
     atomic_write,
@@ -33,8 +34,10 @@ from medaudit.judging import (
     examples,
     judge,
     order_check,
+    sample_sizes,
     seed_spread,
     surrogate_results,
+    worst_case,
 )
 from medaudit.records import (
     AuditResults,
@@ -110,6 +113,7 @@ def running_record(
             label_mapping=mapping,
             task=data.task,
             class_names=tuple(data.class_names),
+            bit_depth=data.bit_depth,
             image_size=int(test.x.shape[-1]),
             resampling=data.resampling,
             channels=int(test.x.shape[1]),
@@ -210,7 +214,8 @@ def complete(
             tier_verdicts=judged.tier_verdicts,
             verdict_rows=judged.rows,
             verdict=judged.verdict,
-            worst_case=judged.worst_case,
+            worst_case=worst_case(cells, choices, running.target.card.prevalence),
+            sample_sizes=sample_sizes(cells, sc, TIERS),
             seed_spread=seed_spread(cells),
             comparisons=comparisons(
                 sc, transfer_cells, choices, y_auc, ref.clean_scores, groups, lambda c: scores(c).adversarial
@@ -246,6 +251,16 @@ def complete(
     )
 
 
+NOT_FOR_PATIENTS = ("not a medical device", "demonstration", "demo only", "research use only", "not for clinical use")
+
+
+def not_for_patients(intended_use: str) -> str | None:
+    """The words of an intended use that say the target is no device for patients (a demonstration, not a medical
+    device, research use only), or None."""
+    low = intended_use.lower()
+    return next((words for words in NOT_FOR_PATIENTS if words in low), None)
+
+
 def readiness(running: AuditResults, surrogates, flagged) -> Readiness:
     """Whether the record can go into a submission as it is: committed code, models made by it, no open anomaly,
     and the intended use, data origin and licence stated."""
@@ -258,8 +273,11 @@ def readiness(running: AuditResults, surrogates, flagged) -> Readiness:
     if stale:
         reasons.append(f"cached models were trained by other code ({', '.join(stale)}); retrain them with this code")
     reasons += [f"open anomaly {a.id}: {a.text}" for a in flagged]
-    if running.target.card.intended_use is None:
+    use = running.target.card.intended_use
+    if use is None:
         reasons.append("no intended use stated (card `intended_use`)")
+    elif not_for_patients(use):
+        reasons.append(f"the card's intended use says “{not_for_patients(use)}”: not a device to submit")
     if running.data.origin is None:
         reasons.append("no data origin stated (scenario `data.origin`)")
     if running.data.licence is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from medaudit.judging.evidence import anomalies, comparisons, examples, seed_spread
 from medaudit.judging.finalize import CellScores, breaking_epsilons, choose_epsilons, order_check, surrogate_results
+from medaudit.judging.harm import sample_sizes, worst_case
 from medaudit.judging.verdict import judge
 
 __all__ = [
@@ -20,5 +21,7 @@ __all__ = [
     "order_check",
     "judge",
     "seed_spread",
+    "sample_sizes",
     "surrogate_results",
+    "worst_case",
 ]

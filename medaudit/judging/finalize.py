@@ -111,7 +111,7 @@ def choose_epsilons(
         binds = len(admissible) < len(curve)
         chosen = max(admissible) if admissible else None
         if bound is None:
-            reason = "no perceptibility bound: every epsilon measured is admissible"
+            reason = "no perceptibility budget: every epsilon measured is admissible"
         elif not admissible:
             reason = (
                 f"no epsilon kept mean SSIM ≥ {bound:g} (SSIM {curve[0][1]:.3f} at the smallest, {curve[0][0]:g}); "

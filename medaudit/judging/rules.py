@@ -28,8 +28,6 @@ from medaudit.records import (
     SurrogateResult,
     TierStatus,
     Verdict,
-    WorstCase,
-    fmt_interval,
     judge_interval,
     rule_text,
     stated,
@@ -261,54 +259,3 @@ def verdict_of(statuses: Sequence[str]) -> Verdict:
     """ERROR > FAIL > INCONCLUSIVE > PASS; nothing judged is INCONCLUSIVE."""
     present = set(statuses)
     return next((v for v in ("ERROR", "FAIL", "INCONCLUSIVE") if v in present), "PASS" if present else "INCONCLUSIVE")
-
-
-def worst_case(cells: Sequence[CellRecord], choices: Sequence[EpsilonChoice], tiers: Sequence[str]) -> WorstCase | None:
-    """The admissible cell of the named tiers with the lowest adversarial AUC (ties: lowest relative-AUC bound)."""
-    admissible = {(c.attack_id, round(e, _EPS_DIGITS)) for c in choices for e in c.admissible_epsilons_pm1}
-    candidates = [
-        c
-        for c in cells
-        if c.tier in tiers
-        and (c.attack_id, round(c.epsilon_pm1, _EPS_DIGITS)) in admissible
-        and math.isfinite(c.auc_adversarial.point)
-    ]
-    if not candidates:
-        return None
-    c = min(candidates, key=lambda c: (c.auc_adversarial.point, c.relative_auc.low))
-    over = " on average over the classes" if len(c.per_class_auc_clean) > 1 else ""
-    how = (
-        "using a model the attacker trained without ever querying the target"
-        if c.tier == "transfer"
-        else "with the target's scores only (queries)"
-        if c.tier == "query"
-        else "with the target's own weights (white-box)"
-    )
-    statement = (
-        f"The lowest adversarial AUC within the perceptibility bound came from attack {c.attack_id} at ε = "
-        f"{c.epsilon_pm1:g} in [-1, 1] units ({c.epsilon_grey_levels:.3g} grey levels of 255), attacker "
-        f"{c.attacker_id} ({c.row_id}): the target's AUC fell from {fmt_interval(c.auc_clean)} to "
-        f"{fmt_interval(c.auc_adversarial)}, {100 * c.relative_auc.point:.0f}% of its clean value. In plain terms: "
-        f"with every pixel changed by at most {c.epsilon_grey_levels:.3g} grey levels, {how}, the target ranked a "
-        f"positive case above a negative one in {100 * c.auc_adversarial.point:.0f}% of pairs{over} instead of "
-        f"{100 * c.auc_clean.point:.0f}% (50% is chance)."
-    )
-    if c.operating_point is not None:
-        op = c.operating_point
-        statement += (
-            f" At the clinical threshold {op.threshold:.3g}, sensitivity went from {op.sensitivity_clean:.2f} to "
-            f"{op.sensitivity_adversarial:.2f} and specificity from {op.specificity_clean:.2f} to "
-            f"{op.specificity_adversarial:.2f}: {op.true_positives_lost} true positives lost and "
-            f"{op.false_positives_created} false positives created."
-        )
-    return WorstCase(
-        row_id=c.row_id,
-        attacker_id=c.attacker_id,
-        attack_id=c.attack_id,
-        epsilon_pm1=c.epsilon_pm1,
-        epsilon_grey_levels=c.epsilon_grey_levels,
-        auc_clean=c.auc_clean,
-        auc_adversarial=c.auc_adversarial,
-        relative_auc=c.relative_auc,
-        statement=statement,
-    )

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from medaudit.attacks import TIERS
-from medaudit.judging.rules import judge_rules, verdict_of, worst_case
+from medaudit.judging.rules import judge_rules, verdict_of
 from medaudit.records import (
     CONTROL_STEPS,
     CRITERIA,
     SEVERITY,
+    UNVERIFIED,
     BoundCheck,
     BreakingEpsilon,
     CellRecord,
@@ -33,7 +34,6 @@ from medaudit.records import (
     TierVerdict,
     Verdict,
     VerdictRow,
-    WorstCase,
     bound_check_text,
     breaking_text,
     stated,
@@ -49,7 +49,6 @@ NEXT_STEP = {
     ("whitebox", "FAIL"): "keep the weights confidential; harden the model and re-audit",
     ("whitebox", "INCONCLUSIVE"): "use more test images for narrower intervals and re-audit",
 }
-UNVERIFIED = "not a verified bound"  # page 1's words for a white-box bound that failed a check
 UNVERIFIED_STEP = "raise APGD's iterations and restarts (or check the converted model) and re-audit"
 PASSED = "none; re-audit every release"
 ERRORED = "fix the run's error (see the rule) and re-audit"
@@ -61,7 +60,6 @@ class Judgement:
     tier_verdicts: tuple[TierVerdict, ...]
     rows: tuple[VerdictRow, ...]
     verdict: Verdict
-    worst_case: WorstCase | None
     masking: str | None
     unverified: str | None  # why the white-box bound is not verified (None: it is, or it did not run)
 
@@ -91,7 +89,7 @@ def masking(cells: Sequence[CellRecord]) -> str | None:
     return (
         f"at ε {c.epsilon_pm1:g} the white-box attacker leaves {wb:.3f} of the clean AUC where {c.tier} attacker "
         f"{c.attacker_id} ({c.attack_id}) leaves {c.relative_auc.point:.3f}: its gradients may be masked, so the "
-        "white-box result is not an upper bound"
+        "white-box result settles nothing for the other tiers"
     )
 
 
@@ -184,7 +182,7 @@ def _row(tier: str, criterion_id: str, rules: list[GateRule], gated: bool) -> Ve
             f" (up to {b.largest_tried_pm1:g})" if b and b.epsilon_pm1 is None else ""
         )
     elif status == "FAIL":
-        reason = f"{criterion.short} broken within the perceptibility bound ({worst.threat_id})"
+        reason = f"{criterion.short} broken within the perceptibility budget ({worst.threat_id})"
     elif status == "INCONCLUSIVE":
         if UNVERIFIED in worst.message:
             reason = f"{UNVERIFIED}: a check on the white-box attack failed (section 4.1)"
@@ -262,7 +260,6 @@ def judge(
         tier_verdicts=tuple(verdicts),
         rows=tuple(rows),
         verdict=verdict,
-        worst_case=worst_case(cells, choices, gated),
         masking=masked,
         unverified=unverified,
     )

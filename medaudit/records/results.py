@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from medaudit.attacks import Tier
 from medaudit.core import AuditInputError, atomic_write, describe_validation_error
 from medaudit.records.criteria import Outcome
+from medaudit.records.harm import SampleSize, WorstCase
 from medaudit.records.measurements import (
     BoundCheck,
     CellRecord,
@@ -29,7 +30,7 @@ from medaudit.records.measurements import (
 )
 from medaudit.scenario import CardFields, Scenario
 
-SCHEMA_VERSION = "3.1"
+SCHEMA_VERSION = "3.2"
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "PENDING"]
 OUTCOMES: tuple[Outcome, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")  # the order every output counts them in
 MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…", "NOT RUN": "–"}
@@ -120,20 +121,6 @@ class VerdictRow(Record):
     result: str  # e.g. "ε* 0.012 (0.010–0.015), 0.14 × the bound's ε"
     reason: str  # at most 15 words
     next_step: str
-
-
-class WorstCase(Record):
-    """The admissible gated cell with the lowest adversarial AUC, and two plain sentences about it."""
-
-    row_id: str
-    attacker_id: str
-    attack_id: str
-    epsilon_pm1: float
-    epsilon_grey_levels: float
-    auc_clean: IntervalRecord
-    auc_adversarial: IntervalRecord
-    relative_auc: IntervalRecord
-    statement: str
 
 
 class SeedSpread(Record):
@@ -252,6 +239,7 @@ class DataRecord(Record):
     label_mapping: str  # which source labels count as which class
     task: str
     class_names: tuple[str, ...]
+    bit_depth: int  # bits per channel of the source's files (8: PNG, JPEG, MedMNIST, 8-bit DICOM)
     image_size: int  # after resampling to the target's input
     resampling: str  # source size -> image_size, in words
     channels: int
@@ -334,7 +322,8 @@ class AuditResults(Record):
     tier_verdicts: tuple[TierVerdict, ...] = ()
     verdict_rows: tuple[VerdictRow, ...] = ()
     verdict: Verdict = "PENDING"
-    worst_case: WorstCase | None = None
+    worst_case: WorstCase | None = None  # over every tier
+    sample_sizes: tuple[SampleSize, ...] = ()  # per tier: what its test images can show
     seed_spread: tuple[SeedSpread, ...] = ()
     comparisons: tuple[PairedComparison, ...] = ()
     examples: tuple[Example, ...] = ()
