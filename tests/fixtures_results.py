@@ -18,9 +18,10 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
 
-from medaudit.attacks import APGD, FGSM, PGD, Square
+from medaudit.attacks import APGD, FGSM, PGD, TIERS, Square
 from medaudit.judging.breaking_epsilon import crossing
 from medaudit.judging.evidence import seed_spread
+from medaudit.judging.harm import sample_sizes, worst_case
 from medaudit.judging.verdict import judge
 from medaudit.records.criteria import stated
 from medaudit.records.measurements import (
@@ -153,10 +154,16 @@ def make_operating_point(clean: float, adv: float, control: float) -> OperatingP
         specificity_adversarial=spec_adv,
         sensitivity_control=sens_ctl,
         specificity_control=spec_ctl,
+        positives=TEST_POSITIVES,
+        negatives=TEST_NEGATIVES,
         true_positives_lost=tp_lost,
+        true_positives_gained=0,
         false_positives_created=fp_made,
+        false_positives_removed=0,
         true_positives_lost_control=tp_ctl,
+        true_positives_gained_control=0,
         false_positives_created_control=fp_ctl,
+        false_positives_removed_control=0,
         decision_flips=tp_lost + fp_made + 7,
         decision_flips_control=tp_ctl + fp_ctl + 2,
     )
@@ -409,6 +416,7 @@ def make_scenario(
             "surrogates": surrogates,
             "attacks": [a.model_dump() for a in attacks],
             "epsilons_pm1": list(EPSILONS),
+            "delivery": "uint8",  # resolved from the 8-bit source, as `run_audit` records it
             "perceptibility": {"min_mean_ssim": 0.9},
             "gate": GATE if gate is None else gate,
             "ensembles": ["seeds"],
@@ -517,8 +525,9 @@ def make_data() -> DataRecord:
         label_mapping="source label 1 (pneumonia) positive, 0 (normal) negative",
         task="binary",
         class_names=("normal", "pneumonia"),
+        bit_depth=8,
         image_size=28,
-        resampling="none (source size equals the target's input)",
+        resampling="none",
         channels=1,
         split_sizes={"d1": 2353, "d2": 2353, "d2/2": 1176, "d1/10": 235, "full": 4706},
         test_size=TEST_POSITIVES + TEST_NEGATIVES,
@@ -652,7 +661,8 @@ def make_results(
         tier_verdicts=judged.tier_verdicts,
         verdict_rows=judged.rows,
         verdict=judged.verdict,
-        worst_case=judged.worst_case,
+        worst_case=worst_case(cells, choices, None),
+        sample_sizes=sample_sizes(cells, scenario, TIERS),
         seed_spread=seed_spread(cells),  # the engine's own summary of these cells
         comparisons=(comparison,),
         examples=make_examples() if examples else (),
@@ -831,6 +841,7 @@ def make_large_scenario(*, rationale: bool = True, acceptability: str | None = L
                 "rationale": LARGE_RATIONALE if rationale else {},
             },
             "risk_acceptability": acceptability,
+            "delivery": "uint8",  # resolved from the 8-bit source, as `run_audit` records it
             "comparisons": [["same-random-d1", "different-random-d1"]],
         }
     )
@@ -1034,7 +1045,8 @@ def make_large_results(*, committed: bool = False) -> AuditResults:
             "tier_verdicts": judged.tier_verdicts,
             "verdict_rows": judged.rows,
             "verdict": judged.verdict,
-            "worst_case": judged.worst_case,
+            "worst_case": worst_case(cells, choices, None),
+            "sample_sizes": sample_sizes(cells, scenario, TIERS),
             "seed_spread": seed_spread(cells),
             "comparisons": (
                 small.comparisons[0].model_copy(

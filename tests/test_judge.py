@@ -413,7 +413,13 @@ def test_breaking_text_gives_the_margin_or_says_the_bound_was_not_reached():
         )
 
     assert breaking_text(None) == "ε* not measured"
-    assert breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 0.01 (0.008–0.0125), 0.12× the bound's ε 0.08"
-    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 0.01 (—–> 0.1), 0.12× the bound's ε 0.08"
-    assert breaking_text(b(0.01, 0.008, 0.0125, None)) == "ε* 0.01 (0.008–0.0125); the bound is not reached up to ε 0.1"
-    assert breaking_text(b(None, None, None, 0.08)) == "ε* > 0.1, the largest tried"
+    # grey levels first (x 127.5), [-1, 1] units in brackets: 0.01 is 1.275 grey levels, the budget's 0.08 is 10.2
+    assert (
+        breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 1.27 grey levels [0.01] (1.02–1.59), 0.12× the budget's 10.2"
+    )
+    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 1.27 grey levels [0.01] (—–> 12.8), 0.12× the budget's 10.2"
+    assert (
+        breaking_text(b(0.01, 0.008, 0.0125, None))
+        == "ε* 1.27 grey levels [0.01] (1.02–1.59); the budget is not reached up to 12.8 grey levels"
+    )
+    assert breaking_text(b(None, None, None, 0.08)) == "ε* > 12.8 grey levels [0.1], the largest tried"

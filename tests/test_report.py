@@ -436,3 +436,87 @@ def test_the_white_box_checks_are_shown_and_an_unverified_bound_says_so():
     verdicts[whitebox] = verdicts[whitebox].model_copy(update={"unverified": text})
     unverified = render_html(results.model_copy(update={"tier_verdicts": tuple(verdicts)}))
     assert f"The white-box result is {text}</strong>" in unverified
+
+
+MIN_PAGE_LINES = 25  # text lines a page carries unless it is the last page of its section
+FULL_TO = 0.8  # ... or its text reaches this share of the page's body height (a page of figures and images)
+BODY_MM = (17, 15)  # the @page top and bottom margins: the running header and footer lie outside
+
+
+def test_pages_are_full_unless_a_section_ends_on_them(large):
+    """No mostly-empty page: apart from a section's last page (the next page opens a section), every page carries at
+    least MIN_PAGE_LINES lines of text between its running header and footer (pdftotext -layout), or, where figures
+    and images fill it, its text runs down to FULL_TO of the body (pdftotext -bbox)."""
+    pdf = large[3]
+    pages = _text(pdf, "-layout").split("\f")[:-1]
+    heading = re.compile(r"^\s*(\d+ [A-Z][a-z]|Annex [A-F]\. )")
+    bodies = [[line for line in page.splitlines() if line.strip()][1:-1] for page in pages]
+    reach = []
+    for page in re.split(r"<page ", _text(pdf, "-bbox"))[1:]:
+        height = float(re.search(r'height="([\d.]+)"', page).group(1))
+        top, bottom = (mm * 72 / 25.4 for mm in BODY_MM)
+        ys = [float(y) for y in re.findall(r'yMax="([\d.]+)"', page) if top < float(y) < height - bottom]
+        reach.append((max(ys, default=top) - top) / (height - top - bottom))
+    short = [
+        (k + 1, len(body), round(reach[k], 2))
+        for k, body in enumerate(bodies[:-1])
+        if len(body) < MIN_PAGE_LINES and reach[k] < FULL_TO and not (bodies[k + 1] and heading.match(bodies[k + 1][0]))
+    ]
+    assert not short, short
+
+
+def test_page_one_counts_its_rows_and_names_the_attackers_space(large):
+    results, _, _, _, pages = large
+    first = _flat(pages[0])
+    n = int(re.search(r"(\d+) rows?: ", first).group(1))
+    assert n == len(results.verdict_rows)
+    assert " rules" not in first  # page 1 counts the rows it shows, not the gate rules behind them
+    assert "Attacker's space: 64×64 px, grey, 8-bit source, no resize; delivered as 8-bit files" in first
+    assert "white-box (reported; verified)" in first or "white-box (reported; not a verified bound)" in first
+
+
+def test_one_meaning_per_word(large):
+    text = _flat("\n".join(large[4]))
+    for banned in ("upper bound", "perceptibility bound", "(bound)", "bound's ε", "as bounds", "bound tier"):
+        assert banned not in text, banned
+    assert "Glossary" in text and "budget the perceptibility limit" in text
+
+
+def test_claims_agree_with_the_record(large):
+    results, _, _, pdf_path, pages = large
+    text = _flat("\n".join(pages))
+    assert results.data.patient_level and "patient-clustered" in text  # this record has patient ids
+    image_level = _flat(re.sub(r"<[^>]+>", " ", render_html(make_results())))  # this one has none
+    assert "patient-level" not in image_level and "patient-clustered" not in image_level
+    assert "image-level" in image_level
+    embedded = set(embedded_files(pdf_path.read_bytes()))
+    for name in re.findall(r"the attached (\S+?\.(?:json|md|xml))", text):
+        assert name in embedded, name
+    assert "not embedded in this PDF" in text  # the per-image files are beside the record, and it says so
+    assert "C-NOISE" in text and results.scenario.gate.min_control_relative_auc is not None
+
+
+def test_annexes_name_only_the_attacks_that_ran():
+    from medaudit.report.standards import references, standards_rows
+
+    answer = next(a for i, _, _, a in standards_rows(["fgsm", "apgd", "fgsm"]) if i == "MDR-17.2")
+    assert answer.endswith("per tier (section 4): FGSM, APGD from AutoAttack")
+    keys = {k for k, _ in references(["fgsm", "apgd"])}
+    assert {"Goodfellow 2015", "Croce & Hein 2020"} <= keys and not {"Dong 2018", "Madry 2018"} & keys
+
+
+def test_an_unstated_criterion_is_not_on_the_card():
+    results = make_results(gate={"min_relative_auc": 0.8})
+    html = render_html(results)
+    assert "Not stated by the scenario, so neither on the card nor judged: C-ADV-DROP" in html
+    assert "not stated, not judged" not in html
+
+
+def test_residual_risk_is_concluded_per_hazard_with_a_sign_off(large):
+    results, _, _, _, pages = large
+    text = _flat("\n".join(pages))
+    rows = {r.criterion_id: r.status for r in results.verdict_rows if r.gated}
+    words = {"PASS": "Acceptable:", "FAIL": "Not acceptable:", "INCONCLUSIVE": "Not shown acceptable:"}
+    for status in set(rows.values()):
+        assert words[status] in text
+    assert "Name and role:" in text and "Signature:" in text

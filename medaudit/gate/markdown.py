@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from medaudit.core import atomic_write
-from medaudit.records import MARKS, AuditResults, count_outcomes
+from medaudit.records import MARKS, TIER_LABELS, AuditResults, row_counts_text, tier_label
 
 MAX_LINES = 40  # a pull-request comment a reviewer reads without scrolling
-TIER_LABELS = {"transfer": "transfer", "query": "query", "whitebox": "white-box"}
 
 
 def md(text: object) -> str:
@@ -19,8 +18,8 @@ def md(text: object) -> str:
 
 
 def counts_text(results: AuditResults) -> str:
-    """`3 pass, 10 fail, 5 inconclusive, 0 error`: the same words in summary.md as on the PDF's verdict card."""
-    return ", ".join(f"{n} {outcome.lower()}" for outcome, n in count_outcomes(results.gate).items())
+    """`6 rows: 1 pass, 3 fail, 2 inconclusive`: the same words in summary.md as on the PDF's verdict card."""
+    return row_counts_text([r.status for r in results.verdict_rows])
 
 
 def markdown_summary(results: AuditResults) -> str:
@@ -39,14 +38,15 @@ def markdown_summary(results: AuditResults) -> str:
     if not results.verdict_rows:
         lines += [f"No criterion was judged (verdict {verdict}): {md(results.gate[0].message if results.gate else '')}"]
     else:
+        unverified = any(v.unverified for v in results.tier_verdicts)
         lines += ["| | tier | criterion | result | reason | next step |", "|---|---|---|---|---|---|"]
         for row in results.verdict_rows:
-            tier = TIER_LABELS[row.tier] + ("" if row.gated else " (bound)")
+            tier = tier_label(row.tier, row.gated, unverified)
             lines.append(
                 f"| {MARKS[row.status]} | {tier} | {row.criterion_id} | {md(row.result)} | {md(row.reason)} | "
                 f"{md(row.next_step)} |"
             )
-    lines += ["", f"{counts_text(results)} over {len(results.gate)} rules (details: junit.xml, report.pdf)."]
+    lines += ["", f"{counts_text(results)}; every gate rule behind them: junit.xml, report.pdf (Annex C)."]
     if worst is not None:
         lines += ["", f"**Worst case:** {md(worst.statement)}"]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from medaudit.records.criteria import (
     stated,
     threshold_text,
 )
+from medaudit.records.harm import DecisionTally, SampleSize, WorstCase
 from medaudit.records.measurements import (
     AttackerFitness,
     BoundCheck,
@@ -58,13 +59,22 @@ from medaudit.records.results import (
     Timings,
     Verdict,
     VerdictRow,
-    WorstCase,
     count_outcomes,
     fmt_interval,
     read_results,
     write_results,
 )
-from medaudit.records.wording import SEVERITY, WORST_OVER_ATTACKS, bound_check_text, breaking_text
+from medaudit.records.wording import (
+    SEVERITY,
+    TIER_LABELS,
+    UNVERIFIED,
+    WORST_OVER_ATTACKS,
+    bound_check_text,
+    breaking_text,
+    grey_text,
+    row_counts_text,
+    tier_label,
+)
 from medaudit.scenario import CardFields
 
 __all__ = [
@@ -84,6 +94,7 @@ __all__ = [
     "Criterion",
     "CriterionChange",
     "DataRecord",
+    "DecisionTally",
     "EnvironmentRecord",
     "EpochRecord",
     "EpsilonChoice",
@@ -91,6 +102,7 @@ __all__ = [
     "Example",
     "ExecutionStats",
     "fmt_interval",
+    "grey_text",
     "GateRule",
     "IntervalRecord",
     "judge_interval",
@@ -107,7 +119,9 @@ __all__ = [
     "Readiness",
     "Record",
     "ReleaseComparison",
+    "row_counts_text",
     "rule_text",
+    "SampleSize",
     "SearchStep",
     "SeedSpread",
     "SEVERITY",
@@ -115,6 +129,9 @@ __all__ = [
     "SurrogateResult",
     "TargetRecord",
     "threshold_text",
+    "tier_label",
+    "TIER_LABELS",
+    "UNVERIFIED",
     "TierStatus",
     "TierVerdict",
     "Timings",

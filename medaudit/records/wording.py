@@ -4,6 +4,7 @@ files, the release comparison and the report read them from here."""
 
 from __future__ import annotations
 
+from medaudit.core import GREY_LEVELS_PER_PM1
 from medaudit.records.measurements import BoundCheck
 from medaudit.records.results import BreakingEpsilon
 
@@ -11,19 +12,47 @@ WORST_OVER_ATTACKS = "worst-over-attacks"  # the attack id of a threat's worst c
 SEVERITY = {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2, "ERROR": 3}  # a rule reports the most severe outcome it saw
 
 
+TIER_LABELS = {"transfer": "transfer", "query": "query", "whitebox": "white-box"}
+UNVERIFIED = "not a verified bound"  # the words for a white-box tier that failed one of its checks
+
+
+def tier_label(tier: str, gated: bool, unverified: bool = False) -> str:
+    """A tier as page 1 and summary.md name it: a tier the gate does not read is `reported`; the white-box tier is
+    also `verified` or `not a verified bound`."""
+    if gated:
+        return TIER_LABELS[tier]
+    if tier == "whitebox":
+        return f"{TIER_LABELS[tier]} (reported; {UNVERIFIED if unverified else 'verified'})"
+    return f"{TIER_LABELS[tier]} (reported)"
+
+
+def row_counts_text(statuses: list[str]) -> str:
+    """`6 rows: 1 pass, 3 fail, 2 inconclusive`: page 1's rows counted over those rows (summary.md says the same)."""
+    order = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "NOT RUN")
+    counted = [f"{statuses.count(o)} {o.lower()}" for o in order if statuses.count(o)]
+    return f"{len(statuses)} row{'' if len(statuses) == 1 else 's'}: {', '.join(counted) or 'none judged'}"
+
+
+def grey_text(e_pm1: float) -> str:
+    """An epsilon in 8-bit grey levels, three significant digits: 0.0157 -> `2`."""
+    return f"{e_pm1 * GREY_LEVELS_PER_PM1:.3g}"
+
+
 def breaking_text(b: BreakingEpsilon | None) -> str:
-    """`ε* 0.012 (0.010–0.015), 0.1× the bound's ε 0.12`, or `ε* > 0.12, the largest tried`; where the attack's
-    SSIM never reached the bound, says so instead of giving a margin."""
+    """ε* in grey levels first, [-1, 1] units beside, its interval, then the budget's ε (where the perceptibility
+    budget binds) and the near-invisible reference: `ε* 1.28 grey levels [0.01] (1.02–1.59), 0.12× the budget's
+    10.2; near-invisible 2.55`; `ε* > 12.8 grey levels [0.1], the largest tried`."""
     if b is None:
         return "ε* not measured"
     if b.epsilon_pm1 is None:
-        return f"ε* > {b.largest_tried_pm1:g}, the largest tried"
-    low = "—" if b.low_pm1 is None else f"{b.low_pm1:.3g}"
-    high = f"> {b.largest_tried_pm1:g}" if b.high_pm1 is None else f"{b.high_pm1:.3g}"
-    text = f"ε* {b.epsilon_pm1:.3g} ({low}–{high})"
-    if b.bound_epsilon_pm1 is None:  # the attack's SSIM stayed above the bound over its whole grid
-        return f"{text}; the bound is not reached up to ε {b.largest_tried_pm1:g}"
-    return f"{text}, {b.margin:.2g}× the bound's ε {b.bound_epsilon_pm1:.3g}"
+        return f"ε* > {grey_text(b.largest_tried_pm1)} grey levels [{b.largest_tried_pm1:.3g}], the largest tried"
+    low = "—" if b.low_pm1 is None else grey_text(b.low_pm1)
+    high = f"> {grey_text(b.largest_tried_pm1)}" if b.high_pm1 is None else grey_text(b.high_pm1)
+    text = f"ε* {grey_text(b.epsilon_pm1)} grey levels [{b.epsilon_pm1:.3g}] ({low}–{high})"
+    near = "" if b.near_invisible_epsilon_pm1 is None else f"; near-invisible {grey_text(b.near_invisible_epsilon_pm1)}"
+    if b.bound_epsilon_pm1 is None:  # the attack's SSIM stayed above the budget over its whole grid
+        return f"{text}; the budget is not reached up to {grey_text(b.largest_tried_pm1)} grey levels{near}"
+    return f"{text}, {b.margin:.2g}× the budget's {grey_text(b.bound_epsilon_pm1)}{near}"
 
 
 def bound_check_text(c: BoundCheck) -> str:

@@ -145,7 +145,7 @@ def timing_text(results: AuditResults) -> str:
     if t is not None:
         parts.append(
             f"load {t.load_seconds:.0f} s, training {t.train_seconds:.0f} s, ε search {t.search_seconds:.0f} s, "
-            f"transfer cells {t.cells_seconds:.0f} s, bound tiers {t.bounds_seconds:.0f} s, total {t.total_seconds:.0f} s"
+            f"transfer cells {t.cells_seconds:.0f} s, query and white-box tiers {t.bounds_seconds:.0f} s, total {t.total_seconds:.0f} s"
         )
     if x is not None:
         parts.append(

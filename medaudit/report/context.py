@@ -15,9 +15,9 @@ import medaudit.report.plots as plots
 import medaudit.report.risk as risk
 import medaudit.report.standards as standards
 import medaudit.report.threats as threats
-from medaudit.records import CRITERIA, AuditResults, rule_text
+from medaudit.records import CRITERIA, TIER_LABELS, AuditResults, rule_text
 from medaudit.report.images import example_panels
-from medaudit.report.page_one import TIER_LABELS, page_one
+from medaudit.report.page_one import page_one
 from medaudit.report.units import native_unit
 
 
@@ -30,19 +30,25 @@ def label_text(label: tuple[int, ...] | int, results: AuditResults) -> str:
 
 
 def criteria_rows(results: AuditResults) -> list[dict]:
-    """Each criterion: its rule as stated (or not stated) and the manufacturer's rationale, quoted or said absent."""
+    """Each criterion the scenario states: its rule and the manufacturer's rationale, quoted or said absent. A
+    criterion the scenario does not state is not on the card (`unstated_criteria`): nothing is shown unjudged."""
     gate = results.scenario.gate
     out = []
     for c in CRITERIA:
         threshold = getattr(gate, c.threshold_field)
-        out.append(
-            {
-                "c": c,
-                "rule": None if threshold is None else rule_text(c, threshold, results.scenario.bootstrap.confidence),
-                "rationale": getattr(gate.rationale, c.threshold_field),
-            }
-        )
+        if threshold is not None:
+            out.append(
+                {
+                    "c": c,
+                    "rule": rule_text(c, threshold, results.scenario.bootstrap.confidence),
+                    "rationale": getattr(gate.rationale, c.threshold_field),
+                }
+            )
     return out
+
+
+def unstated_criteria(results: AuditResults) -> list[str]:
+    return [f"{c.id} ({c.short})" for c in CRITERIA if getattr(results.scenario.gate, c.threshold_field) is None]
 
 
 def card_rows(results: AuditResults) -> list[tuple[str, str, str]]:
@@ -60,6 +66,7 @@ def card_rows(results: AuditResults) -> list[tuple[str, str, str]]:
 def build_context(results: AuditResults, *, results_sha256: str | None = None, attached: list | None = None) -> dict:
     """Everything the template renders, in report order."""
     target = results.target
+    ran = [c.attack.name for c in results.cells]  # the attacks that ran: annexes name only these
     attacks, fitness = findings.fitness_by_row(results)
     annex_attacks, surrogates = annexes.surrogate_rows(results)
     return {
@@ -76,6 +83,10 @@ def build_context(results: AuditResults, *, results_sha256: str | None = None, a
         "card_rows": card_rows(results),
         "native_unit": native_unit(target.card),
         "criteria": criteria_rows(results),
+        "unstated": unstated_criteria(results),
+        "conclusions": risk.hazard_conclusions(results),
+        "sample_sizes": results.sample_sizes,
+        "space": page_one(results)["space"],
         "hazards": risk.hazard_rows(results),
         "tier_threats": threats.tier_rows(results),
         "row_threats": threats.row_threats(results),
@@ -101,8 +112,8 @@ def build_context(results: AuditResults, *, results_sha256: str | None = None, a
         "examples": [
             {"e": e, "panels": example_panels(e), "label": label_text(e.label, results)} for e in results.examples
         ],
-        "standards": standards.STANDARDS,
-        "references": standards.REFERENCES,
+        "standards": standards.standards_rows(ran),
+        "references": standards.references(ran),
         "annex_attacks": annex_attacks,
         "surrogates": surrogates,
         "spread": annexes.spread_rows(results),

@@ -165,7 +165,7 @@ def training_text(results: AuditResults) -> str:
 def perceptibility_text(results: AuditResults) -> str:
     p = results.scenario.perceptibility
     if p is None:
-        return "No perceptibility bound: every ε measured is admissible."
+        return "No perceptibility budget: every ε measured is admissible."
     return (
         f"An ε is admissible when the attack's adversarial images keep mean SSIM ≥ {p.min_mean_ssim:g} to their "
         f"originals (the attacker's budget). The stricter reference SSIM {p.near_invisible_ssim:g} marks a "

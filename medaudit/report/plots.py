@@ -65,7 +65,7 @@ def _epsilon_marks(ax, choice) -> None:
     if choice is None:
         return
     if choice.bound_epsilon_pm1:
-        ax.axvline(choice.bound_epsilon_pm1, color="firebrick", linewidth=0.9, label="ε where the SSIM bound binds")
+        ax.axvline(choice.bound_epsilon_pm1, color="firebrick", linewidth=0.9, label="the budget's ε")
     if choice.near_invisible_epsilon_pm1:
         ax.axvline(
             choice.near_invisible_epsilon_pm1,
@@ -136,7 +136,7 @@ def ssim_curves(results: AuditResults) -> str | None:
                 ax.plot([e], [v], marker="o", markersize=3.5, color=colour, markerfacecolor=face, linestyle="none")
         bounds = {c.bound for c in curves if c.bound is not None}
         for b in sorted(bounds):
-            ax.axhline(b, color="firebrick", linestyle="--", linewidth=1, label=f"bound: mean SSIM ≥ {b:g}")
+            ax.axhline(b, color="firebrick", linestyle="--", linewidth=1, label=f"budget: mean SSIM ≥ {b:g}")
         for r in sorted({c.near_invisible_ssim for c in curves if c.near_invisible_ssim is not None}):
             ax.axhline(r, color="firebrick", linestyle=":", linewidth=1, label=f"near-invisible reference {r:g}")
         ax.set_xscale("log")

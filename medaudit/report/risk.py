@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from medaudit.records import CONTROLS, CRITERIA, AuditResults
+from medaudit.records import CONTROLS, CRITERIA, SEVERITY, TIER_LABELS, AuditResults
 from medaudit.report.findings import attack_of, summary_rules, threat_order, unfit_why
 from medaudit.report.threats import knowledge
 
@@ -20,6 +20,41 @@ def hazard_rows(results: AuditResults) -> list[dict]:
         for c in CRITERIA
         if c.id in stated or getattr(results.scenario.gate, c.threshold_field) is not None
     ]
+
+
+ACCEPTABILITY = {  # the gated tiers' outcome for a hazard -> its residual risk against the acceptance criteria
+    "PASS": "acceptable",
+    "FAIL": "not acceptable",
+    "INCONCLUSIVE": "not shown acceptable",
+    "ERROR": "not shown acceptable",
+    "NOT RUN": "not shown acceptable",
+}
+
+
+def hazard_conclusions(results: AuditResults) -> list[dict]:
+    """Per stated criterion (one hazard each): acceptable, not acceptable or not shown acceptable, as the gated tiers'
+    page-1 rows recorded it against the scenario's criteria, with the reason and what the reported tiers add."""
+    out = []
+    for c in CRITERIA:
+        rows = [r for r in results.verdict_rows if r.criterion_id == c.id]
+        gated = [r for r in rows if r.gated]
+        if not rows:
+            continue
+        worst = max(gated, key=lambda r: SEVERITY.get(r.status, 1)) if gated else None
+        status = worst.status if worst else "NOT RUN"
+        reason = f"{worst.reason}; {worst.result}" if worst else "no gated tier judged it"
+        others = [f"{TIER_LABELS[r.tier]} tier: {r.status.lower()} ({r.result})" for r in rows if not r.gated]
+        out.append(
+            {
+                "c": c,
+                "control": CONTROLS[c.control_id],
+                "status": status,
+                "conclusion": ACCEPTABILITY[status],
+                "reason": reason,
+                "reported": "; ".join(others),
+            }
+        )
+    return out
 
 
 def _who(row_id: str, results: AuditResults) -> str:
@@ -48,7 +83,7 @@ def residual_rows(results: AuditResults) -> list[dict]:
                 default=None,
             )
             at = (
-                f" from ε* {first.epsilon_pm1:.3g}" + (f", {first.margin:.2g}× the bound's ε" if first.margin else "")
+                f" from ε* {first.epsilon_pm1:.3g}" + (f", {first.margin:.2g}× the budget's ε" if first.margin else "")
                 if first
                 else ""
             )
@@ -80,15 +115,16 @@ def limitations(results: AuditResults) -> list[str]:
     """Known limitations of this run, each stated once with its numbers."""
     data, sc = results.data, results.scenario
     out = [
-        "A transfer result is a realistic estimate, not an upper bound: a stronger attacker (more or better data, "
-        "queries, the weights, or an attack adapted to a defence) can do more. The query and white-box tiers bound "
-        "it from above only where they ran and showed no sign of gradient masking.",
+        "A transfer result is a realistic estimate of one attacker, not the most any attacker can do: a stronger one "
+        "(more or better data, queries, the weights, or an attack adapted to a defence) can do more. The query and "
+        "white-box tiers show that stronger attacker where they ran; the white-box tier is a verified bound only when "
+        "its checks pass and it shows no sign of gradient masking.",
     ]
     masked = next((v.masking for v in results.tier_verdicts if v.masking), None)
     if masked:
         flagged = next((a.id for a in results.anomalies if masked in a.text), None)
         where = f"anomaly {flagged} on page 1" if flagged else masked
-        out.append(f"The white-box tier shows possible gradient masking ({where}), so it is no upper bound here.")
+        out.append(f"The white-box tier shows possible gradient masking ({where}), so it is not a verified bound here.")
     widths = [
         c.relative_auc.high - c.relative_auc.low
         for c in results.cells
@@ -104,7 +140,9 @@ def limitations(results: AuditResults) -> list[str]:
     names = {"query": "query", "whitebox": "white-box"}
     subsets = [f"{names[t.tier]} on {t.images}" for t in results.tiers if t.available and t.images < data.test_size]
     if subsets:
-        out.append(f"The bound tiers attacked a stratified subset of the test images ({', '.join(subsets)}).")
+        out.append(
+            f"The query and white-box tiers attacked a stratified subset of the test images ({', '.join(subsets)})."
+        )
     seeds: dict[str, int] = {}
     for s in results.surrogates:
         if s.role == "attacker" and not s.member_ids:
@@ -142,8 +180,10 @@ def limitations(results: AuditResults) -> list[str]:
         )
     grid = [c.attack_id for c in results.epsilon_choice if c.admissible_epsilons_pm1 and not c.bound_binds]
     if grid:
-        out.append(f"For {', '.join(grid)} every ε measured met the bound: the grid, not perceptibility, limited ε.")
+        out.append(
+            f"For {', '.join(grid)} every ε measured stayed within the budget: the grid, not perceptibility, limited ε."
+        )
     none = [c.attack_id for c in results.epsilon_choice if not c.admissible_epsilons_pm1]
     if none:
-        out.append(f"No admissible ε for {', '.join(none)}: these attacks have no result within the bound.")
+        out.append(f"No admissible ε for {', '.join(none)}: these attacks have no result within the budget.")
     return out

@@ -3,6 +3,14 @@ this report answers it; and the references the report cites. Sources marked "per
 
 from __future__ import annotations
 
+STATE_OF_THE_ART = "the attacks that ran, per tier (section 4): {attacks}"  # MDR-17.2's answer, filled per run
+ATTACK_NAMES = {  # attack name -> (how the standards map names it, the reference key that cites it)
+    "fgsm": ("FGSM", "Goodfellow 2015"),
+    "pgd": ("PGD", "Madry 2018"),
+    "mifgsm": ("MI-FGSM with input diversity", "Dong 2018"),
+    "apgd": ("APGD from AutoAttack", "Croce & Hein 2020"),
+    "square": ("Square from AutoAttack", "Andriushchenko 2020"),
+}
 STANDARDS = (  # (id, framework, what it asks, how this report answers)
     (
         "FDA-AI",
@@ -53,7 +61,7 @@ STANDARDS = (  # (id, framework, what it asks, how this report answers)
         "GMLP",
         "GMLP principles (FDA, Health Canada, MHRA 2021; IMDRF N88 2025)",
         "P4 test data independent of training; P8 statistically sound test plans; P9 known limitations",
-        "split rule and patient-level resampling (section 4); intervals (section 5); limitations (section 8)",
+        "split rule and how intervals were resampled (section 4); intervals (section 5); limitations (section 8)",
     ),
     (
         "TIR34971",
@@ -65,8 +73,7 @@ STANDARDS = (  # (id, framework, what it asks, how this report answers)
         "MDR-17.2",
         "EU MDR 2017/745 Annex I §17.2",
         "software developed to the state of the art, including information security",
-        "the attacks are the strongest known for each access level: APGD and Square from AutoAttack, MI-FGSM with "
-        "input diversity for transfer (section 4)",
+        STATE_OF_THE_ART,
     ),
     (
         "MDR-17.4",
@@ -163,3 +170,15 @@ REFERENCES = (
         "MHRA 2021); IMDRF N88 (2025).",
     ),
 )
+
+
+def standards_rows(attack_names: list[str]) -> list[tuple[str, str, str, str]]:
+    """The standards map with its state-of-the-art line naming only the attacks that ran (`attack_names`)."""
+    ran = ", ".join(ATTACK_NAMES[n][0] for n in dict.fromkeys(attack_names) if n in ATTACK_NAMES) or "none"
+    return [(i, f, asks, answer.format(attacks=ran)) for i, f, asks, answer in STANDARDS]
+
+
+def references(attack_names: list[str]) -> list[tuple[str, str]]:
+    """The references, less the papers of attacks that did not run."""
+    unused = {key for name, (_, key) in ATTACK_NAMES.items() if name not in attack_names}
+    return [(key, text) for key, text in REFERENCES if key not in unused]
