@@ -31,7 +31,7 @@ def test_fixture_verdict_and_counts():
     results = make_results()
     assert results.verdict == "FAIL"
     assert count_outcomes(results.gate) == {"PASS": 3, "FAIL": 13, "INCONCLUSIVE": 8, "ERROR": 0}
-    assert counts_text(results) == "3 pass, 13 fail, 8 inconclusive, 0 error"
+    assert counts_text(results) == "9 rows: 6 fail, 3 inconclusive"  # page 1 counts its own rows, not the rules
     assert [(v.tier, v.gated, v.status) for v in results.tier_verdicts] == [
         ("transfer", True, "FAIL"),
         ("query", False, "FAIL"),
@@ -81,7 +81,7 @@ def test_no_criteria_is_one_failing_testcase_and_says_why():
     assert suite.find("testcase").get("name") == "gate/acceptance-criteria"
     assert suite.find("testcase/failure").get("message") == f"INCONCLUSIVE: {NO_CRITERIA}"
     text = markdown_summary(results)
-    assert NO_CRITERIA in text and "0 pass, 0 fail, 1 inconclusive, 0 error" in text
+    assert NO_CRITERIA in text and "0 rows: none judged" in text
 
 
 def test_junit_counts_errors():
@@ -94,7 +94,6 @@ def test_junit_counts_errors():
             "epsilon_choice": choices,
             "gate": judged.rules,
             "verdict": judged.verdict,
-            "worst_case": judged.worst_case,
         }
     )
     rules = judged.rules
@@ -111,13 +110,16 @@ def test_markdown_summary_is_page_one_and_fits_a_pull_request_comment(tmp_path):
     assert len(text.splitlines()) <= MAX_LINES
     assert "verdict: FAIL ✖" in text and TARGET_SHA256[:16] in text and "gated tiers: transfer" in text
     assert "<b>" not in text and "evil\\|" in text
-    assert "3 pass, 13 fail, 8 inconclusive, 0 error over 24 rules" in text
+    statuses = [r.status for r in results.verdict_rows]
+    assert f"{len(statuses)} rows: " in text and "every gate rule behind them: junit.xml" in text
     for row in results.verdict_rows:
-        tier = {"transfer": "transfer", "query": "query (bound)", "whitebox": "white-box (bound)"}[row.tier]
+        tier = {"transfer": "transfer", "query": "query (reported)", "whitebox": "white-box (reported; verified)"}[
+            row.tier
+        ]
         assert f"| {tier} | {row.criterion_id} |" in text
     assert text.count("| ✖ |") == 6 and text.count("| ! |") == 3
     assert "**Not for submission:** no intended use stated (card `intended_use`)" in text
-    assert "Worst case:** The lowest adversarial AUC" in text and "http" not in text
+    assert "Worst case:** Worst case over every tier: the white-box attacker" in text and "http" not in text
     write_markdown(results, tmp_path / "summary.md")
     assert (tmp_path / "summary.md").read_text(encoding="utf-8") == text
     assert "Not for submission" not in markdown_summary(make_results(intended_use="triage of chest X-rays"))

@@ -9,7 +9,8 @@ import typing
 import pytest
 
 from medaudit.attacks import APGD, Square
-from medaudit.judging.rules import NO_CRITERIA, worst_case
+from medaudit.judging.harm import worst_case
+from medaudit.judging.rules import NO_CRITERIA
 from medaudit.judging.verdict import MASKING_MARGIN, judge
 from medaudit.records.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
 from medaudit.records.measurements import BoundCheck, CellRecord, IntervalRecord, TierStatus
@@ -65,7 +66,7 @@ def _judge(
 
 def _run(cells: list[CellRecord], gate: dict, **kw):
     judged = _judge(cells, gate, **kw)
-    return judged.rules, judged.verdict, judged.worst_case
+    return judged.rules, judged.verdict, judged.tier_verdicts
 
 
 def test_registry_criteria_are_gate_fields_and_cell_intervals():
@@ -202,11 +203,11 @@ def test_worst_over_attacks_per_row_and_criterion():
 
 def test_no_criteria_gives_one_inconclusive_rule_saying_so():
     cells = [_cell("s0", e) for e in EPS3]
-    rules, verdict, worst = _run(cells, {})
+    rules, verdict, tiers = _run(cells, {})
     assert [(r.id, r.criterion_id, r.status, r.message) for r in rules] == [
         ("gate/acceptance-criteria", "C-NONE", "INCONCLUSIVE", NO_CRITERIA)
     ]
-    assert verdict == "INCONCLUSIVE" and worst is not None
+    assert verdict == "INCONCLUSIVE" and [t.status for t in tiers] == ["INCONCLUSIVE"]
 
 
 def test_an_attack_without_admissible_epsilon_is_an_error_naming_the_fix():
@@ -255,19 +256,17 @@ def test_judging_needs_each_attackers_fitness():
         _run([_cell("s0", e) for e in EPS3], REL, surrogates=[surrogate])
 
 
-def test_worst_case_is_the_lowest_adversarial_auc_at_an_admissible_epsilon():
+def test_worst_case_is_the_lowest_relative_auc_at_an_admissible_epsilon():
     cells = [
         _cell("s0", 0.01, adv=0.7),
         _cell("s0", 0.02, adv=0.55),
         _cell("s0", 0.03, adv=0.58),
         _cell("s0", 0.04, adv=0.3),
-    ]  # 0.04 is lower but beyond the perceptibility bound
-    worst = worst_case(cells, [make_choice("fgsm", EPS3)], ("transfer",))
+    ]  # 0.04 is lower but beyond the perceptibility budget
+    worst = worst_case(cells, [make_choice("fgsm", EPS3)], None)
     assert (worst.attack_id, worst.epsilon_pm1, worst.auc_adversarial.point) == ("fgsm", 0.02, 0.55)
-    assert "ε = 0.02 in [-1, 1] units (2.55 grey levels of 255)" in worst.statement
-    assert "true positives lost" in worst.statement
-    assert worst_case(cells, [make_choice("fgsm", ())], ("transfer",)) is None
-    assert worst_case(cells, [make_choice("fgsm", EPS3)], ("whitebox",)) is None  # only the named tiers count
+    assert "at ε 2.55 grey levels (0.02 in [-1, 1] units)" in worst.statement
+    assert worst_case(cells, [make_choice("fgsm", ())], None) is None
 
 
 # ---------------------------------------------------------------- across tiers
@@ -294,7 +293,7 @@ def test_bound_tiers_are_threats_of_their_own_reported_beside_the_gated_verdict(
         ("whitebox", False, "FAIL"),
     ]
     assert [(r.tier, r.status) for r in judged.rows] == [("transfer", "PASS"), ("whitebox", "FAIL")]
-    assert judged.rows[1].result.startswith("ε* 0.00")  # breaks below the first grid point, by interpolation
+    assert judged.rows[1].result.startswith("ε* 0.85 grey levels [0.00")  # below the first grid point, interpolated
     gated = _judge(transfer + whitebox, REL, tiers=("whitebox",), gated=["transfer", "whitebox"])
     assert gated.verdict == "FAIL"
 
@@ -413,13 +412,13 @@ def test_breaking_text_gives_the_margin_or_says_the_bound_was_not_reached():
         )
 
     assert breaking_text(None) == "ε* not measured"
-    # grey levels first (x 127.5), [-1, 1] units in brackets: 0.01 is 1.275 grey levels, the budget's 0.08 is 10.2
+    # grey levels first (x 127.5), [-1, 1] units in brackets: 0.01 is 1.275 (1.28) grey levels, the budget's 0.08 is 10.2
     assert (
-        breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 1.27 grey levels [0.01] (1.02–1.59), 0.12× the budget's 10.2"
+        breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 1.28 grey levels [0.01] (1.02–1.59), 0.12× the budget's 10.2"
     )
-    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 1.27 grey levels [0.01] (—–> 12.8), 0.12× the budget's 10.2"
+    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 1.28 grey levels [0.01] (—–> 12.8), 0.12× the budget's 10.2"
     assert (
         breaking_text(b(0.01, 0.008, 0.0125, None))
-        == "ε* 1.27 grey levels [0.01] (1.02–1.59); the budget is not reached up to 12.8 grey levels"
+        == "ε* 1.28 grey levels [0.01] (1.02–1.59); the budget is not reached up to 12.8 grey levels"
     )
     assert breaking_text(b(None, None, None, 0.08)) == "ε* > 12.8 grey levels [0.1], the largest tried"

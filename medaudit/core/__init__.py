@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from medaudit.core.cache import Cache, content_key
 from medaudit.core.decisions import (
+    CHANGE_COUNTS,
     decision_changes,
     harmful_flips,
     sensitivity_at_threshold,
@@ -40,6 +41,7 @@ __all__ = [
     "Cache",
     "code_version",
     "content_key",
+    "CHANGE_COUNTS",
     "decision_changes",
     "deliver_uint8",
     "describe_validation_error",

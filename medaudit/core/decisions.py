@@ -49,6 +49,9 @@ def specificity_at_threshold(y_true: np.ndarray, scores: np.ndarray, threshold: 
     return float((negatives < threshold).mean()) if negatives.size else float("nan")
 
 
+CHANGE_COUNTS = ("true_positives_lost", "true_positives_gained", "false_positives_created", "false_positives_removed")
+
+
 @dataclass(frozen=True)
 class DecisionChanges:
     """How perturbed images change the target's binary decisions (score >= threshold) by true label."""

@@ -18,6 +18,7 @@ import torch
 from medaudit.attackers import SurrogateRecord, predict_scores
 from medaudit.attacks import Crafting, LogitEnsemble, control_noise
 from medaudit.core import (
+    CHANGE_COUNTS,
     GREY_LEVELS_PER_PM1,
     Cache,
     auc,
@@ -142,14 +143,8 @@ def _operating_point(y, clean, adv, ctrl, ref: Reference) -> OperatingPoint:
         specificity_control=specificity_at_threshold(y, ctrl, t),
         positives=int(np.sum(y == 1)),
         negatives=int(np.sum(y == 0)),
-        true_positives_lost=lost_adv.true_positives_lost,
-        true_positives_gained=lost_adv.true_positives_gained,
-        false_positives_created=lost_adv.false_positives_created,
-        false_positives_removed=lost_adv.false_positives_removed,
-        true_positives_lost_control=lost_ctrl.true_positives_lost,
-        true_positives_gained_control=lost_ctrl.true_positives_gained,
-        false_positives_created_control=lost_ctrl.false_positives_created,
-        false_positives_removed_control=lost_ctrl.false_positives_removed,
+        **{k: getattr(lost_adv, k) for k in CHANGE_COUNTS},
+        **{f"{k}_control": getattr(lost_ctrl, k) for k in CHANGE_COUNTS},
         decision_flips=lost_adv.flips,
         decision_flips_control=lost_ctrl.flips,
     )
