@@ -6,9 +6,10 @@ A finding is a claim about a difference d measured on the same test images (pair
 
 - not testable: a run, row or cell is absent, or a precondition is unmet (a target at chance, an attacker that did
   not learn, a `different` row not made under the fixed rule, finding 1's premise), with the reason;
-- no transfer: an arm of it, an attacker on the target, does not beat its own control (the lower bound of its
-  adversarial-specific drop, control minus adversarial AUC, is not above 0), so it compares perturbations that do
-  nothing beyond noise; it counts neither for nor against the finding;
+- no transfer: its reference arm, the attacker on the target that the finding says transfers more, does not beat
+  its own control (the lower bound of its adversarial-specific drop, control minus adversarial AUC, is not above
+  0), so there is nothing to compare; it counts neither for nor against the finding. An arm the finding says
+  transfers less may be silent: that is the finding's evidence, and the comparison is judged;
 - judged: by Holm's step-down procedure (Holm 1979) over the judged comparisons of the finding on one modality, so
   the family's chance of any false decision stays at most 1 - `FAMILY_CONFIDENCE`: supports (the interval wholly
   on the claimed side of the bound), contradicts (wholly on the other side) or undecided.
@@ -16,6 +17,9 @@ A finding is a claim about a difference d measured on the same test images (pair
 The finding's outcome (`outcome`) is symmetric: all decided comparisons support it: holds; all contradict: does not
 hold; both: mixed; none decided: cannot be told apart; nothing judged but some comparison without transfer: no
 transfer to compare; nothing judged otherwise: not testable.
+
+`assess` also gives the outcome had any silent arm set its comparison aside (`ANY_ARM`, the rule before issue 35),
+so the document can name the outcomes that the silent arms decide, and the comparisons that decide them.
 """
 
 from __future__ import annotations
@@ -49,7 +53,11 @@ OUTCOMES: tuple[FindingOutcome, ...] = (
     "not testable",
 )
 Decision = Literal["supports", "contradicts", "undecided"]
+MARKS: dict[Decision, str] = {"supports": "✓", "contradicts": "✗", "undecided": "≈"}  # a decision in a table
 Status = Literal["judged", "no transfer", "not testable"]
+SetAside = Literal["reference arm", "any arm"]  # which silent arm sets a comparison aside as `no transfer`
+REFERENCE_ARM: SetAside = "reference arm"  # the rule: only the arm the finding says transfers more
+ANY_ARM: SetAside = "any arm"  # the rule before issue 35, kept to show what the silent arms decide
 IntervalAt = Callable[[float], Interval]  # a comparison's paired interval at a given confidence
 
 
@@ -71,10 +79,19 @@ class Arm:
     row: str = ""  # the surrogate row, e.g. `same-random-d1`
     eps: float | None = None  # the ε it is read at
     run: str = ""  # the run (target) it attacks, e.g. `pretraining__mobilenet_v2-random-d1`
+    whitebox_auc: float | None = None  # the attacker's own AUC on its own adversarial images at `eps`
+    attacker_clean_auc: float | None = None  # the attacker's own clean test AUC, what `whitebox_auc` is relative to
 
     @property
     def transfers(self) -> bool:
         return math.isfinite(self.drop.low) and self.drop.low > 0
+
+    @property
+    def whitebox_relative(self) -> float | None:
+        """White-box AUC over the attacker's clean AUC, the paper's bracketed relative performance."""
+        if self.whitebox_auc is None or not self.attacker_clean_auc:
+            return None
+        return self.whitebox_auc / self.attacker_clean_auc
 
 
 @dataclass(frozen=True)
@@ -84,14 +101,25 @@ class Comparison:
     label: str  # e.g. "Lite0 R, FGSM: d1 − d2"
     interval_at: IntervalAt | None  # None when blocked
     blockers: tuple[str, ...] = ()  # why it is not testable (empty: testable)
-    arms: tuple[Arm, ...] = ()  # attackers that must each beat their own control (empty: none, e.g. control noise)
+    # attackers on the target, the reference arm first: the one the finding says transfers more, which must beat its
+    # own control (empty: no attacker, e.g. control noise)
+    arms: tuple[Arm, ...] = ()
     eps: tuple[float, ...] = ()  # the ε each side is read at
+
+    def status_by(self, set_aside: SetAside = REFERENCE_ARM) -> Status:
+        if self.blockers or self.interval_at is None:
+            return "not testable"
+        needed = self.arms[:1] if set_aside == REFERENCE_ARM else self.arms
+        return "judged" if all(a.transfers for a in needed) else "no transfer"
 
     @property
     def status(self) -> Status:
-        if self.blockers or self.interval_at is None:
-            return "not testable"
-        return "judged" if all(a.transfers for a in self.arms) else "no transfer"
+        return self.status_by(REFERENCE_ARM)
+
+    @property
+    def silent(self) -> tuple[Arm, ...]:
+        """The arms besides the reference that do not beat their control: judged all the same."""
+        return tuple(a for a in self.arms[1:] if not a.transfers)
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,7 @@ class Judged:
     blockers: tuple[str, ...]
     arms: tuple[Arm, ...]
     eps: tuple[float, ...] = ()
+    silent: tuple[Arm, ...] = ()  # arms besides the reference that do not beat their control (judged all the same)
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,14 @@ class Assessment:
     outcome: FindingOutcome
     judged: tuple[Judged, ...]
     reasons: tuple[str, ...]  # distinct blockers of the not-testable comparisons
+    outcome_any_arm: FindingOutcome  # the outcome had any silent arm set its comparison aside (`ANY_ARM`)
+
+    @property
+    def decided_by_silent_arms(self) -> list[Judged]:
+        """The judged comparisons with a silent arm, where they change the outcome (empty where they do not)."""
+        if self.outcome == self.outcome_any_arm:
+            return []
+        return [j for j in self.judged if j.status == "judged" and j.silent]
 
     def count(self, status: Status) -> int:
         return sum(j.status == status for j in self.judged)
@@ -163,16 +200,25 @@ def outcome(statuses: Sequence[Status], decisions: Sequence[Decision]) -> Findin
     return "cannot be told apart"
 
 
-def assess(comparisons: Sequence[Comparison], claim: Claim, family_confidence: float = FAMILY_CONFIDENCE) -> Assessment:
-    """Holm over the judged comparisons, then `outcome`."""
-    judged_at = [i for i, c in enumerate(comparisons) if c.status == "judged"]
+def _judge(
+    comparisons: Sequence[Comparison], claim: Claim, family_confidence: float, set_aside: SetAside
+) -> tuple[tuple[Judged, ...], FindingOutcome]:
+    statuses = [c.status_by(set_aside) for c in comparisons]
+    judged_at = [i for i, s in enumerate(statuses) if s == "judged"]
     results = dict(zip(judged_at, holm([comparisons[i].interval_at for i in judged_at], claim, family_confidence)))
     out = tuple(
-        Judged(c.label, c.status, *results.get(i, (None, None)), blockers=c.blockers, arms=c.arms, eps=c.eps)
-        for i, c in enumerate(comparisons)
+        Judged(c.label, s, *results.get(i, (None, None)), blockers=c.blockers, arms=c.arms, eps=c.eps, silent=c.silent)
+        for i, (c, s) in enumerate(zip(comparisons, statuses))
     )
+    return out, outcome(statuses, [j.decision for j in out if j.decision])
+
+
+def assess(comparisons: Sequence[Comparison], claim: Claim, family_confidence: float = FAMILY_CONFIDENCE) -> Assessment:
+    """Holm over the judged comparisons, then `outcome`; and the outcome under `ANY_ARM`, for comparison."""
+    out, result = _judge(comparisons, claim, family_confidence, REFERENCE_ARM)
+    _, any_arm = _judge(comparisons, claim, family_confidence, ANY_ARM)
     reasons = tuple(dict.fromkeys(b for c in comparisons for b in c.blockers))
-    return Assessment(outcome([j.status for j in out], [j.decision for j in out if j.decision]), out, reasons)
+    return Assessment(result, out, reasons, any_arm)
 
 
 def signed(interval: Interval) -> str:

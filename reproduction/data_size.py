@@ -146,10 +146,10 @@ def section(path: Path = DATA_SIZE) -> list[str]:
             continue
         rows, conclusions, n = arch_table(results, arch)
         largest = max(largest, n)
-        verdicts += [word for _, word in conclusions if word]
+        verdicts += [(arch, attack, word) for attack, (_, word) in zip(settings["attacks"], conclusions) if word]
         lines += [f"**{arch_name(arch)}**, relative AUC (95% interval):", "", *rows, ""]
         lines += [" ".join(text for text, _ in conclusions), ""]
-    return lines + [meaning(verdicts, largest, extremes(results)), ""]
+    return lines + [meaning(verdicts, list(settings["grid"]), largest, extremes(results)), ""]
 
 
 def extremes(results: dict) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -159,7 +159,29 @@ def extremes(results: dict) -> tuple[tuple[float, float], tuple[float, float]]:
     return tuple((e, min(c["relative"]["point"] for c in cells if c["epsilon_pm1"] == e)) for e in (grid[0], grid[-1]))
 
 
-def meaning(verdicts: list[str], largest: int, extreme: tuple[tuple[float, float], tuple[float, float]]) -> str:
+def agreement(verdicts: list[tuple[str, str, str]], planned: list[str]) -> str:
+    """What ours says about growth, naming the architecture and attack pairs it rests on and the architectures of the
+    design it lacks (`verdicts`: (arch, attack, verdict) where two sizes were run)."""
+    if not verdicts:
+        return "Ours has one size only so far, so it cannot say"
+    named = [(f"{arch_name(a)} {k.upper()}", v) for a, k, v in verdicts]
+    grows = [name for name, v in named if v == "grows"]
+    others = [f"{name} {v}" for name, v in named if v != "grows"]
+    ours = f"Ours agrees in {', '.join(grows)}" if grows else "Ours shows no growth"
+    if others:
+        ours += f" ({', '.join(others)})"
+    run = list(dict.fromkeys(a for a, _, _ in verdicts))
+    lacking = [arch_name(a) for a in planned if a not in run]
+    rests = f"; this rests on {len(run)} of the design's {len(planned)} architectures"
+    return ours + (rests + f" ({', '.join(lacking)}: fewer than two sizes run)" if lacking else "")
+
+
+def meaning(
+    verdicts: list[tuple[str, str, str]],
+    planned: list[str],
+    largest: int,
+    extreme: tuple[tuple[float, float], tuple[float, float]],
+) -> str:
     """What the trend means for an audit of a target trained on tens of thousands of images."""
     rr = [rel for _, rel in paper.T3[("same", "random", "random")].values()]
     small = [rel for _, rel in paper.T5[("same", "random")].values()]
@@ -169,20 +191,12 @@ def meaning(verdicts: list[str], largest: int, extreme: tuple[tuple[float, float
         f"({min(d1):,}–{max(d1):,} images) keep {min(rr)}–{max(rr)}% of clean AUC, while random-init targets on "
         f"d1/10 keep {min(small)}–{max(small)}%."
     )
-    grows = verdicts.count("grows")
-    if not verdicts:
-        ours = "Ours has one size only so far, so it cannot say"
-    elif grows == len(verdicts):
-        ours = "Ours agrees in every architecture and attack run"
-    elif grows:
-        ours = f"Ours agrees in {grows} of {len(verdicts)} architecture and attack pairs; in the others no ε tells the sizes apart"
-    else:
-        ours = "In ours no ε tells the sizes apart, in any architecture and attack run"
     (e0, r0), (e1, r1) = extreme
     return (
-        f"{implied} {ours}, but our sizes stop at {largest:,} images per side. Near-immunity here depends on ε as "
-        f"much as on data: at ε {e0:g} every size and attack keeps at least {r0:.3f} of clean AUC, at ε {e1:g} "
-        f"the most affected keeps {r1:.3f}. For a medaudit user whose target learnt from tens of thousands of images, a "
-        "near-immune random-init target measured here at small ε is no evidence about theirs: if transfer grows "
-        "with data, theirs is easier to reach, so audit it with surrogates of its own scale and ε up to the bound."
+        f"{implied} {agreement(verdicts, planned)}, and our sizes stop at {largest:,} images per side. Near-immunity "
+        f"here depends on ε as much as on data: at ε {e0:g} every size and attack keeps at least {r0:.3f} of clean "
+        f"AUC, at ε {e1:g} the most affected keeps {r1:.3f}. For a medaudit user whose target learnt from tens of "
+        "thousands of images, a near-immune random-init target measured here at small ε is no evidence about theirs: "
+        "if transfer grows with data, theirs is easier to reach, so audit it with surrogates of its own scale and ε "
+        "up to the bound."
     )

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 
 from reproduction import paper
 from reproduction.fmt import table
-from reproduction.protocol import ARCH_TITLES, ARCHS, DIFFERENT
-from reproduction.runs import ModalityRuns
+from reproduction.protocol import ARCH_TITLES, ARCHS, DIFFERENT, target_label
+from reproduction.runs import ModalityRuns, retrained
 
 
 def _grouped(loaded: Mapping[str, ModalityRuns], describe: Callable[[ModalityRuns], str]) -> str:
@@ -38,6 +38,18 @@ def _random_different(c: ModalityRuns) -> str:
         | {ARCH_TITLES.get(a, a) for r in c.runs if r.init == "random" and (a := r.row_arch("different-random-d2"))}
     )
     return "/".join(archs) or "none"
+
+
+def _retrained(c: ModalityRuns) -> str:
+    """The target configurations of the modality that more than one trained model stands for."""
+    runs = {r.name: r for r in c.runs}
+    first = [runs[t.versions[0].runs[0]] for t in retrained(c) if t.kind == "target"]
+    return ", ".join(target_label(r.arch, r.init, r.split) for r in first)
+
+
+def _retrained_in(loaded: Mapping[str, ModalityRuns]) -> str:
+    named = {key: _retrained(c) for key, c in loaded.items() if c.runs}
+    return "; ".join(f"{key}: {targets}" for key, targets in named.items() if targets) or "none"
 
 
 def rows(loaded: Mapping[str, ModalityRuns]) -> list[list[str]]:
@@ -90,8 +102,9 @@ def rows(loaded: Mapping[str, ModalityRuns]) -> list[list[str]]:
         [
             "Repeats",
             "one model per configuration",
-            "three seeds per row and their ensemble; one target per configuration",
-            "The ensemble stands for each row.",
+            "three surrogate seeds per row and their ensemble; one target per configuration, shared by experiments, "
+            "trained twice in " + _retrained_in(loaded) + " (appendix); the data-size experiment varies target seeds",
+            "A finding rests on one target per configuration.",
         ],
         [
             "Attacks",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from medaudit.core.errors import AuditInputError
 from reproduction import appendix, data_size, deviations, epsilon_star, explain, paper
-from reproduction.assess import CHANCE_AUC, FAMILY_CONFIDENCE, VERDICT_RESAMPLES, Assessment, Judged
+from reproduction.assess import CHANCE_AUC, FAMILY_CONFIDENCE, MARKS, VERDICT_RESAMPLES, Assessment, Judged
 from reproduction.findings import (
     CONTROL_TOLERANCE_AUC,
     FINDINGS,
@@ -39,7 +39,6 @@ OUT = ROOT / "docs" / "reproduction.md"
 APPENDIX = RESULTS / "appendix.md"
 STUDY = ROOT / "docs" / "random_init_transfer.json"
 HEADER = Path(__file__).with_name("header.md")
-MARKS = {"supports": "✓", "contradicts": "✗", "undecided": "≈"}
 
 
 def glance(assessed: Mapping[str, Mapping[str, Assessment]]) -> list[str]:
@@ -87,10 +86,11 @@ def method() -> list[str]:
         "1. **not testable** (–): a run, row or cell is absent, or a precondition is unmet: a target at chance (clean "
         f"AUC lower bound at most {CHANCE_AUC:g}), a surrogate that did not learn (clean AUC lower bound below its "
         f"run's floor), a `different` row not made under the fixed rule ({NOT_FIXED}), or finding 1's premise;",
-        "2. **no transfer** (∅, with each arm's lower bound): an arm, an attacker on the target, does not beat its own "
-        "control: the lower bound of its adversarial-specific drop (control minus adversarial AUC, the run's 95% "
-        "interval) is at most 0. Perturbations that do nothing beyond noise count neither for nor against the "
-        "finding. Finding 6 has no arm; 7a's is its attacker at the larger ε;",
+        "2. **no transfer** (∅, with each arm's lower bound): the reference arm, the attacker on the target that the "
+        "finding says transfers more (the first named), does not beat its own control: the lower bound of its "
+        "adversarial-specific drop (control minus adversarial AUC, the run's 95% interval) is at most 0, so there is "
+        "nothing to compare. An arm the finding says transfers less may be silent: that is its evidence, and the "
+        "comparison is judged. Finding 6 has no arm; 7a's is its attacker at the larger ε, 8's its one attacker;",
         "3. **judged**: by Holm's step-down procedure over the judged comparisons of one finding on one modality, "
         f"family-wise {FAMILY_CONFIDENCE:.0%}: with m open, each interval is taken at 1 − {alpha:.2f}/m (the "
         "confidence shown); ✓ supports when it lies wholly on the claimed side of the bound, ✗ contradicts when "
@@ -102,6 +102,10 @@ def method() -> list[str]:
         f"**not testable**. Finding 6 uses the paper's tolerance of {CONTROL_TOLERANCE_AUC:g} AUC, finding 8 its "
         f"{IMMUNE_RELATIVE_AUC:.0%} of clean AUC.",
         "",
+        "Beside each tested comparison, `wb` gives each arm's attacker's own AUC on its own adversarial images (the "
+        "white-box AUC of the surrogate, at the arm's ε), in the order the arms are named, so a reader can tell a "
+        "perturbation that does not transfer from a weak attack.",
+        "",
     ]
 
 
@@ -112,10 +116,19 @@ def cell(j: Judged, show_eps: bool = True) -> str:
     at = f" at ε {'/'.join(f'{e:.3g}' for e in j.eps)}" if off else ""
     if j.status == "judged":
         i = j.interval
-        return f"{signed(i.point, i.low, i.high)} {MARKS[j.decision]}{i.confidence:.1%}{at}"
+        return f"{signed(i.point, i.low, i.high)} {MARKS[j.decision]}{i.confidence:.1%}{at}{arm_notes(j)}"
     if j.status == "no transfer":
-        return f"∅ {'/'.join(bound(a.drop.low) for a in j.arms)}{at}"
+        return f"∅ {'/'.join(bound(a.drop.low) for a in j.arms)}{at}{arm_notes(j)}"
     return "–"
+
+
+def arm_notes(j: Judged) -> str:
+    """What the table gives per arm, in the arms' order: the attacker's own white-box AUC (`wb`, the paper's "AUC
+    under attack" read on the surrogate itself); "?" where the run did not record it, nothing for a comparison
+    without arms."""
+    if not j.arms:
+        return ""
+    return " wb " + "/".join("?" if a.whitebox_auc is None else f"{a.whitebox_auc:.2f}" for a in j.arms)
 
 
 def bound(x: float) -> str:

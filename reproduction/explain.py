@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reproduction import paper
-from reproduction.assess import Assessment, Judged
+from reproduction.assess import MARKS, Assessment, Judged
 from reproduction.findings import FINDINGS, Finding
 from reproduction.fmt import signed
 from reproduction.protocol import ARCH_TITLES, arch_name
@@ -44,8 +44,8 @@ def floor(assessed: Mapping[str, Mapping[str, Assessment]], loaded: Mapping[str,
     }
     listed = "; ".join(f"{k} on {', '.join(v)}" for k, v in affected.items() if v) or "none"
     return (
-        f"**No transfer to compare.** Of {len(tested)} comparisons that could be tested, {len(none)} have an arm that "
-        f"does not lower the target's AUC beyond its own shuffled perturbation; {counts} beat their control. "
+        f"**No transfer to compare.** Of {len(tested)} comparisons that could be tested, {len(none)} have a reference "
+        f"arm that does not lower the target's AUC beyond its own shuffled perturbation; {counts} beat their control. "
         f"Random-init ensembles leave random-init targets {_random_pairs(loaded)} of clean AUC at ε ≈ 0.02 (Table 3's "
         f"R/R row), the paper's {min(rr)}–{max(rr)}%. With no transfer to compare, these findings are neither "
         f"supported nor contradicted: {listed}. Taken at face value this floor reads as support (an unmoved target "
@@ -114,14 +114,14 @@ def weak_support(assessed: Mapping[str, Mapping[str, Assessment]]) -> str | None
     for f in FINDINGS:
         for key, per in assessed.items():
             a = per[f.key]
-            lowest = min((arm.drop.low for j in a.decided("supports") for arm in j.arms), default=None)
+            lowest = min((j.arms[0].drop.low for j in a.decided("supports") if j.arms), default=None)
             if a.outcome == "holds" and lowest is not None and lowest < WEAK_ARM:
                 weak.append(f"{f.key} on {key} ({len(a.decided('supports'))} decided, weakest {lowest:+.4f})")
     if not weak:
         return None
     return (
-        f"**Support from barely transferring arms.** These outcomes hold, but the weakest arm of their supporting "
-        f"comparisons beats its control by a lower bound under {WEAK_ARM:g} AUC: {'; '.join(weak)}. They pass the "
+        f"**Support from barely transferring arms.** These outcomes hold, but the weakest reference arm of their "
+        f"supporting comparisons beats its control by a lower bound under {WEAK_ARM:g} AUC: {'; '.join(weak)}. They pass the "
         "rule, and rest on attackers that move the target only just beyond noise."
     )
 
@@ -135,14 +135,33 @@ def unresolved(
         for key, per in assessed.items():
             a = per[f.key]
             if a.outcome == "cannot be told apart" and f.paper_agrees(apps[key]):
-                widest = max((j for j in a.judged if j.interval), key=lambda j: j.interval.high - j.interval.low)
+                width = max(j.interval.high - j.interval.low for j in a.judged if j.interval)
                 size = loaded[key].runs[0].record.data.test_size
-                parts.append(f"{f.key} on {key} ({size:,} test images; widest {_d(widest)})")
+                parts.append(f"{f.key} on {key} ({size:,} test images, widest interval {width:.3f})")
     if not parts:
         return None
     return (
         "**Cannot be told apart where the paper's column points one way.** Every judged interval straddles the "
         f"bound: {'; '.join(parts)}. The differences are smaller than these test sets resolve."
+    )
+
+
+def silent_arms(assessed: Mapping[str, Mapping[str, Assessment]]) -> str | None:
+    """The outcomes the silent arms decide: what each would be had any silent arm set its comparison aside (the rule
+    before issue 35), and the judged comparisons with a silent arm that changed it, with their decisions."""
+    parts = []
+    for f in FINDINGS:
+        for key, per in assessed.items():
+            a = per[f.key]
+            rows = a.decided_by_silent_arms
+            if rows:
+                listed = "; ".join(f"{j.label} {MARKS[j.decision]}" for j in rows)
+                parts.append(f"{f.key} on {key}, {a.outcome_any_arm} → {a.outcome}, by {listed}")
+    if not parts:
+        return None
+    return (
+        "**Decided by a silent arm.** Had a silent arm besides the reference set its comparison aside, as before "
+        f"issue 35, these outcomes would differ (before → now, by the comparisons that changed it): {'. '.join(parts)}."
     )
 
 
@@ -175,7 +194,7 @@ def section(
     contrary = [p for f in FINDINGS for p in against(f, assessed, apps)]
     if contrary:
         lines += ["**Against the paper.** " + " ".join(contrary), ""]
-    for text in (weak_support(assessed), unresolved(assessed, loaded, apps)):
+    for text in (weak_support(assessed), unresolved(assessed, loaded, apps), silent_arms(assessed)):
         if text:
             lines += [text, ""]
     if any(r.startswith("premise unmet") for per in assessed.values() for r in per["1"].reasons):

@@ -86,8 +86,15 @@ def attacked(run: Run | None, row: str, kind: str, eps: float | None = None) -> 
     if unlearned:
         blockers += (f"{row}: {len(unlearned)} surrogate(s) did not learn",)
     adversarial, control = run.scores(cells[0])
+    cell = cells[0]
     arm = Arm(
-        f"{row} {ATTACK_NAMES[kind]} ε {eps:.3g}", interval(cells[0].adversarial_specific_drop), row, eps, run.name
+        f"{row} {ATTACK_NAMES[kind]} ε {eps:.3g}",
+        interval(cell.adversarial_specific_drop),
+        row,
+        eps,
+        run.name,
+        whitebox_auc=cell.surrogate_auc_whitebox,
+        attacker_clean_auc=cell.surrogate_auc_clean.point if cell.surrogate_auc_clean else None,
     )
     return Attacked(run, adversarial, control, blockers, arm, eps)
 

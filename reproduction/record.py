@@ -57,7 +57,8 @@ class CellView(View):
     relative_auc: IntervalView
     adversarial_specific_drop: IntervalView  # control - adversarial, on the target
     mean_ssim: float
-    surrogate_auc_whitebox: float | None = None
+    surrogate_auc_clean: IntervalView | None = None  # the attacker's own clean test AUC
+    surrogate_auc_whitebox: float | None = None  # the attacker's own AUC on its own adversarial images
     transfer_drop: IntervalView | None = None  # 3.0: drop beyond control on the row's models outside the attacker
     sibling_relative_auc: float | None = None  # 2.0: the row's other seeds' relative AUC (a point only)
 

@@ -80,12 +80,40 @@ def test_the_outcome_follows_the_decided_comparisons(intervals, expected):
 
 @pytest.mark.parametrize("low, high", [(-0.3, -0.1), (0.1, 0.3)], ids=["would hold", "would not hold"])
 def test_comparisons_without_transfer_count_for_neither_side(low, high):
-    """A comparison one of whose arms does not beat its control is `no transfer` whatever its interval says, and a
-    finding made only of such comparisons has no transfer to compare, in either direction."""
-    lone = Comparison("c", fixed(low, high), arms=(MOVES, STILL))
+    """A comparison whose reference arm (the first: the one the finding says transfers more) does not beat its
+    control is `no transfer` whatever its interval says, and a finding made only of such comparisons has no
+    transfer to compare, in either direction."""
+    lone = Comparison("c", fixed(low, high), arms=(STILL, MOVES))
     result = assess.assess([lone, lone], BELOW_0)
     assert result.outcome == "no transfer to compare"
     assert [j.status for j in result.judged] == ["no transfer", "no transfer"] and not result.decided("supports")
+    assert result.outcome_any_arm == "no transfer to compare" and result.decided_by_silent_arms == []
+
+
+def test_a_silent_arm_the_finding_says_transfers_less_is_evidence_not_a_reason_to_set_aside():
+    """Kermany finding 2's shape: the IN arm drops the IN target's AUC far beyond noise, the R arm not at all. The
+    comparison is judged (and supports), where setting aside on any silent arm left nothing to compare."""
+    strong = Comparison("MNv2 IN, PGD: IN − R", fixed(-0.99, -0.9), arms=(MOVES, STILL))
+    unmoved = Comparison("MNv2 R, PGD: R − IN", fixed(-0.01, 0.01), arms=(STILL, STILL))
+    assert strong.status == "judged" and strong.status_by(assess.ANY_ARM) == "no transfer"
+    assert strong.silent == (STILL,) and judged(-0.3, -0.1).silent == ()
+    result = assess.assess([strong, unmoved], BELOW_0)
+    assert result.outcome == "holds" and result.outcome_any_arm == "no transfer to compare"
+    assert [j.status for j in result.judged] == ["judged", "no transfer"]
+    assert result.judged[0].interval.confidence == pytest.approx(0.95)  # the only judged one: alone in Holm's family
+    assert [j.label for j in result.decided_by_silent_arms] == ["MNv2 IN, PGD: IN − R"]
+
+
+def test_silent_arms_that_change_no_outcome_are_not_listed():
+    """Two supporting comparisons, one with a silent second arm: holds either way, so nothing is listed."""
+    result = assess.assess([judged(-0.3, -0.1), Comparison("s", fixed(-0.3, -0.1), arms=(MOVES, STILL))], BELOW_0)
+    assert result.outcome == result.outcome_any_arm == "holds" and result.decided_by_silent_arms == []
+
+
+def test_an_arms_white_box_auc_is_relative_to_its_own_clean_auc():
+    arm = Arm("row a PGD ε 0.02", interval(0.01, 0.05), whitebox_auc=0.17, attacker_clean_auc=0.85)
+    assert arm.whitebox_relative == pytest.approx(0.2)
+    assert MOVES.whitebox_relative is None  # not recorded: no ratio invented
 
 
 def test_no_transfer_comparisons_leave_holms_family():

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from medaudit.core.errors import AuditInputError
+from medaudit.core.metrics import Interval
 from medaudit.records.results import write_results
 from reproduction import data_size, document, epsilon_star, findings, prose, protocol
+from reproduction.assess import Arm, Comparison, assess
 from reproduction.protocol import MODALITIES
 from reproduction.record import read_record
 from reproduction.runs import load
@@ -168,7 +170,10 @@ def test_data_size_reads_growth_from_the_intervals(tmp_path):
     assert "**Not run yet** of the design (3 seeds per side, 9 pairs per size): MNv2 at n all." in text
     assert "RN18 PGD, 303 → 2,343 images: the largest n below the smallest at 1 of 2 ε (0.04): transfer grows." in text
     assert "MNv2 PGD: one size only, no trend." in text
-    assert "Ours agrees in every architecture and attack run, but our sizes stop at 2,343 images per side." in text
+    assert (
+        "Ours agrees in RN18 PGD, RN18 FGSM; this rests on 1 of the design's 2 architectures (MNv2: fewer than two "
+        "sizes run), and our sizes stop at 2,343 images per side." in " ".join(text.split())
+    )
     assert (
         "at ε 0.02 every size and attack keeps at least 0.985 of clean AUC, at ε 0.04 the most affected keeps 0.900."
         in text
@@ -180,8 +185,29 @@ def test_data_size_without_growth_says_so_and_a_smoke_run_is_flagged(tmp_path):
     flat = data_size_json(tmp_path, {0.02: (0.99, 0.98, 1.0), 0.04: (0.965, 0.94, 0.99)}, cap=2)
     text = "\n".join(data_size.section(flat))
     assert "at 0 of 2 ε: the sizes are not apart." in text
-    assert "In ours no ε tells the sizes apart, in any architecture and attack run" in text
+    assert "Ours shows no growth (RN18 PGD not apart, RN18 FGSM not apart); this rests on 1 of the design's 2" in (
+        " ".join(text.split())
+    )
     assert "**A smoke check, not the experiment**: training was capped at 2 epochs." in text
+
+
+def test_data_size_agreement_names_what_it_rests_on_and_what_it_lacks():
+    both = [("resnet18", "pgd", "grows"), ("mobilenet_v2", "pgd", "shrinks")]
+    assert data_size.agreement(both, ["resnet18", "mobilenet_v2"]) == "Ours agrees in RN18 PGD (MNv2 PGD shrinks)"
+    assert data_size.agreement([], ["resnet18"]) == "Ours has one size only so far, so it cannot say"
+
+
+def test_a_findings_cell_gives_each_arms_white_box_auc_in_the_arms_order():
+    moves = Arm("a", Interval(0.05, 0.01, 0.09, 0.95, 0, 0), whitebox_auc=0.271)
+    still = Arm("b", Interval(0.0, -0.004, 0.004, 0.95, 0, 0))  # its run did not record it
+    d = Interval(-0.3, -0.35, -0.25, 0.975, 0, 0)
+    direction, control_noise = findings.BY_KEY["2"].claim, findings.BY_KEY["6"].claim
+    judged = assess([Comparison("c", lambda _: d, arms=(moves, still))], direction)
+    assert document.cell(judged.judged[0]) == "-0.300 (-0.350, -0.250) ✓97.5% wb 0.27/?"
+    aside = assess([Comparison("c", lambda _: d, arms=(still, moves))], direction)
+    assert document.cell(aside.judged[0]) == "∅ -0.004/+0.010 wb ?/0.27"
+    control = assess([Comparison("c", lambda _: d)], control_noise)
+    assert document.cell(control.judged[0]).endswith("✓97.5%")  # finding 6: no arm, no white-box
 
 
 def test_data_size_verdict_is_symmetric():
