@@ -19,6 +19,14 @@ from the same resamples applied to every pair.
     python experiments/data_size.py /work/shared/data --out docs/data_size.json --cache /tmp/ds-cache --threads 2
     python experiments/data_size.py --out docs/data_size.json --render
 
+`--modality pneumonia` runs the same design on PneumoniaMNIST at 32 px (28 px source; no patient ids, so splits and
+the bootstrap are image-level), ResNet-18 only, ε 0.02-0.10 (FGSM's mean SSIM crosses 0.8 near 0.09 there), on
+all 624 test images with `--n-test 624`; it writes each block's per-image scores (scores only, no labels) beside the
+JSON, for `reproduction.growth`'s paired intervals with Holm across sizes:
+
+    python experiments/data_size.py /work/shared/data --modality pneumonia --n-test 624 \
+        --out docs/data_size_pneumonia.json --cache /tmp/ds-cache --threads 2
+
 (--threads 1 while another job holds a core: two threads then spin-wait each other, up to 18x slower per step.)
 
 Writes the JSON after every (architecture, n) block, so a cut-short run still reports; `--sizes` / `--archs` run
@@ -36,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,11 +59,30 @@ from medaudit.core.metrics import Interval, auc, bootstrap_aucs, bootstrap_paire
 from medaudit.data.audit_data import Images, make_splits, stratified_subset, to_canonical
 from medaudit.scenario.threat_model import TrainingSection
 
-DATA_FILE = "chestxray_kermany_128.npz"
-IMAGE_SIZE = 64  # px, resized from 128 with to_canonical (bilinear)
 SIZES = ("300", "600", "1200", "all")  # training images per side; `all`: the whole half
-GRID = {"resnet18": SIZES, "mobilenet_v2": (SIZES[0], SIZES[-1])}  # architecture -> the sizes it runs at
-EPSILONS_PM1 = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12)  # L-inf, [-1, 1] units
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one modality's run of the design reads and runs."""
+
+    data_file: str
+    image_size: int  # px, resized with to_canonical (bilinear)
+    patient_level: bool  # False: the file has no patient ids, each image is its own group
+    grid: dict[str, tuple[str, ...]]  # architecture -> the sizes it runs at
+    epsilons_pm1: tuple[float, ...]  # L-inf, [-1, 1] units, past where FGSM's mean SSIM crosses 0.8
+
+
+SETTINGS = {
+    "kermany": Setting(
+        "chestxray_kermany_128.npz",
+        64,
+        True,
+        {"resnet18": SIZES, "mobilenet_v2": (SIZES[0], SIZES[-1])},
+        (0.02, 0.04, 0.06, 0.08, 0.10, 0.12),
+    ),
+    "pneumonia": Setting("pneumoniamnist.npz", 32, False, {"resnet18": SIZES}, (0.02, 0.04, 0.06, 0.08, 0.10)),
+}
 ATTACKS = {"pgd": PGD(name="pgd", step_pm1=0.01, iterations=20), "fgsm": FGSM(name="fgsm")}
 SIDES = {"target": ("d1", (1000, 1001, 1002)), "surrogate": ("d2", (0, 1, 2))}  # role -> (half, training seeds)
 DATA_SEED = 0  # d1/d2 split, patient order within a half, test subset, attacks, control noise, bootstrap
@@ -64,22 +91,28 @@ RESAMPLES, CONFIDENCE = 1000, 0.95
 RECORD_FIELDS = "id stop_reason epochs_run best_epoch val_auc train_seconds n_train n_val from_cache".split()
 
 
-def load(data_dir: Path, n_test: int) -> tuple[Images, dict[str, np.ndarray], Images, str]:
+def load(
+    data_dir: Path, n_test: int, setting: Setting
+) -> tuple[Images, dict[str, np.ndarray], Images, str, np.ndarray]:
     """Development images (train + val), the d1/d2 halves (indices, disjoint by patient), the stratified test
-    subset (patient ids as groups) and the file's identity for cache keys."""
-    path = data_dir / DATA_FILE
+    subset (patient ids as groups; image ids where the file has none), the file's identity for cache keys and the
+    test subset's indices into the file's test images."""
+    path = data_dir / setting.data_file
     with np.load(path) as npz:
         dev_x = np.concatenate([npz["train_images"], npz["val_images"]])
         dev_y = np.concatenate([npz["train_labels"], npz["val_labels"]]).reshape(-1).astype(np.int64)
-        dev_g = np.concatenate([npz["train_patient_ids"], npz["val_patient_ids"]])
         test_x, test_y = npz["test_images"], npz["test_labels"].reshape(-1).astype(np.int64)
-        test_g = npz["test_patient_ids"]
+        if setting.patient_level:
+            dev_g = np.concatenate([npz["train_patient_ids"], npz["val_patient_ids"]])
+            test_g = npz["test_patient_ids"]
+        else:
+            dev_g, test_g = np.arange(len(dev_y)), np.arange(len(test_y))
     keep = stratified_subset(test_y, n_test, DATA_SEED)
-    dev = Images(to_canonical(dev_x, IMAGE_SIZE), dev_y, dev_g)
-    test = Images(to_canonical(test_x[keep], IMAGE_SIZE), test_y[keep], test_g[keep])
+    dev = Images(to_canonical(dev_x, setting.image_size), dev_y, dev_g)
+    test = Images(to_canonical(test_x[keep], setting.image_size), test_y[keep], test_g[keep])
     splits = make_splits(dev_g, DATA_SEED)
     assert not set(dev_g[splits["d1"]]) & set(dev_g[splits["d2"]]), "d1 and d2 share a patient"
-    return dev, {half: splits[half] for half in ("d1", "d2")}, test, f"{path.name}:{path.stat().st_size}"
+    return dev, {half: splits[half] for half in ("d1", "d2")}, test, f"{path.name}:{path.stat().st_size}", keep
 
 
 def nested_subset(index: np.ndarray, groups: np.ndarray, n: int | None) -> np.ndarray:
@@ -93,7 +126,9 @@ def nested_subset(index: np.ndarray, groups: np.ndarray, n: int | None) -> np.nd
     return index[np.isin(groups[index], patients[order[:taken]])]
 
 
-def train_model(arch: str, half: str, seed: int, images: Images, digest: str, training: TrainingSection, cache: Path):
+def train_model(
+    arch: str, half: str, seed: int, images: Images, digest: str, training: TrainingSection, cache: Path, size: int
+):
     spec = SurrogateSpec(
         arch=arch,
         init="random",
@@ -103,7 +138,7 @@ def train_model(arch: str, half: str, seed: int, images: Images, digest: str, tr
         task="binary",
         n_logits=2,
         in_channels=1,
-        image_size=IMAGE_SIZE,
+        image_size=size,
         data_sha256=digest,
         split_seed=DATA_SEED,
     )
@@ -124,14 +159,15 @@ def mean_interval(points: list[float], resampled: list[np.ndarray]) -> dict:
     return asdict(interval)
 
 
-def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_id: str, training, cache, log):
+def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_id: str, training, cache, log, setting):
     """Train the targets and surrogates (`sides`: role -> (half, seeds)) of one architecture at one size, attack
-    with every surrogate, and score every pair; returns the block's record."""
+    with every surrogate, and score every pair; returns the block's record and its per-image scores (name ->
+    (N,) scores: `clean/t<seed>`, `<attack>/eps<ε>/s<seed>/t<seed>/adversarial` and `.../control`)."""
     started = time.perf_counter()
     n = None if label == "all" else int(label)
     block = {"arch": arch, "n_requested": label, "sides": {}, "models": [], "attacks": [], "pairs": [], "aggregate": []}
     block["seeds"] = {role: list(seeds) for role, (_, seeds) in sides.items()}
-    models = {}
+    models, scores = {}, {}
     for role, (half, seeds) in sides.items():
         index = nested_subset(halves[half], dev.groups, n)
         images = dev.subset(index)
@@ -142,11 +178,14 @@ def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_
             "n_positive": int(images.y.sum()),
         }
         ids_sha = hashlib.sha256(np.ascontiguousarray(index, dtype=np.int64).tobytes()).hexdigest()[:16]
-        digest = f"{file_id}:patient-split-seed{DATA_SEED}:{half}:n{label}:{ids_sha}"  # the exact images learnt from
+        split = "patient" if setting.patient_level else "image"
+        digest = f"{file_id}:{split}-split-seed{DATA_SEED}:{half}:n{label}:{ids_sha}"  # the exact images learnt from
         for seed in seeds:
-            record, model = train_model(arch, half, seed, images, digest, training, cache)
+            record, model = train_model(arch, half, seed, images, digest, training, cache, setting.image_size)
             clean = predict_scores(model, test.x, "binary", "cpu")
             models[(role, seed)] = (model, clean)
+            if role == "target":
+                scores[f"clean/t{seed}"] = clean
             entry = {"role": role, "seed": seed, "test_auc": auc(test.y, clean)} | {
                 field: getattr(record, field) for field in RECORD_FIELDS
             }
@@ -165,7 +204,7 @@ def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_
         for name, attack in ATTACKS.items():
             t0 = time.perf_counter()
             how = Crafting(n_logits=2, multilabel=False, batch_size=64, seed=DATA_SEED, device="cpu")
-            crafted = attack.craft([surrogate], test.x, test.y, EPSILONS_PM1, how)
+            crafted = attack.craft([surrogate], test.x, test.y, setting.epsilons_pm1, how)
             craft_seconds = time.perf_counter() - t0
             for eps, perturbed in crafted.items():
                 x_adv = perturbed.x_adv
@@ -185,6 +224,8 @@ def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_
                     target, clean = models[("target", t_seed)]
                     adv = predict_scores(target, x_adv, "binary", "cpu")
                     ctrl = predict_scores(target, x_ctrl, "binary", "cpu")
+                    scores[f"{name}/eps{eps:g}/s{s_seed}/t{t_seed}/adversarial"] = adv
+                    scores[f"{name}/eps{eps:g}/s{s_seed}/t{t_seed}/control"] = ctrl
                     paired = bootstrap_paired_auc(
                         test.y, clean, adv, ctrl, resamples=RESAMPLES, seed=DATA_SEED, groups=test.groups
                     )
@@ -204,7 +245,7 @@ def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_
             log(
                 f"{arch} n{label} {name} on surrogate s{s_seed}: crafted in {craft_seconds:.0f}s, scored in "
                 f"{time.perf_counter() - t0 - craft_seconds:.0f}s; white-box AUC "
-                + ", ".join(f"{a['white_box_auc']:.2f}" for a in block["attacks"][-len(EPSILONS_PM1) :])
+                + ", ".join(f"{a['white_box_auc']:.2f}" for a in block["attacks"][-len(setting.epsilons_pm1) :])
             )
     for (name, eps), entries in cells.items():
         shown = [a for a in block["attacks"] if a["attack"] == name and a["epsilon_pm1"] == eps]
@@ -222,7 +263,7 @@ def run_block(arch, label, sides, dev: Images, halves: dict, test: Images, file_
             log(f"{arch} n{label} PGD ε {eps:g}: mean relative AUC {r['point']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")
     done = time.perf_counter()
     block["seconds"] = {"train": trained - started, "attack_and_score": done - trained, "total": done - started}
-    return block
+    return block, scores
 
 
 def code_info() -> dict:
@@ -264,7 +305,8 @@ SHORT_NAMES = {"resnet18": "RN18", "mobilenet_v2": "MNv2"}
 def render(results: dict) -> str:
     """Markdown tables of a results file: the models per block, then per attack the mean over pairs of the relative
     AUC and of the adversarial-specific drop at each ε, and the surrogates' white-box AUC and SSIM."""
-    order = {(arch, label): i for i, (arch, label) in enumerate((a, s) for a in GRID for s in GRID[a])}
+    grid = results["settings"]["grid"]
+    order = {(arch, label): i for i, (arch, label) in enumerate((a, s) for a in grid for s in grid[a])}
     blocks = sorted(results["blocks"].values(), key=lambda b: order[(b["arch"], b["n_requested"])])
     eps = results["settings"]["epsilons_pm1"]
 
@@ -314,14 +356,15 @@ def render(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("data_dir", type=Path, nargs="?", help=f"folder holding {DATA_FILE}")
+    parser.add_argument("data_dir", type=Path, nargs="?", help="folder holding the modality's data file")
+    parser.add_argument("--modality", choices=list(SETTINGS), default="kermany", help="which design to run")
     parser.add_argument(
         "--out", type=Path, required=True, help="results JSON; blocks already there are kept, not rerun"
     )
     parser.add_argument("--render", action="store_true", help="print the tables of --out as markdown and exit")
     parser.add_argument("--cache", type=Path, help="model cache (outside the repository)")
     parser.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES))
-    parser.add_argument("--archs", nargs="+", choices=list(GRID), default=list(GRID))
+    parser.add_argument("--archs", nargs="+", choices=["resnet18", "mobilenet_v2"], help="default: the grid's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     parser.add_argument("--n-test", type=int, default=400, help="stratified test images (of 1,170)")
     parser.add_argument(
@@ -336,21 +379,26 @@ def main() -> None:
     if args.data_dir is None or args.cache is None:
         parser.error("a run needs DATA_DIR and --cache")
     torch.set_num_threads(args.threads)
+    setting = SETTINGS[args.modality]
     training = TrainingSection() if args.epochs_cap is None else TrainingSection(epochs=args.epochs_cap)
     settings = json.loads(
         json.dumps(
             {
-                "data_file": DATA_FILE,
-                "image_size": IMAGE_SIZE,
-                "grid": GRID,
+                "data_file": setting.data_file,
+                "image_size": setting.image_size,
+                "grid": setting.grid,
                 "sides": SIDES,
                 "data_seed": DATA_SEED,
                 "n_test": args.n_test,
-                "epsilons_pm1": EPSILONS_PM1,
+                "epsilons_pm1": setting.epsilons_pm1,
                 "attacks": {name: attack.model_dump(mode="json") for name, attack in ATTACKS.items()},
                 "training": training.model_dump(mode="json"),
                 "epochs_cap": args.epochs_cap,  # not null: a smoke check, not the experiment
-                "bootstrap": {"resamples": RESAMPLES, "confidence": CONFIDENCE, "groups": "test patient ids"},
+                "bootstrap": {
+                    "resamples": RESAMPLES,
+                    "confidence": CONFIDENCE,
+                    "groups": "test patient ids" if setting.patient_level else "test images",
+                },
             }
         )
     )
@@ -372,7 +420,8 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", flush=True)
 
-    dev, halves, test, file_id = load(args.data_dir, args.n_test)
+    dev, halves, test, file_id, test_index = load(args.data_dir, args.n_test, setting)
+    per_image = args.out.with_suffix("")  # the blocks' per-image scores, scores only (labels stay in the data file)
     results["data"] = {
         "n_development": len(dev),
         "halves": {h: {"n_images": len(i), "n_patients": len(np.unique(dev.groups[i]))} for h, i in halves.items()},
@@ -381,14 +430,20 @@ def main() -> None:
         "n_test_patients": len(np.unique(test.groups)),
     }
     log(f"data: {results['data']}")
-    for arch in args.archs:
-        for label in [s for s in GRID[arch] if s in args.sizes]:
+    for arch in args.archs or list(setting.grid):
+        for label in [s for s in setting.grid.get(arch, ()) if s in args.sizes]:
             block_id = f"{arch}-n{label}"
             if block_id in results["blocks"]:  # same settings, checked above: a rerun resumes after the last block
                 log(f"{block_id} already in {args.out}; kept")
                 continue
             sides = {role: (half, seeds[: args.seeds]) for role, (half, seeds) in SIDES.items()}
-            block = run_block(arch, label, sides, dev, halves, test, file_id, training, args.cache, log)
+            block, scores = run_block(
+                arch, label, sides, dev, halves, test, file_id, training, args.cache, log, setting
+            )
+            per_image.mkdir(parents=True, exist_ok=True)  # for reproduction.growth's paired intervals
+            path = per_image / f"{block_id}.npz"
+            np.savez_compressed(path, test_index=test_index, **scores)
+            block["per_image"] = {"path": f"{per_image.name}/{path.name}", "sha256": sha256_file(path)}
             results["blocks"][block_id] = block | {"run": len(results["runs"]) - 1}
             run["blocks"].append(block_id)
             run["seconds"] = time.perf_counter() - started
