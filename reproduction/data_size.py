@@ -1,10 +1,10 @@
-"""The section "Does transfer grow with training data?", rendered from `docs/data_size.json` (written by
-`experiments/data_size.py`): random-init targets and surrogates of one architecture trained on n images per side,
-every surrogate's FGSM and PGD images scored on every target of the same n (up to 3 x 3 pairs), relative AUC averaged over
-the pairs with a patient-clustered bootstrap interval, beside the control (the same perturbation, pixels shuffled).
+"""The section "Does transfer grow with training data?", rendered from the data-size experiment's committed JSON
+(`experiments/data_size.py`): random-init targets and surrogates of one architecture trained on n images per side,
+every surrogate's FGSM and PGD images scored on every target of the same n.
 
-The conclusion is read from the numbers: at an ε, transfer grows with n when the largest n's interval of relative
-AUC lies wholly below the smallest n's, and shrinks when it lies wholly above; otherwise the two are not apart.
+Where a file's blocks kept per-image scores, the curve is judged by the findings' one rule (`reproduction.growth`:
+paired intervals over seed pairs, Holm across sizes, ε inside the SSIM budget); the test labels are re-read from the
+data file. Blocks without them (the 64-px Kermany run, one seed pair per size) are shown, and said not to be judged.
 """
 
 from __future__ import annotations
@@ -13,40 +13,27 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
+from medaudit.core.errors import AuditInputError
+from medaudit.core.files import sha256_file
+from medaudit.core.metrics import auc
 from reproduction import paper
-from reproduction.fmt import table
+from reproduction.assess import MARKS, Judged
+from reproduction.fmt import signed, table
+from reproduction.growth import MIN_PAIRS, SSIM_BUDGET, Pair, SizePoint, budget_epsilon, judge, reading
 from reproduction.protocol import ROOT, arch_name
 
-DATA_SIZE = ROOT / "docs" / "data_size.json"
+DATA_SIZE = ROOT / "docs" / "data_size.json"  # Kermany, 64 px: one seed pair per size, aggregates only
+DATA_SIZE_28PX = ROOT / "docs" / "data_size_pneumonia.json"  # PneumoniaMNIST, 32 px: per-image scores, judged
+DATA_SIZE_FILES = (DATA_SIZE, DATA_SIZE_28PX)
 TITLE = "## Does transfer grow with training data?"
-
-
-def _iv(d: dict) -> str:
-    return f"{d['point']:.3f} ({d['low']:.3f}–{d['high']:.3f})"
 
 
 def _blocks(results: dict, arch: str) -> list[dict]:
     """The architecture's blocks, smallest n first (by the images its target side learnt from)."""
     blocks = [b for b in results["blocks"].values() if b["arch"] == arch]
     return sorted(blocks, key=lambda b: b["sides"]["target"]["n_images"])
-
-
-def _cells(block: dict, attack: str) -> dict[float, dict]:
-    return {a["epsilon_pm1"]: a for a in block["aggregate"] if a["attack"] == attack}
-
-
-def trend(small: dict, large: dict) -> str:
-    """`grows` (largest n's relative AUC wholly below the smallest n's), `shrinks` (wholly above) or `not apart`."""
-    a, b = small["relative"], large["relative"]
-    if b["high"] < a["low"]:
-        return "grows"
-    return "shrinks" if b["low"] > a["high"] else "not apart"
-
-
-def verdict(trends: dict[float, str]) -> str:
-    """An architecture and attack over every ε: grows, shrinks, mixed, or not apart (no ε tells the sizes apart)."""
-    seen = set(trends.values()) - {"not apart"}
-    return "mixed" if len(seen) > 1 else seen.pop() if seen else "not apart"
 
 
 def _provenance(results: dict) -> str:
@@ -61,95 +48,188 @@ def _provenance(results: dict) -> str:
     return "Made by " + "; ".join(runs) + "." if runs else "No run recorded its code or machine."
 
 
-def arch_table(results: dict, arch: str) -> tuple[list[str], list[tuple[str, str | None]], int]:
-    """One architecture: relative AUC per attack, n and ε, the control's range over ε; then per attack its
-    one-sentence conclusion and verdict (None: one size only); and the largest n per side."""
-    blocks = _blocks(results, arch)
-    grid = results["settings"]["epsilons_pm1"]
-    rows, conclusions = [], []
-    for attack in results["settings"]["attacks"]:
-        for b in blocks:
-            cells = _cells(b, attack)
-            control = [c["relative_control"]["point"] for c in cells.values()]
-            sides = f"{b['sides']['target']['n_images']:,}"
-            pairs = str(max((c["n_pairs"] for c in cells.values()), default=0))
-            rel = [_iv(cells[e]["relative"]) if e in cells else "—" for e in grid]
-            ctrl = f"{min(control):.3f}–{max(control):.3f}" if control else "—"
-            rows.append([attack.upper(), sides, pairs, *rel, ctrl])
-        conclusions.append(conclusion(blocks, arch, attack, grid))
-    head = ["attack", "n (d1)", "pairs", *(f"ε {e:g}" for e in grid), "control, over ε"]
-    return table(head, rows), conclusions, max(b["sides"]["target"]["n_images"] for b in blocks)
+def _scores(block: dict, folder: Path) -> dict[str, np.ndarray]:
+    """A block's per-image scores, checked against the hash its JSON recorded."""
+    path = folder / block["per_image"]["path"]
+    if not path.is_file() or sha256_file(path) != block["per_image"]["sha256"]:
+        raise AuditInputError(f"{path}: absent or not the per-image file its data-size JSON recorded")
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
 
 
-def conclusion(blocks: list[dict], arch: str, attack: str, grid: list[float]) -> tuple[str, str | None]:
-    """(sentence, verdict) comparing the largest n with the smallest at each ε."""
-    if len(blocks) < 2:
-        return f"{arch_name(arch)} {attack.upper()}: one size only, no trend.", None
-    small, large = _cells(blocks[0], attack), _cells(blocks[-1], attack)
-    trends = {e: trend(small[e], large[e]) for e in grid if e in small and e in large}
-    grows = [f"{e:g}" for e, t in trends.items() if t == "grows"]
-    shrinks = [f"{e:g}" for e, t in trends.items() if t == "shrinks"]
-    n0, n1 = (b["sides"]["target"]["n_images"] for b in (blocks[0], blocks[-1]))
-    text = (
-        f"{arch_name(arch)} {attack.upper()}, {n0:,} → {n1:,} images: the largest n below the smallest at "
-        f"{len(grows)} of {len(trends)} ε{' (' + ', '.join(grows) + ')' if grows else ''}"
-        f"{f', above at {len(shrinks)} (' + ', '.join(shrinks) + ')' if shrinks else ''}: "
-        + ("the sizes are not apart." if verdict(trends) == "not apart" else f"transfer {verdict(trends)}.")
-    )
-    return text, verdict(trends)
-
-
-def section(path: Path = DATA_SIZE) -> list[str]:
+def labels(results: dict, data_dir: Path, test_index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test images' labels and, where the run resampled patients, their patient ids: re-read from the data file
+    the run used (never committed)."""
+    path = data_dir / results["settings"]["data_file"]
     if not path.is_file():
-        return [
-            TITLE,
-            "",
-            "The data-size experiment (`experiments/data_size.py`) has not been committed yet: "
-            f"`{path.relative_to(ROOT) if ROOT in path.parents else path}` is absent, so this section has no numbers.",
-            "",
-        ]
+        raise AuditInputError(f"{path}: the data-size experiment's data file is needed to re-read its test labels")
+    by_patient = results["settings"]["bootstrap"]["groups"] == "test patient ids"
+    with np.load(path) as npz:
+        y = npz["test_labels"].reshape(-1).astype(np.int64)[test_index]
+        return y, npz["test_patient_ids"][test_index] if by_patient else None
+
+
+def size_points(blocks: list[dict], scores: list[dict[str, np.ndarray]], attack: str, eps: float) -> list[SizePoint]:
+    """Each block at one attack and ε as the rule reads it: its seed pairs, surrogates' clean AUC and epochs."""
+    points = []
+    for b, arrays in zip(blocks, scores):
+        pairs = tuple(
+            Pair(
+                arrays[f"clean/t{t}"],
+                arrays[f"{attack}/eps{eps:g}/s{s}/t{t}/adversarial"],
+                arrays[f"{attack}/eps{eps:g}/s{s}/t{t}/control"],
+            )
+            for s in b["seeds"]["surrogate"]
+            for t in b["seeds"]["target"]
+        )
+        surrogates = [m for m in b["models"] if m["role"] == "surrogate"]
+        points.append(
+            SizePoint(
+                b["sides"]["target"]["n_images"],
+                pairs,
+                tuple(m["test_auc"] for m in surrogates),
+                tuple(m["epochs_run"] for m in b["models"]),
+            )
+        )
+    return points
+
+
+def judged_table(
+    results: dict, arch: str, folder: Path, data_dir: Path
+) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """One architecture under the rule, per attack at its SSIM-budget ε: per size its pairs, surrogate clean AUC,
+    epochs, level and d against the smallest size with its Holm interval; then each attack's outcome and reading."""
+    blocks = _blocks(results, arch)
+    scores = [_scores(b, folder) for b in blocks]
+    if any(not np.array_equal(s["test_index"], scores[0]["test_index"]) for s in scores):
+        raise AuditInputError(f"{arch}: the data-size blocks were scored on different test images")
+    y, groups = labels(results, data_dir, scores[0]["test_index"])
+    rows, sentences, outcomes = [], [], []
+    for attack in results["settings"]["attacks"]:
+        ssim: dict[float, list[float]] = {}
+        for b in blocks:
+            for a in b["attacks"]:
+                if a["attack"] == attack:
+                    ssim.setdefault(a["epsilon_pm1"], []).append(a["ssim"])
+        eps = budget_epsilon(ssim)
+        if eps is None:
+            sentences.append(f"{arch_name(arch)} {attack.upper()}: no ε of the grid keeps mean SSIM ≥ {SSIM_BUDGET:g}.")
+            continue
+        points = size_points(blocks, scores, attack, eps)
+        a = judge(y, groups, points, eps)
+        by = {j.label: j for j in a.judged}
+        for i, point in enumerate(sorted(points, key=lambda q: q.n_images)):
+            j = by.get(f"n {point.n_images:,} − n {points[0].n_images:,}") if i else None
+            level = np.mean([auc(y, q.adversarial) / auc(y, q.clean) for q in point.pairs])
+            d = "reference" if not i else _decided(j)
+            rows.append(
+                [
+                    attack.upper(),
+                    f"{eps:g}",
+                    f"{point.n_images:,}",
+                    str(len(point.pairs)),
+                    f"{min(point.surrogate_clean_auc):.3f}–{max(point.surrogate_clean_auc):.3f}",
+                    f"{min(point.epochs)}–{max(point.epochs)}",
+                    f"{level:.3f}",
+                    d,
+                ]
+            )
+        outcomes.append((arch, attack, a.outcome))
+        sentences.append(f"{arch_name(arch)} {attack.upper()}: **{a.outcome}**. {reading(a, points, eps)}")
+    head = ["attack", "ε", "n (d1)", "pairs", "surrogate clean AUC", "epochs", "relative AUC", "d vs smallest n"]
+    return table(head, rows) + [""] + [" ".join(sentences)], outcomes
+
+
+def _decided(j: Judged | None) -> str:
+    if j is None or j.interval is None:
+        return "∅" if j is not None and j.status == "no transfer" else "–"
+    return f"{signed(j.interval.point, j.interval.low, j.interval.high)} {MARKS[j.decision]}{j.interval.confidence:.1%}"
+
+
+def part(path: Path, data_dir: Path) -> tuple[list[str], list[tuple[str, str, str]], int]:
+    """One committed data-size file: judged by the rule where its blocks kept per-image scores, else described
+    and said not to be judged; with the outcomes and the largest n per side."""
     results = json.loads(path.read_text())
     settings = results["settings"]
     lines = [
-        TITLE,
-        "",
-        f"`experiments/data_size.py`: random-init targets (d1) and surrogates (d2) of one architecture learn from n "
-        f"images per side of `{settings['data_file']}` at {settings['image_size']} px; each surrogate's images are "
-        f"scored on each target of the same n, relative AUC averaged over the pairs with a 95% interval "
-        f"({settings['n_test']} test images, resampled by patient), beside the control. A trend is read where the "
-        "largest n's interval lies wholly below (grows) or above the smallest n's. " + _provenance(results),
+        f"**{settings['data_file']}, {settings['image_size']} px** ({settings['n_test']} test images). "
+        + _provenance(results),
         "",
     ]
     missing = [
         f"{arch_name(arch)} at n {label}"
-        for arch, labels in settings["grid"].items()
-        for label in labels
+        for arch, labels_ in settings["grid"].items()
+        for label in labels_
         if f"{arch}-n{label}" not in results["blocks"]
     ]
     if missing:
         seeds = {len(side_seeds) for _, side_seeds in settings["sides"].values()}
-        per_side = "/".join(map(str, sorted(seeds)))
         pairs = math.prod(len(side_seeds) for _, side_seeds in settings["sides"].values())
-        design = f"{per_side} seeds per side, {pairs} pairs per size"
+        design = f"{'/'.join(map(str, sorted(seeds)))} seeds per side, {pairs} pairs per size"
         lines += [f"**Not run yet** of the design ({design}): {', '.join(missing)}.", ""]
-    if any(c["n_pairs"] == 1 for b in results["blocks"].values() for c in b["aggregate"]):
-        lines += [
-            "Where a size has one pair, its interval covers the sampling of test patients only, not the spread "
-            "between training seeds, and two sizes are compared by whether their intervals overlap.",
-            "",
-        ]
     if settings.get("epochs_cap") is not None:
         lines += [f"**A smoke check, not the experiment**: training was capped at {settings['epochs_cap']} epochs.", ""]
-    verdicts, largest = [], 0
+    outcomes, largest = [], 0
     for arch in settings["grid"]:
-        if not _blocks(results, arch):
+        blocks = _blocks(results, arch)
+        if not blocks:
             continue
-        rows, conclusions, n = arch_table(results, arch)
+        largest = max(largest, max(b["sides"]["target"]["n_images"] for b in blocks))
+        if not _unjudged(blocks):
+            rows, judged = judged_table(results, arch, path.parent, data_dir)
+            outcomes += judged
+            lines += [f"**{arch_name(arch)}** under the rule:", "", *rows, ""]
+            continue
+        lines += [
+            f"**{arch_name(arch)}**, not judged: {_unjudged(blocks)}; its tables: `python experiments/data_size.py "
+            f"--out docs/{path.name} --render`.",
+            "",
+        ]
+    return lines, outcomes, largest
+
+
+def _unjudged(blocks: list[dict]) -> str:
+    """Why the rule cannot judge an architecture's blocks."""
+    if len(blocks) < 2:
+        return "one size only"
+    why = [] if all("per_image" in b for b in blocks) else ["its blocks kept no per-image scores for a paired interval"]
+    fewest = min(c["n_pairs"] for b in blocks for c in b["aggregate"])
+    if fewest < MIN_PAIRS:
+        why.append(f"a size has {fewest} seed pair(s), fewer than the rule's {MIN_PAIRS}")
+    return "; ".join(why)
+
+
+def section(paths: list[Path], data_dir: Path) -> list[str]:
+    present = [p for p in paths if p.is_file()]
+    if not present:
+        names = ", ".join(f"`{p.relative_to(ROOT) if ROOT in p.parents else p}`" for p in paths)
+        return [
+            TITLE,
+            "",
+            f"The data-size experiment (`experiments/data_size.py`) has not been committed yet: {names} absent, so "
+            "this section has no numbers.",
+            "",
+        ]
+    lines = [
+        TITLE,
+        "",
+        "`experiments/data_size.py`: random-init targets (d1) and surrogates (d2) of one architecture learn from n "
+        "images per side; each surrogate's images are scored on each target of the same n. The findings' rule "
+        f"judges the curve (`reproduction.growth`): per size the mean over seed pairs (at least {MIN_PAIRS}) of "
+        "relative AUC; d = that level at n minus at the smallest n, paired on the same bootstrap resamples of the "
+        "same test images; Holm across sizes, claim d < 0 (transfer grows); the larger size's attackers must beat "
+        f"their control; one ε per attack, the largest where every surrogate's mean SSIM stays ≥ {SSIM_BUDGET:g}.",
+        "",
+    ]
+    outcomes, largest, extreme = [], 0, []
+    for path in present:
+        part_lines, part_outcomes, n = part(path, data_dir)
+        lines += part_lines
+        outcomes += part_outcomes
         largest = max(largest, n)
-        verdicts += [(arch, attack, word) for attack, (_, word) in zip(settings["attacks"], conclusions) if word]
-        lines += [f"**{arch_name(arch)}**, relative AUC (95% interval):", "", *rows, ""]
-        lines += [" ".join(text for text, _ in conclusions), ""]
-    return lines + [meaning(verdicts, list(settings["grid"]), largest, extremes(results)), ""]
+        extreme.append(extremes(json.loads(path.read_text())))
+    planned = [a for p in present for a in json.loads(p.read_text())["settings"]["grid"]]
+    return lines + [meaning(outcomes, list(dict.fromkeys(planned)), largest, extreme[0]), ""]
 
 
 def extremes(results: dict) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -159,21 +239,21 @@ def extremes(results: dict) -> tuple[tuple[float, float], tuple[float, float]]:
     return tuple((e, min(c["relative"]["point"] for c in cells if c["epsilon_pm1"] == e)) for e in (grid[0], grid[-1]))
 
 
-def agreement(verdicts: list[tuple[str, str, str]], planned: list[str]) -> str:
-    """What ours says about growth, naming the architecture and attack pairs it rests on and the architectures of the
-    design it lacks (`verdicts`: (arch, attack, verdict) where two sizes were run)."""
-    if not verdicts:
-        return "Ours has one size only so far, so it cannot say"
-    named = [(f"{arch_name(a)} {k.upper()}", v) for a, k, v in verdicts]
-    grows = [name for name, v in named if v == "grows"]
-    others = [f"{name} {v}" for name, v in named if v != "grows"]
+def agreement(outcomes: list[tuple[str, str, str]], planned: list[str]) -> str:
+    """What ours says about growth, naming the architecture and attack pairs the rule judged, and the architectures
+    of the design it lacks (`outcomes`: (arch, attack, the rule's outcome))."""
+    if not outcomes:
+        return "Ours has no curve judged by the rule yet, so it cannot say"
+    named = [(f"{arch_name(a)} {k.upper()}", o) for a, k, o in outcomes]
+    grows = [name for name, o in named if o == "holds"]
+    others = [f"{name} {o}" for name, o in named if o != "holds"]
     ours = f"Ours agrees in {', '.join(grows)}" if grows else "Ours shows no growth"
     if others:
         ours += f" ({', '.join(others)})"
-    run = list(dict.fromkeys(a for a, _, _ in verdicts))
+    run = list(dict.fromkeys(a for a, _, _ in outcomes))
     lacking = [arch_name(a) for a in planned if a not in run]
     rests = f"; this rests on {len(run)} of the design's {len(planned)} architectures"
-    return ours + (rests + f" ({', '.join(lacking)}: fewer than two sizes run)" if lacking else "")
+    return ours + (rests + f" ({', '.join(lacking)}: not judged)" if lacking else "")
 
 
 def meaning(

@@ -239,7 +239,7 @@ def render(
     *,
     header: str,
     study_path: Path = STUDY,
-    data_size_path: Path = data_size.DATA_SIZE,
+    data_size_paths: Sequence[Path] = data_size.DATA_SIZE_FILES,
 ) -> tuple[str, str]:
     """(main text, appendix)."""
     loaded = {m.key: load(results / m.key, data_dir / m.file) for m in modalities}
@@ -252,7 +252,7 @@ def render(
         body += finding_section(f, assessed)
     apps = {m.key: m.paper_column for m in modalities}
     body += explain.section(assessed, present, study, apps) + deviations.section(present)
-    body += data_size.section(data_size_path) + epsilon_star.section(present) + provenance(present)
+    body += data_size.section(list(data_size_paths), data_dir) + epsilon_star.section(present) + provenance(present)
     main = "\n".join(wrap(body)).rstrip("\n") + "\n"
     extra = appendix.render(present, [m for m in modalities if m.key in present], epsilon_star.appendix(present))
     return main, "\n".join(wrap(extra.splitlines())).rstrip("\n") + "\n"
@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT, help=f"the document (default {OUT})")
     parser.add_argument("--appendix", type=Path, default=APPENDIX, help=f"the per-cell appendix (default {APPENDIX})")
     parser.add_argument("--data", type=Path, help=DATA_HELP)
-    parser.add_argument("--data-size", type=Path, default=data_size.DATA_SIZE, help="the data-size experiment's JSON")
+    parser.add_argument(
+        "--data-size", type=Path, nargs="+", default=list(data_size.DATA_SIZE_FILES), help="the data-size JSON files"
+    )
     args = parser.parse_args(argv)
     try:
         text, extra = render(
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             list(MODALITIES.values()),
             data_folder(args.data),
             header=HEADER.read_text(),
-            data_size_path=args.data_size,
+            data_size_paths=args.data_size,
         )
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one line, nothing written: a missing or other data file

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from medaudit.core.errors import AuditInputError
+from medaudit.core.files import sha256_file
 from medaudit.core.metrics import Interval
 from medaudit.records.results import write_results
 from reproduction import data_size, document, epsilon_star, findings, prose, protocol
@@ -109,12 +110,12 @@ def test_without_a_schema_3_run_the_section_says_none_is_committed():
 
 
 # ---------------------------------------------------------------- data size
-def _block(arch: str, n: str, images: int, relative: dict[float, tuple[float, float, float]]) -> dict:
+def _block(arch: str, n: str, images: int, relative: dict[float, tuple[float, float, float]], pairs: int = 9) -> dict:
     aggregate = [
         {
             "attack": attack,
             "epsilon_pm1": eps,
-            "n_pairs": 9,
+            "n_pairs": pairs,
             "relative": {"point": p, "low": lo, "high": hi},
             "relative_control": {"point": 1.0, "low": 0.99, "high": 1.01},
             "adversarial_specific_drop": {"point": 1 - p, "low": 0.0, "high": 0.1},
@@ -126,8 +127,10 @@ def _block(arch: str, n: str, images: int, relative: dict[float, tuple[float, fl
     return {"arch": arch, "n_requested": n, "sides": sides, "aggregate": aggregate}
 
 
-def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap: int | None = None):
+def data_size_json(tmp_path, pairs: int = 1, cap: int | None = None):
+    """A Kermany-like file: aggregates only (no per-image scores), `pairs` seed pairs per size."""
     small = {0.02: (0.99, 0.98, 1.0), 0.04: (0.97, 0.95, 0.99)}
+    large = {0.02: (0.985, 0.975, 0.995), 0.04: (0.90, 0.86, 0.94)}
     results = {
         "settings": {
             "data_file": "chestxray_kermany_128.npz",
@@ -138,6 +141,7 @@ def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap
             "epsilons_pm1": [0.02, 0.04],
             "attacks": {"pgd": {}, "fgsm": {}},
             "epochs_cap": cap,
+            "bootstrap": {"groups": "test patient ids"},
         },
         "runs": [
             {
@@ -147,9 +151,9 @@ def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap
             }
         ],
         "blocks": {
-            "resnet18-n300": _block("resnet18", "300", 303, small),
-            "resnet18-nall": _block("resnet18", "all", 2343, large),
-            "mobilenet_v2-n300": _block("mobilenet_v2", "300", 303, small),
+            "resnet18-n300": _block("resnet18", "300", 303, small, pairs),
+            "resnet18-nall": _block("resnet18", "all", 2343, large, pairs),
+            "mobilenet_v2-n300": _block("mobilenet_v2", "300", 303, small, pairs),
         },
     }
     path = tmp_path / "data_size.json"
@@ -157,44 +161,105 @@ def data_size_json(tmp_path, large: dict[float, tuple[float, float, float]], cap
     return path
 
 
+# 20 copies of six test images; n 300's attacks leave every target alone, n 600's invert every one
+TILES = 20
+SEPARATING = np.tile(np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), TILES)  # AUC 1 in every resample with both classes
+
+
+def judged_json(tmp_path) -> tuple:
+    """A 28-px-like file with per-image scores and a data file holding only its test labels: 1 surrogate x 3 target
+    seeds (3 pairs) per size, SSIM 0.9 at ε 0.02 and 0.7 at 0.04, so the rule reads ε 0.02."""
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "pneumoniamnist.npz", test_labels=np.tile([0, 0, 0, 1, 1, 1], TILES).reshape(-1, 1))
+    folder = tmp_path / "docs"
+    (folder / "data_size_pneumonia").mkdir(parents=True)
+    blocks = {}
+    for n, label, adversarial in ((303, "300", SEPARATING), (606, "600", SEPARATING[::-1].copy())):
+        scores = {"test_index": np.arange(6 * TILES)}
+        for t in (1000, 1001, 1002):
+            scores[f"clean/t{t}"] = SEPARATING
+            for attack in ("pgd", "fgsm"):
+                for eps in (0.02, 0.04):
+                    scores[f"{attack}/eps{eps:g}/s0/t{t}/adversarial"] = adversarial
+                    scores[f"{attack}/eps{eps:g}/s0/t{t}/control"] = SEPARATING
+        path = folder / "data_size_pneumonia" / f"resnet18-n{label}.npz"
+        np.savez(path, **scores)
+        block = _block("resnet18", label, n, {0.02: (1.0, 1.0, 1.0), 0.04: (1.0, 1.0, 1.0)}, pairs=3)
+        block["seeds"] = {"target": [1000, 1001, 1002], "surrogate": [0]}
+        block["models"] = [{"role": "target", "test_auc": 0.95, "epochs_run": 24}] * 3 + [
+            {"role": "surrogate", "test_auc": 0.93, "epochs_run": 30}
+        ]
+        block["attacks"] = [
+            {"attack": attack, "epsilon_pm1": eps, "ssim": ssim}
+            for attack in ("pgd", "fgsm")
+            for eps, ssim in ((0.02, 0.9), (0.04, 0.7))
+        ]
+        block["per_image"] = {"path": f"data_size_pneumonia/{path.name}", "sha256": sha256_file(path)}
+        blocks[f"resnet18-n{label}"] = block
+    results = {
+        "settings": {
+            "data_file": "pneumoniamnist.npz",
+            "image_size": 32,
+            "grid": {"resnet18": ["300", "600"]},
+            "sides": {"target": ["d1", [1000, 1001, 1002]], "surrogate": ["d2", [0]]},
+            "n_test": 120,
+            "epsilons_pm1": [0.02, 0.04],
+            "attacks": {"pgd": {}, "fgsm": {}},
+            "epochs_cap": None,
+            "bootstrap": {"groups": "test images"},
+        },
+        "runs": [],
+        "blocks": blocks,
+    }
+    path = folder / "data_size_pneumonia.json"
+    path.write_text(json.dumps(results))
+    return path, data
+
+
 def test_data_size_before_the_experiment_is_committed(tmp_path):
-    lines = data_size.section(tmp_path / "data_size.json")
+    lines = data_size.section([tmp_path / "data_size.json"], tmp_path)
     assert lines[0] == data_size.TITLE
     assert "has not been committed yet" in lines[2] and "so this section has no numbers" in lines[2]
 
 
-def test_data_size_reads_growth_from_the_intervals(tmp_path):
-    grows = data_size_json(tmp_path, {0.02: (0.985, 0.975, 0.995), 0.04: (0.90, 0.86, 0.94)})
-    text = "\n".join(data_size.section(grows))
-    assert "| PGD | 2,343 | 9 | 0.985 (0.975–0.995) | 0.900 (0.860–0.940) | 1.000–1.000 |" in text
-    assert "**Not run yet** of the design (3 seeds per side, 9 pairs per size): MNv2 at n all." in text
-    assert "RN18 PGD, 303 → 2,343 images: the largest n below the smallest at 1 of 2 ε (0.04): transfer grows." in text
-    assert "MNv2 PGD: one size only, no trend." in text
+def test_a_curve_without_per_image_scores_or_three_pairs_is_shown_not_judged(tmp_path):
+    text = " ".join("\n".join(data_size.section([data_size_json(tmp_path, pairs=1, cap=2)], tmp_path)).split())
     assert (
-        "Ours agrees in RN18 PGD, RN18 FGSM; this rests on 1 of the design's 2 architectures (MNv2: fewer than two "
-        "sizes run), and our sizes stop at 2,343 images per side." in " ".join(text.split())
-    )
-    assert (
-        "at ε 0.02 every size and attack keeps at least 0.985 of clean AUC, at ε 0.04 the most affected keeps 0.900."
+        "**RN18**, not judged: its blocks kept no per-image scores for a paired interval; a size has 1 seed pair(s), "
+        "fewer than the rule's 3; its tables: `python experiments/data_size.py --out docs/data_size.json --render`."
         in text
     )
-    assert "`887158b54a+dirty` on AMD EPYC (1 torch threads)" in text and "smoke check" not in text
-
-
-def test_data_size_without_growth_says_so_and_a_smoke_run_is_flagged(tmp_path):
-    flat = data_size_json(tmp_path, {0.02: (0.99, 0.98, 1.0), 0.04: (0.965, 0.94, 0.99)}, cap=2)
-    text = "\n".join(data_size.section(flat))
-    assert "at 0 of 2 ε: the sizes are not apart." in text
-    assert "Ours shows no growth (RN18 PGD not apart, RN18 FGSM not apart); this rests on 1 of the design's 2" in (
-        " ".join(text.split())
-    )
+    assert "**MNv2**, not judged: one size only;" in text and "| PGD |" not in text
+    assert "**Not run yet** of the design (3 seeds per side, 9 pairs per size): MNv2 at n all." in text
+    assert "Ours has no curve judged by the rule yet, so it cannot say, and our sizes stop at 2,343" in text
     assert "**A smoke check, not the experiment**: training was capped at 2 epochs." in text
+    assert "`887158b54a+dirty` on AMD EPYC (1 torch threads)" in text
+
+
+def test_a_curve_with_per_image_scores_is_judged_by_the_rule_at_the_ssim_budget_epsilon(tmp_path):
+    path, data = judged_json(tmp_path)
+    text = " ".join("\n".join(data_size.section([path], data)).split())
+    assert "| PGD | 0.02 | 303 | 3 | 0.930–0.930 | 24–30 | 1.000 | reference |" in text
+    assert "| PGD | 0.02 | 606 | 3 | 0.930–0.930 | 24–30 | 0.000 | -1.000 (-1.000, -1.000) ✓95.0% |" in text
+    assert "RN18 PGD: **holds**. Transfer grows with data from 303 to 606 images per side at ε 0.02" in text
+    assert "Ours agrees in RN18 PGD, RN18 FGSM, and our sizes stop at 606 images per side." in text
+
+
+def test_a_per_image_file_unlike_the_one_recorded_is_refused(tmp_path):
+    path, data = judged_json(tmp_path)
+    np.savez(path.parent / "data_size_pneumonia" / "resnet18-n600.npz", test_index=np.arange(3))
+    with pytest.raises(AuditInputError, match="not the per-image file its data-size JSON recorded"):
+        data_size.section([path], data)
 
 
 def test_data_size_agreement_names_what_it_rests_on_and_what_it_lacks():
-    both = [("resnet18", "pgd", "grows"), ("mobilenet_v2", "pgd", "shrinks")]
-    assert data_size.agreement(both, ["resnet18", "mobilenet_v2"]) == "Ours agrees in RN18 PGD (MNv2 PGD shrinks)"
-    assert data_size.agreement([], ["resnet18"]) == "Ours has one size only so far, so it cannot say"
+    both = [("resnet18", "pgd", "holds"), ("resnet18", "fgsm", "cannot be told apart")]
+    assert data_size.agreement(both, ["resnet18", "mobilenet_v2"]) == (
+        "Ours agrees in RN18 PGD (RN18 FGSM cannot be told apart); this rests on 1 of the design's 2 architectures "
+        "(MNv2: not judged)"
+    )
+    assert data_size.agreement([], ["resnet18"]) == "Ours has no curve judged by the rule yet, so it cannot say"
 
 
 def test_a_findings_cell_gives_each_arms_white_box_auc_in_the_arms_order():
@@ -208,13 +273,6 @@ def test_a_findings_cell_gives_each_arms_white_box_auc_in_the_arms_order():
     assert document.cell(aside.judged[0]) == "∅ -0.004/+0.010 wb ?/0.27"
     control = assess([Comparison("c", lambda _: d)], control_noise)
     assert document.cell(control.judged[0]).endswith("✓97.5%")  # finding 6: no arm, no white-box
-
-
-def test_data_size_verdict_is_symmetric():
-    assert data_size.verdict({0.02: "not apart", 0.04: "grows"}) == "grows"
-    assert data_size.verdict({0.02: "shrinks", 0.04: "not apart"}) == "shrinks"
-    assert data_size.verdict({0.02: "shrinks", 0.04: "grows"}) == "mixed"
-    assert data_size.verdict({0.02: "not apart", 0.04: "not apart"}) == "not apart"
 
 
 # ---------------------------------------------------------------- the prose checks

@@ -225,7 +225,7 @@ def test_the_fixed_rules_row_stands_for_different_in_the_findings(reproduction, 
 @pytest.mark.slow
 def test_the_document_renders_from_real_runs(reproduction, tmp_path):
     main, extra = document.render(
-        reproduction, [SYNTHETIC], reproduction.parent, header="# test\n", data_size_path=tmp_path / "absent.json"
+        reproduction, [SYNTHETIC], reproduction.parent, header="# test\n", data_size_paths=[tmp_path / "absent.json"]
     )
     judged = assess_modality(load(reproduction / SYNTHETIC.key, reproduction.parent / SYNTHETIC.file))
     assert judged["1"].outcome == "not testable" and "run absent" in judged["1"].reasons  # no IN target was run
