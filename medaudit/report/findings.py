@@ -105,11 +105,12 @@ def judged_on(rule: GateRule, results: AuditResults, surrogates: dict[str, Surro
 
 def _breaking(b: BreakingEpsilon | None) -> dict:
     if b is None:
-        return {"eps": "not measured", "interval": "", "bound": None, "near": None, "margin": "—"}
+        return {"eps": "not measured", "interval": "", "bracket": "", "bound": None, "near": None, "margin": "—"}
     if b.epsilon_pm1 is None:
         return {
             "eps": f"> {b.largest_tried_pm1:g}",
             "interval": "never crossed",
+            "bracket": f"{len(b.measured)} ε measured",
             "bound": b.bound_epsilon_pm1,
             "near": b.near_invisible_epsilon_pm1,
             "margin": f"> {b.largest_tried_pm1 / b.bound_epsilon_pm1:.2g}" if b.bound_epsilon_pm1 else "—",
@@ -119,6 +120,7 @@ def _breaking(b: BreakingEpsilon | None) -> dict:
     return {
         "eps": f"{b.epsilon_pm1:.3g}",
         "interval": f"{low}–{high}",
+        "bracket": f"holds at {b.holds_at_pm1:.3g}; {len(b.measured)} ε measured, {b.bisection_points} by bisection",
         "bound": b.bound_epsilon_pm1,
         "near": b.near_invisible_epsilon_pm1,
         "margin": "—" if b.margin is None else f"{b.margin:.2g}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medaudit.core import ONE_GREY_LEVEL_PM1
 from medaudit.records import (
     CRITERIA,
     MARKS,
@@ -21,7 +22,6 @@ from medaudit.records import (
 )
 
 _SHORT = {c.id: c.short for c in CRITERIA}
-ONE_GREY_LEVEL_PM1 = 2 / 255  # one 8-bit grey level in [-1, 1] units
 
 
 def commit_text(prov: Provenance) -> str:

@@ -33,7 +33,8 @@ ACCEPTABILITY = {  # the gated tiers' outcome for a hazard -> its residual risk 
 
 def hazard_conclusions(results: AuditResults) -> list[dict]:
     """Per stated criterion (one hazard each): acceptable, not acceptable or not shown acceptable, as the gated tiers'
-    page-1 rows recorded it against the scenario's criteria, with the reason and what the reported tiers add."""
+    page-1 rows recorded it against the scenario's criteria, with the reason and what the reported tiers add, each
+    citing its page-1 row for the ε* rather than repeating it."""
     out = []
     for c in CRITERIA:
         rows = [r for r in results.verdict_rows if r.criterion_id == c.id]
@@ -42,8 +43,9 @@ def hazard_conclusions(results: AuditResults) -> list[dict]:
             continue
         worst = max(gated, key=lambda r: SEVERITY.get(r.status, 1)) if gated else None
         status = worst.status if worst else "NOT RUN"
-        reason = f"{worst.reason}; {worst.result}" if worst else "no gated tier judged it"
-        others = [f"{TIER_LABELS[r.tier]} tier: {r.status.lower()} ({r.result})" for r in rows if not r.gated]
+        row = {id(r): n for n, r in enumerate(results.verdict_rows, 1)}  # page 1's row numbers: the ε* are there
+        reason = f"{worst.reason} (page 1, row {row[id(worst)]})" if worst else "no gated tier judged it"
+        others = [f"{TIER_LABELS[r.tier]} tier: {r.status.lower()} (row {row[id(r)]})" for r in rows if not r.gated]
         out.append(
             {
                 "c": c,
