@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from medaudit.core.errors import AuditInputError
 
-SCHEMAS = ("2.0", "3.0", "3.1", "3.2")  # 3.1: white-box bound checks; 3.2: worst case over tiers, sample sizes
+SCHEMAS = ("2.0", "3.0", "3.1", "3.2", "3.3")  # 3.1: white-box checks; 3.2: worst case, sample sizes; 3.3: ε* bisection
 
 
 class View(BaseModel):

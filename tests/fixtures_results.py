@@ -19,10 +19,11 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from medaudit.attacks import APGD, FGSM, PGD, TIERS, Square
-from medaudit.judging.breaking_epsilon import crossing
+from medaudit.judging.breaking_epsilon import first_break
 from medaudit.judging.evidence import seed_spread
 from medaudit.judging.harm import sample_sizes, worst_case
 from medaudit.judging.verdict import judge
+from medaudit.records.breaking import BreakingEpsilon, MeasuredEpsilon
 from medaudit.records.criteria import stated
 from medaudit.records.measurements import (
     AttackerFitness,
@@ -38,7 +39,6 @@ from medaudit.records.measurements import (
 )
 from medaudit.records.results import (
     AuditResults,
-    BreakingEpsilon,
     DataRecord,
     EnvironmentRecord,
     EpsilonChoice,
@@ -355,7 +355,8 @@ def make_choice(
 
 
 def make_breaking(scenario: Scenario, cells, choices) -> tuple[BreakingEpsilon, ...]:
-    """Each attacker's epsilon* from its cells' points, the interval from the cells' interval ends."""
+    """Each attacker's epsilon* from its cells' points (the smallest measured epsilon that breaks), the interval
+    from the cells' interval ends; no bisection."""
     choice = {c.attack_id: c for c in choices}
     groups: dict[tuple[str, str], list[CellRecord]] = {}
     for c in cells:
@@ -368,7 +369,7 @@ def make_breaking(scenario: Scenario, cells, choices) -> tuple[BreakingEpsilon, 
             values = [getattr(c, criterion.cell_field) for c in mine]
             at = [
                 float(
-                    crossing(
+                    first_break(
                         eps,
                         np.array([getattr(v, k) for v in values]),
                         threshold,
@@ -380,15 +381,24 @@ def make_breaking(scenario: Scenario, cells, choices) -> tuple[BreakingEpsilon, 
             ]
             point, early, late = at if criterion.at_least else (at[0], at[2], at[1])
             finite = lambda x: None if not np.isfinite(x) else x  # noqa: E731
+            holds = [v.point >= threshold if criterion.at_least else v.point <= threshold for v in values]
             out.append(
                 BreakingEpsilon(
                     criterion_id=criterion.id,
                     attacker_id=attacker,
                     attack_id=attack,
+                    tier=mine[0].tier,
                     epsilon_pm1=finite(point),
+                    holds_at_pm1=float(max([0.0, *eps[eps < point]])) if np.isfinite(point) else None,
                     low_pm1=finite(early),
                     high_pm1=finite(late),
                     largest_tried_pm1=float(eps.max()),
+                    measured=tuple(
+                        MeasuredEpsilon(epsilon_pm1=float(e), value=v.point, holds=h, bisection=False)
+                        for e, v, h in zip(eps, values, holds)
+                    ),
+                    search="holds at every ε measured" if not np.isfinite(point) else "interval wider than the bracket",
+                    one_grey_level_pm1=None,
                     bound_epsilon_pm1=choice[attack].bound_epsilon_pm1,
                     near_invisible_epsilon_pm1=choice[attack].near_invisible_epsilon_pm1,
                 )
@@ -676,10 +686,18 @@ def make_results(
             search_seconds=12.5,
             cells_seconds=153.6,
             bounds_seconds=96.0,
+            bisection_seconds=20.4,
             finalize_seconds=1.2,
             total_seconds=431.4,
         ),
-        execution=ExecutionStats(surrogates_trained=6, surrogates_cached=0, cell_jobs_computed=14, cell_jobs_cached=0),
+        execution=ExecutionStats(
+            surrogates_trained=6,
+            surrogates_cached=0,
+            cell_jobs_computed=14,
+            cell_jobs_cached=0,
+            bisection_jobs_computed=3,
+            bisection_jobs_cached=0,
+        ),
     )
 
 
@@ -1060,7 +1078,12 @@ def make_large_results(*, committed: bool = False) -> AuditResults:
             "per_image": per_image,
             "target_queries": sum(c.target_queries for c in cells) + sum(t.target_queries for t in tiers),
             "execution": ExecutionStats(
-                surrogates_trained=24, surrogates_cached=6, cell_jobs_computed=80, cell_jobs_cached=12
+                surrogates_trained=24,
+                surrogates_cached=6,
+                cell_jobs_computed=80,
+                cell_jobs_cached=12,
+                bisection_jobs_computed=9,
+                bisection_jobs_cached=0,
             ),
         }
     )

@@ -317,16 +317,9 @@ gate: {{min_relative_auc: 0.8, tiers: [transfer, query, whitebox]}}
 """
 
 
-@pytest.mark.slow
-def test_the_audit_of_a_linear_target_fails_where_the_optimum_breaks_it(tmp_path):
-    """The false PASS the flip-seeking APGD gave (a grid ending at 0.04 on a model the optimal attack takes to 0.69
-    of its clean AUC at 0.03): the audit now fails, its white-box cells sit on the optimum and its checks pass."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from medaudit.cli import app
-
+def linear_audit_inputs(tmp_path, scenario: str):
+    """The linear target as an 8-bit dataset (train 120, val 40, test 140 images) and an ONNX file, with the
+    scenario written to `s.yaml`: (target path, model, images as the audit reads them, labels, weights)."""
     x, y, w, b, scale = linear_problem(300, seed=3)
     grey = np.round((x[:, 0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
     x = grey[:, None].astype(np.float32) / 127.5 - 1  # what the audit reads back
@@ -337,7 +330,21 @@ def test_the_audit_of_a_linear_target_fails_where_the_optimum_breaks_it(tmp_path
     model = Linear(w, b, scale)
     wrap, dummy, card = LINEAR_CONTRACTS["nhwc-255-sigmoid"]
     target = export(Deployed(wrap, model), tmp_path / "linear.onnx", dummy, card={**card, "task": "binary"})
-    (tmp_path / "s.yaml").write_text(SCENARIO.format(data=tmp_path / "linear.npz"))
+    (tmp_path / "s.yaml").write_text(scenario.format(data=tmp_path / "linear.npz"))
+    return target, model, x, y, w
+
+
+@pytest.mark.slow
+def test_the_audit_of_a_linear_target_fails_where_the_optimum_breaks_it(tmp_path):
+    """The false PASS the flip-seeking APGD gave (a grid ending at 0.04 on a model the optimal attack takes to 0.69
+    of its clean AUC at 0.03): the audit now fails, its white-box cells sit on the optimum and its checks pass."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medaudit.cli import app
+
+    target, model, x, y, w = linear_audit_inputs(tmp_path, SCENARIO)
     args = ["run", "--target", str(target), "--scenario", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(app, args + ["--cache", str(tmp_path / "cache"), "--no-report"])
     assert result.exit_code == 1, result.output
@@ -355,3 +362,78 @@ def test_the_audit_of_a_linear_target_fails_where_the_optimum_breaks_it(tmp_path
     for cell in cells:
         exact = linear_auc(model, optimum(test_x, test_y, w, cell["epsilon_pm1"]), test_y)
         assert cell["auc_adversarial"]["point"] <= exact + WHITEBOX_TOLERANCE, (cell["epsilon_pm1"], exact)
+
+
+BISECTION = """
+name: linear-bisection
+data: {{source: {data}}}
+surrogates: {{arch: [tiny_cnn], data: [d1], seed: [0]}}
+training: {{epochs: 1, batch_size: 32}}
+attacks:
+  - name: fgsm
+  - {{name: apgd, images: 140}}
+epsilons_pm1: [0.005, 0.04]
+perceptibility: null
+delivery: float
+bootstrap: {{resamples: 200}}
+gate: {{min_relative_auc: 0.8, tiers: [transfer, whitebox]}}
+"""
+
+
+@pytest.mark.slow
+def test_the_bisection_measures_epsilon_star_between_grid_points_and_resumes(tmp_path):
+    """On the linear target a grid of 0.005 and 0.04 brackets the white-box ε* widely; the bisection measures the
+    attack between them until the bracket is narrow or the bootstrap cannot place the crossing more finely, every
+    point at the optimum's own value; an audit killed in the bisection resumes from the rounds it finished."""
+    from medaudit.audit.run import run_audit
+    from medaudit.engine.plan import RunOptions
+    from medaudit.judging.breaking_epsilon import BRACKET_PRECISION
+    from medaudit.scenario.threat_model import load_scenario
+
+    target, model, x, y, w = linear_audit_inputs(tmp_path, BISECTION)
+    test_x, test_y = x[160:300], y[160:300]
+
+    def run(progress=None, resume=False):
+        options = RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", resume=resume)
+        path = tmp_path / "s.yaml"
+        return run_audit(
+            load_scenario(path),
+            scenario_path=path,
+            target_path=target,
+            data_source=None,
+            options=options,
+            log=lambda m: None,
+            progress=progress,
+        )
+
+    class Killed(Exception):
+        pass
+
+    def kill_in_round_2(phase, done, total):
+        if phase == "bisection 2":
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(progress=kill_in_round_2)
+    record = run(resume=True)
+    assert record.execution.bisection_jobs_cached == 2  # rounds 1 and 2 finished before the kill: from the cache
+    b = next(r.breaking for r in record.gate if r.tier == "whitebox" and r.criterion_id == "C-REL-AUC" and r.breaking)
+    assert record.execution.bisection_jobs_computed >= 1 and b.bisection_points >= 2
+    measured = [m.epsilon_pm1 for m in b.measured]
+    assert measured == sorted(measured) and {0.005, 0.04} <= set(measured)
+    assert b.epsilon_pm1 in measured and b.holds_at_pm1 in measured
+    assert b.search in ("bracket within 10%", "interval wider than the bracket")
+    if b.search == "bracket within 10%":
+        assert b.epsilon_pm1 - b.holds_at_pm1 <= BRACKET_PRECISION * b.epsilon_pm1
+    assert b.epsilon_pm1 - b.holds_at_pm1 < 0.04 - 0.005  # narrower than the grid's bracket
+    clean = linear_auc(model, test_x, test_y)
+    for m in b.measured:  # each point where the optimum puts it, so the bracket holds the optimum's crossing
+        exact = linear_auc(model, optimum(test_x, test_y, w, m.epsilon_pm1), test_y) / clean
+        assert m.value <= exact + WHITEBOX_TOLERANCE / clean, (m.epsilon_pm1, m.value, exact)
+        assert m.holds == (m.value >= 0.8)
+    holds = linear_auc(model, optimum(test_x, test_y, w, b.holds_at_pm1), test_y) / clean
+    assert holds >= 0.8 - WHITEBOX_TOLERANCE  # the optimum holds at the bracket's low end
+    again = run(resume=True)
+    done = record.execution.bisection_jobs_computed + record.execution.bisection_jobs_cached
+    assert (again.execution.bisection_jobs_computed, again.execution.bisection_jobs_cached) == (0, done)
+    assert [r.breaking for r in again.gate] == [r.breaking for r in record.gate]

@@ -141,8 +141,11 @@ def test_second_run_reuses_cache_and_resume_recomputes_nothing(audit, tmp_path):
         "surrogates_cached": 2,
         "cell_jobs_computed": 0,
         "cell_jobs_cached": 2,
+        "bisection_jobs_computed": 0,
+        "bisection_jobs_cached": before["execution"]["bisection_jobs_computed"],
     }  # nothing recomputed
-    assert after["cells"] == before["cells"]
+    assert before["execution"]["bisection_jobs_computed"] >= 1  # the bisection ran, then came from the cache
+    assert after["cells"] == before["cells"] and after["gate"] == before["gate"]
 
 
 def test_report_command_rerenders_from_results_alone(audit, tmp_path):

@@ -175,6 +175,8 @@ def test_an_interrupted_run_resumes_and_recomputes_nothing_it_finished(inputs):
         "surrogates_cached": 3,
         "cell_jobs_computed": 4 + 1,
         "cell_jobs_cached": 2,
+        "bisection_jobs_computed": 0,  # nothing breaks between grid points wider than the bootstrap's reach
+        "bisection_jobs_cached": 0,
     }
     again = _run(inputs, "resume", resume=True)
     assert (again.execution.cell_jobs_computed, again.execution.surrogates_trained) == (0, 0)
@@ -204,7 +206,7 @@ def test_resume_refuses_a_changed_scenario(inputs, local_run):
 def test_results_json_round_trips(inputs, local_run):
     path = inputs[0] / "out-local" / "results.json"
     assert read_results(path) == local_run
-    assert json.loads(path.read_text())["schema_version"] == "3.2"
+    assert json.loads(path.read_text())["schema_version"] == "3.3"
 
 
 def test_compare_two_releases_on_the_same_images(inputs, local_run, tmp_path):
@@ -253,7 +255,7 @@ def test_compare_refuses_what_cannot_be_compared_in_one_line(inputs, local_run, 
     said = {
         "scenario": "its scenario differs from the previous release's",
         "truncated": "not valid JSON",
-        "schema": "results schema version '2.0'; this medaudit reads 3.2",
+        "schema": "results schema version '2.0'; this medaudit reads 3.3",
     }[damage]
     assert result.exit_code == 2 and said in result.stderr and len(result.stderr.splitlines()) == 1
     assert str(bad) in result.stderr and not (tmp_path / "out").exists()  # nothing written

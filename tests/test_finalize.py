@@ -3,11 +3,13 @@ move a model of its row that did not make them beyond that model's control), the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from medaudit.attacks import FGSM
-from medaudit.judging.breaking_epsilon import breaking_epsilon, crossing
+from medaudit.judging.breaking_epsilon import Crossing, breaking_epsilon, crossing, first_break, midpoint, stop
 from medaudit.judging.evidence import seed_spread
 from medaudit.judging.finalize import attacker_fitness, choose_epsilons, transfers
 from medaudit.records.measurements import CellRecord, EpsilonSearch, IntervalRecord, SearchStep, TransferCheck
@@ -158,31 +160,65 @@ def test_transfer_is_criterion_2_strictly_above_its_floor():
     assert transfers(cell("a", 0.02, drop=None), 0.0) is None
 
 
-def test_breaking_epsilon_interpolates_from_the_clean_value_by_hand():
+def test_breaking_epsilon_is_the_smallest_measured_epsilon_that_breaks_by_hand():
     eps = np.array([0.01, 0.02, 0.04])
-    # relative AUC 1 at 0, then 0.95, 0.85, 0.60: crosses 0.8 between 0.02 and 0.04, a fifth of the way
+    # relative AUC 1 at 0, then 0.95, 0.85, 0.60: breaks 0.8 first at 0.04 (nothing between 0.02 and 0.04 is assumed)
+    assert float(first_break(eps, np.array([0.95, 0.85, 0.6]), 0.8, True, 1.0)) == 0.04
+    assert float(first_break(eps, np.array([0.7, 0.6, 0.5]), 0.8, True, 1.0)) == 0.01  # at the first point
+    # an upper-bounded criterion (drop <= 0.1) from 0: 0.02, 0.05, 0.2 breaks first at 0.04
+    assert float(first_break(eps, np.array([0.02, 0.05, 0.2]), 0.1, False, 0.0)) == 0.04
+    assert first_break(eps, np.array([0.95, 0.9, 0.85]), 0.8, True, 1.0) == np.inf  # never at any measured epsilon
+    assert first_break(eps, np.array([0.95, 0.9, 0.85]), 0.8, True, 0.7) == 0.0  # the clean value already fails
+    assert np.isnan(first_break(eps, np.array([np.nan, 0.9, 0.85]), 0.8, True, 1.0))
+    # the stop rule's straight-line crossing: a fifth of the way from 0.02 (0.85) to 0.04 (0.60)
     assert float(crossing(eps, np.array([0.95, 0.85, 0.6]), 0.8, True, 1.0)) == pytest.approx(0.024)
-    # already below at the first point: between 0 (1.0) and 0.01 (0.7), two thirds of the way
     assert float(crossing(eps, np.array([0.7, 0.6, 0.5]), 0.8, True, 1.0)) == pytest.approx(0.01 * 2 / 3)
-    # an upper-bounded criterion (drop <= 0.1) from 0: 0.02, 0.05, 0.2 crosses a third of the way to 0.04
-    assert float(crossing(eps, np.array([0.02, 0.05, 0.2]), 0.1, False, 0.0)) == pytest.approx(0.02 + 0.02 / 3)
-    assert crossing(eps, np.array([0.95, 0.9, 0.85]), 0.8, True, 1.0) == np.inf  # never within the grid
-    assert np.isnan(crossing(eps, np.array([np.nan, 0.9, 0.85]), 0.8, True, 1.0))
 
 
-def test_breaking_epsilons_interval_is_open_ended_when_resamples_do_not_cross():
+def test_breaking_epsilon_bracket_and_interval_are_open_ended_when_resamples_do_not_break():
     eps = np.array([0.01, 0.02, 0.04])
     resampled = np.array([[0.95, 0.85, 0.6]] * 5 + [[0.9, 0.9, 0.9]] * 5 + [[0.7, 0.6, 0.5]] * 5 + [[np.nan] * 3])
     b = breaking_epsilon(
         eps, np.array([0.95, 0.85, 0.6]), resampled, threshold=0.8, at_least=True, start=1.0, confidence=0.9
     )
-    assert b.point == pytest.approx(0.024)
-    assert b.low == pytest.approx(0.01 * 2 / 3)  # the earliest resamples' crossing
-    assert b.high is None  # a third of the resamples never cross: "more than the largest epsilon tried"
+    assert (b.point, b.holds_at) == (0.04, 0.02)
+    assert b.low == 0.01  # the earliest resamples break at the first point
+    assert b.high is None  # a third of the resamples never break: "more than the largest epsilon measured"
+    assert b.spread == math.inf
     never = breaking_epsilon(
         eps, np.array([0.95, 0.9, 0.9]), resampled[5:10], threshold=0.8, at_least=True, start=1.0, confidence=0.9
     )
-    assert (never.point, never.low, never.high) == (None, None, None)
+    assert (never.point, never.holds_at, never.low, never.high) == (None, None, None, None)
+    tight = breaking_epsilon(
+        eps, np.array([0.95, 0.85, 0.6]), resampled[:5], threshold=0.8, at_least=True, start=1.0, confidence=0.9
+    )
+    assert (tight.low, tight.high, tight.spread) == (0.04, 0.04, 0.0)  # every resample the same: no spread
+
+
+def test_bisection_midpoints_are_geometric_halve_from_zero_and_keep_to_whole_grey_levels():
+    g = 2 / 255
+    assert midpoint(0.01, 0.04, None) == pytest.approx(0.02)
+    assert midpoint(0.0, 0.04, None) == pytest.approx(0.02)  # below the grid: halve
+    assert midpoint(g, 9 * g, g) == pytest.approx(3 * g)  # sqrt(1 x 9) = 3 grey levels
+    assert midpoint(2 * g, 3 * g, g) is None  # adjacent grey levels: nothing between
+    assert midpoint(0.0, g, g) is None  # one grey level above clean: the smallest change a file carries
+    assert midpoint(0.0, 2 * g, g) == pytest.approx(g)
+    assert midpoint(5 * g, 7 * g, g) == pytest.approx(6 * g)  # sqrt(35) = 5.9 -> 6
+
+
+def test_bisection_stops_for_each_reason_and_only_then():
+    def c(point, holds, spread=0.0):
+        return Crossing(point, holds, point, point, spread)
+
+    g = 2 / 255
+    assert stop(Crossing(None, None, None, None, math.inf), None) == "holds at every ε measured"
+    assert stop(c(0.0205, 0.019), None) == "bracket within 10%"  # 0.0015 <= 0.1 x 0.0205
+    assert stop(c(0.03, 0.01), None) is None
+    assert stop(c(0.03, 0.01, spread=0.021), None) == "interval wider than the bracket"
+    assert stop(c(3 * g, 2 * g), g) == "one grey level apart"
+    assert stop(c(g, 0.0), g) == "one grey level apart"
+    assert stop(c(8e-6, 0.0), None) == "float floor"
+    assert stop(c(4 * g, g), g) is None
 
 
 def test_seed_spread_and_the_most_harmful_seed():

@@ -12,9 +12,9 @@ from medaudit.attacks import APGD, Square
 from medaudit.judging.harm import worst_case
 from medaudit.judging.rules import NO_CRITERIA
 from medaudit.judging.verdict import MASKING_MARGIN, judge
+from medaudit.records.breaking import BreakingEpsilon, MeasuredEpsilon
 from medaudit.records.criteria import CONTROL_STEPS, CONTROLS, CRITERIA
 from medaudit.records.measurements import BoundCheck, CellRecord, IntervalRecord, TierStatus
-from medaudit.records.results import BreakingEpsilon
 from medaudit.records.wording import WORST_OVER_ATTACKS, bound_check_text, breaking_text
 from medaudit.scenario.threat_model import GateSection
 from tests.fixtures_results import iv, make_breaking, make_cell, make_choice, make_scenario, make_surrogate
@@ -293,7 +293,7 @@ def test_bound_tiers_are_threats_of_their_own_reported_beside_the_gated_verdict(
         ("whitebox", False, "FAIL"),
     ]
     assert [(r.tier, r.status) for r in judged.rows] == [("transfer", "PASS"), ("whitebox", "FAIL")]
-    assert judged.rows[1].result.startswith("ε* 0.85 grey levels [0.00")  # below the first grid point, interpolated
+    assert judged.rows[1].result.startswith("ε* 1.28 grey levels [0.01] (1.28–1.28); holds at 0")  # the first point
     gated = _judge(transfer + whitebox, REL, tiers=("whitebox",), gated=["transfer", "whitebox"])
     assert gated.verdict == "FAIL"
 
@@ -306,7 +306,7 @@ def test_a_transfer_row_with_no_fit_attacker_states_the_bounds():
     rule = judged.rules[0]
     assert rule.status == "INCONCLUSIVE"
     assert rule.message.startswith(
-        "no transfer attacker we trained moves it; an attacker with its weights breaks it at ε*"
+        "no transfer attacker we trained moves it; an attacker with its weights breaks it: ε*"
     )
     assert judged.rows[0].reason == "no fit transfer attacker: its perturbations move no other model"
 
@@ -397,28 +397,45 @@ def test_white_box_doing_worse_than_transfer_is_flagged_as_masking_and_settles_n
     assert next(v for v in judged.tier_verdicts if v.tier == "whitebox").masking == judged.masking
 
 
-def test_breaking_text_gives_the_margin_or_says_the_bound_was_not_reached():
-    def b(point, low, high, bound):
+def test_breaking_text_gives_the_bracket_the_points_and_the_margin():
+    def b(point, low, high, bound, holds=0.008, bisected=2, grey=None):
+        measured = [MeasuredEpsilon(epsilon_pm1=e, value=0.9, holds=True, bisection=False) for e in (0.005, 0.05, 0.1)]
+        measured += [MeasuredEpsilon(epsilon_pm1=0.008, value=0.85, holds=True, bisection=True)] * bisected
         return BreakingEpsilon(
             criterion_id="C-REL-AUC",
             attacker_id="a",
             attack_id="pgd",
+            tier="transfer",
             epsilon_pm1=point,
+            holds_at_pm1=None if point is None else holds,
             low_pm1=low,
             high_pm1=high,
             largest_tried_pm1=0.1,
+            measured=tuple(measured),
+            search="bracket within 10%",
+            one_grey_level_pm1=grey,
             bound_epsilon_pm1=bound,
             near_invisible_epsilon_pm1=None,
         )
 
     assert breaking_text(None) == "ε* not measured"
-    # grey levels first (x 127.5), [-1, 1] units in brackets: 0.01 is 1.275 (1.28) grey levels, the budget's 0.08 is 10.2
-    assert (
-        breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == "ε* 1.28 grey levels [0.01] (1.02–1.59), 0.12× the budget's 10.2"
+    # grey levels first (x 127.5), [-1, 1] units in brackets: 0.01 is 1.275 (1.28) grey levels, the budget's 0.08 is
+    # 10.2; the bracket's low end 0.008 is 1.02
+    assert breaking_text(b(0.01, 0.008, 0.0125, 0.08)) == (
+        "ε* 1.28 grey levels [0.01] (1.02–1.59); holds at 1.02; 5 ε measured, 2 by bisection; 0.12× the budget's 10.2"
     )
-    assert breaking_text(b(0.01, None, None, 0.08)) == "ε* 1.28 grey levels [0.01] (—–> 12.8), 0.12× the budget's 10.2"
-    assert (
-        breaking_text(b(0.01, 0.008, 0.0125, None))
-        == "ε* 1.28 grey levels [0.01] (1.02–1.59); the budget is not reached up to 12.8 grey levels"
+    assert breaking_text(b(0.01, None, None, 0.08, bisected=0)) == (
+        "ε* 1.28 grey levels [0.01] (—–> 12.8); holds at 1.02; 3 ε measured; 0.12× the budget's 10.2"
+    )
+    assert breaking_text(b(0.01, 0.008, 0.0125, None, holds=0.0)) == (
+        "ε* 1.28 grey levels [0.01] (1.02–1.59); holds at 0; 5 ε measured, 2 by bisection; the budget is not "
+        "reached up to 12.8 grey levels"
     )
     assert breaking_text(b(None, None, None, 0.08)) == "ε* > 12.8 grey levels [0.1], the largest tried"
+    one = 2 / 255  # one grey level, breaking where the clean image holds: nothing smaller can be delivered
+    assert breaking_text(b(one, one, one, 0.08, holds=0.0, bisected=0, grey=one)) == (
+        "breaks at the smallest change an 8-bit image can carry (ε* 1 grey level [0.00784], 3 ε measured); "
+        "0.098× the budget's 10.2"
+    )
+    assert not b(one, one, one, 0.08, holds=0.0, grey=None).at_one_grey_level  # float delivery: finer changes exist
+    assert not b(2 * one, one, one, 0.08, holds=one, grey=one).at_one_grey_level

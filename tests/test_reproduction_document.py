@@ -56,7 +56,7 @@ def test_a_schema_2_run_reads_with_3_0_names():
 
 def test_a_schema_3_run_reads_with_its_transfer_check_and_breaking_epsilons(tmp_path):
     run = committed_3_0(tmp_path).runs[0]
-    assert run.schema == "3.2" and run.record.provenance.code == "c3bcfff2d4"  # committed: no +dirty
+    assert run.schema == "3.3" and run.record.provenance.code == "c3bcfff2d4"  # committed: no +dirty
     cell = next(c for c in run.record.cells if c.tier == "transfer")
     assert cell.transfer_drop is not None and cell.transfer_drop.point == pytest.approx(0.05)
     assert {c.tier for c in run.record.cells} == {"transfer", "whitebox", "query"}

@@ -197,7 +197,7 @@ def test_each_run_is_copied_with_the_per_image_files_it_cites_and_scores_only(re
     )
     loaded = load(folder, reproduction.parent / SYNTHETIC.file)
     for run in loaded.runs:
-        assert run.schema == "3.2"
+        assert run.schema == "3.3"
         cited = {f.path for f in run.record.per_image}
         assert cited == {str(p.relative_to(run.folder)) for p in (run.folder / "per_image").iterdir()}
         assert run.clean.scores.shape == run.clean.y.shape == (40,)

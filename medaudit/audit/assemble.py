@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from medaudit.attacks import TIERS
+from medaudit.audit.bisection import Bisected
+from medaudit.audit.stored import StoredScores
 from medaudit.core import (
-    Cache,
     atomic_write,
     auc,
     code_version,
@@ -24,9 +25,8 @@ from medaudit.core import (
     safe_name,
     sha256_file,
 )
-from medaudit.engine import CellArrays, Executed, Live, Plan, Reference, RunOptions, auc_labels
+from medaudit.engine import Executed, Live, Plan, Reference, RunOptions, auc_labels
 from medaudit.judging import (
-    CellScores,
     anomalies,
     breaking_epsilons,
     choose_epsilons,
@@ -41,7 +41,6 @@ from medaudit.judging import (
 )
 from medaudit.records import (
     AuditResults,
-    CellRecord,
     DataRecord,
     EnvironmentRecord,
     ExecutionStats,
@@ -136,30 +135,6 @@ def running_record(
     )
 
 
-class StoredScores:
-    """Each cell's per-image arrays, read once per job from the cache."""
-
-    def __init__(self, cache_dir: str, executed: Executed):
-        cache = Cache(cache_dir)
-        self.arrays: dict[str, CellArrays] = {}
-        self.key_of: dict[str, str] = {}  # cell id -> its job's cache key
-        for outcome in executed.cells + executed.bounds:
-            if outcome.records:
-                self.arrays[outcome.key] = CellArrays.load(cache, outcome.kind, outcome.key)
-                self.key_of.update({r.id: outcome.key for r in outcome.records})
-
-    def __call__(self, cell: CellRecord) -> CellScores:
-        a = self.arrays[self.key_of[cell.id]]
-        i = a.at(cell.epsilon_pm1)
-        return CellScores(a.image_indices, a.adversarial_scores[i], a.control_scores[i])
-
-    def flips(self, cell: CellRecord) -> list[tuple[int, np.ndarray, float]]:
-        a = self.arrays[self.key_of[cell.id]]
-        i = a.at(cell.epsilon_pm1)
-        score_of = dict(zip(a.image_indices.tolist(), a.adversarial_scores[i].tolist()))
-        return [(int(j), img, score_of[int(j)]) for j, img in zip(a.example_indices[i], a.example_images[i]) if j >= 0]
-
-
 def complete(
     running: AuditResults,
     plan: Plan,
@@ -170,6 +145,7 @@ def complete(
     *,
     started: float,
     load_seconds: float,
+    bisected: Bisected,
 ) -> AuditResults:
     """The complete, judged record; writes the per-image files it cites."""
     t_final = time.perf_counter()
@@ -185,7 +161,18 @@ def complete(
     trained = {o.job_id: o.record for o in executed.surrogates}
     transfer_cells = [c for c in cells if c.tier == "transfer"]
     surrogates = surrogate_results(plan, trained, transfer_cells, choices, sc.fitness)
-    breaking = breaking_epsilons(sc, cells, choices, y_auc, ref.clean_scores, groups, scores)
+    breaking = breaking_epsilons(
+        sc,
+        cells,
+        choices,
+        y_auc,
+        ref.clean_scores,
+        groups,
+        scores,
+        points=bisected.points,
+        stops=bisected.stops,
+        grey_level_pm1=bisected.grey_level_pm1,
+    )
     judged = judge(sc, cells, surrogates, choices, breaking, tiers, order_check(cells, y_auc, scores))
     flagged = anomalies(
         judged.masking,
@@ -201,6 +188,7 @@ def complete(
         + sum(o.target_queries for o in executed.searches)
         + sum(c.target_queries for c in transfer_cells)
         + sum(t.target_queries for t in tiers)
+        + bisected.target_queries
     )
     return running.model_copy(
         update=dict(
@@ -238,6 +226,7 @@ def complete(
                 search_seconds=executed.seconds["search"],
                 cells_seconds=executed.seconds["cells"],
                 bounds_seconds=executed.seconds["bounds"],
+                bisection_seconds=bisected.seconds,
                 finalize_seconds=time.perf_counter() - t_final,
                 total_seconds=time.perf_counter() - started,
             ),
@@ -246,6 +235,8 @@ def complete(
                 surrogates_cached=sum(o.record.from_cache for o in executed.surrogates),
                 cell_jobs_computed=sum(not o.from_cache for o in executed.cells + executed.bounds),
                 cell_jobs_cached=sum(o.from_cache for o in executed.cells + executed.bounds),
+                bisection_jobs_computed=bisected.jobs_computed,
+                bisection_jobs_cached=bisected.jobs_cached,
             ),
         )
     )

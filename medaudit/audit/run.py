@@ -1,6 +1,7 @@
-"""The audit as four steps: plan (pure: jobs with ids and cache keys), execute (an executor runs the jobs over the
-shared cache), finalize and judge (epsilon choice, fitness, breaking epsilons, the gate), then one atomic write of
-the complete `results.json` and the per-image files it cites. Only orchestration lives here.
+"""The audit as five steps: plan (pure: jobs with ids and cache keys), execute (an executor runs the jobs over the
+shared cache), bisect (epsilon* measured between grid points, by the same executor), finalize and judge (epsilon
+choice, fitness, breaking epsilons, the gate), then one atomic write of the complete `results.json` and the
+per-image files it cites. Only orchestration lives here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from medaudit.attackers import default_device
 from medaudit.audit.assemble import complete, running_record
+from medaudit.audit.bisection import bisect
 from medaudit.core import AuditInputError
 from medaudit.engine import (
     EXECUTORS,
@@ -58,9 +60,19 @@ def run_audit(
     write_results(running, results_path)  # what --resume checks against; finished jobs live in the cache
     log(summary(plan, lv, running.target.clean_auc, options))
     load_seconds = time.perf_counter() - started
-    executed = execute(EXECUTORS[options.executor].from_options(options), plan, progress)
+    executor = EXECUTORS[options.executor].from_options(options)
+    executed = execute(executor, plan, progress)
+    bisected = bisect(plan, executed, executor, lv, reference, progress)
     results = complete(
-        running, plan, executed, lv, reference, options.out_dir, started=started, load_seconds=load_seconds
+        running,
+        plan,
+        executed,
+        lv,
+        reference,
+        options.out_dir,
+        started=started,
+        load_seconds=load_seconds,
+        bisected=bisected,
     )
     write_results(results, results_path)
     return results

@@ -27,7 +27,7 @@ from medaudit.core.metrics import (
     per_class_auc,
     percentile_interval,
 )
-from medaudit.core.pixels import GREY_LEVELS_PER_PM1, deliver_uint8, grey_from_pm1, pm1_from_grey
+from medaudit.core.pixels import GREY_LEVELS_PER_PM1, ONE_GREY_LEVEL_PM1, deliver_uint8, grey_from_pm1, pm1_from_grey
 from medaudit.core.provenance import code_version, package_versions, processor, python_and_platform
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "describe_validation_error",
     "grey_from_pm1",
     "GREY_LEVELS_PER_PM1",
+    "ONE_GREY_LEVEL_PM1",
     "harmful_flips",
     "look_up_option",
     "mean_ssim",

@@ -36,6 +36,7 @@ CODE = {
     "search": _ATTACK + _TARGET + _MEASURE,
     "cell": _ATTACK + _TARGET + _MEASURE,
     "bound": _ATTACK + _TARGET + _MEASURE,
+    "refine": _ATTACK + _TARGET + _MEASURE + ("engine/refine",),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 GREY_LEVELS_PER_PM1 = 127.5  # canonical images span [-1, 1], the 255 steps of an 8-bit grey scale
+ONE_GREY_LEVEL_PM1 = 1 / GREY_LEVELS_PER_PM1  # 2/255: the smallest change an 8-bit file carries
 
 
 def pm1_from_grey(images: np.ndarray) -> np.ndarray:

@@ -7,11 +7,12 @@ Imports: every stage before it (`core` … `attackers`).
 
 from __future__ import annotations
 
-from medaudit.engine.executors import EXECUTORS, Executed, execute
+from medaudit.engine.executors import EXECUTORS, Executed, Executor, Progress, execute
 from medaudit.engine.inputs import Live, delivered, live, prepare
 from medaudit.engine.measure import CellArrays, auc_labels
 from medaudit.engine.plan import Plan, RunContext, RunOptions, atlas_ids, make_plan
 from medaudit.engine.reference import Reference, compute_reference
+from medaudit.engine.refine import RefineOutcome, refine_job_for, refined_arrays
 
 __all__ = [
     "atlas_ids",
@@ -20,6 +21,11 @@ __all__ = [
     "compute_reference",
     "execute",
     "Executed",
+    "Executor",
+    "Progress",
+    "RefineOutcome",
+    "refine_job_for",
+    "refined_arrays",
     "EXECUTORS",
     "Live",
     "delivered",

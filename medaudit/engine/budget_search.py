@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from medaudit.attacks import Crafting
-from medaudit.core import GREY_LEVELS_PER_PM1, Cache, deliver_uint8, mean_ssim
+from medaudit.core import ONE_GREY_LEVEL_PM1, Cache, deliver_uint8, mean_ssim
 from medaudit.engine.inputs import live
 from medaudit.engine.plan import RunContext, SearchJob, n_logits
 from medaudit.engine.victims import victim
@@ -28,7 +28,6 @@ MAX_EPSILON_PM1 = 1.0  # the largest epsilon there is on [-1, 1] images
 RELATIVE_PRECISION = 0.05  # the search stops when the bracket is narrower than this share of its upper end
 MAX_STEPS = 12  # interpolation steps at most
 GRID_DIGITS = 3  # significant digits of a grid epsilon
-ONE_GREY_LEVEL_PM1 = 1 / GREY_LEVELS_PER_PM1  # 2/255: the smallest change an 8-bit file carries
 MONOTONE_SLACK = 1e-4  # a rise in SSIM smaller than this is noise, not a rise
 
 

@@ -1,6 +1,6 @@
 """Execute: run a plan's jobs, phase by phase, wherever the executor puts them.
 
-Every job function is `measure.run_job(ctx, job)`: pure given its job and the run context, it stores its
+Every job function is `run_job(ctx, job)`: pure given its job and the run context, it stores its
 result in the shared cache, so a later phase reads what an earlier one made. An executor only decides where
 the calls run: `local` loops in this process, `ray` submits the same calls as Ray tasks (a GPU each when the
 device is cuda), so both give the same records bit for bit. Executors are built from the run options and
@@ -15,11 +15,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from medaudit.core import AuditInputError
-from medaudit.engine.budget_search import SearchOutcome
-from medaudit.engine.measure import CellOutcome, SurrogateOutcome, run_job
+from medaudit.engine.budget_search import SearchOutcome, search_job
+from medaudit.engine.measure import CellOutcome, SurrogateOutcome, bound_job, cell_job, train_job
 from medaudit.engine.plan import PHASES, Plan, RunContext, RunOptions
+from medaudit.engine.refine import refine_job
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+JOBS = {  # job kind -> function
+    "surrogate": train_job,
+    "search": search_job,
+    "cell": cell_job,
+    "bound": bound_job,
+    "refine": refine_job,
+}
+
+
+def run_job(ctx: RunContext, job):
+    """Run one job of any kind (what every executor calls)."""
+    return JOBS[job.kind](ctx, job)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from medaudit.core import (
 )
 from medaudit.data import stratified_subset
 from medaudit.engine.bound_checks import CHECK_IMAGES, whitebox_checks
-from medaudit.engine.budget_search import SearchOutcome, search_job
+from medaudit.engine.budget_search import SearchOutcome
 from medaudit.engine.inputs import live
 from medaudit.engine.plan import BoundJob, CellJob, Grid, RunContext, SurrogateJob, n_logits
 from medaudit.engine.reference import Reference, load_reference
@@ -150,7 +150,7 @@ def _operating_point(y, clean, adv, ctrl, ref: Reference) -> OperatingPoint:
     )
 
 
-def _measure(
+def measure_cell(
     ctx: RunContext,
     job: CellJob | BoundJob,
     index: np.ndarray,
@@ -251,7 +251,7 @@ def cell_job(ctx: RunContext, job: CellJob) -> CellOutcome:
     grid, _ = epsilons(ctx, job.grid)
     adversarial, check = _attacker(ctx, job, grid)
     queries = TargetQueries(live(ctx).target)
-    records, arrays = _measure(ctx, job, np.arange(len(live(ctx).data.test)), adversarial, check, queries, {})
+    records, arrays = measure_cell(ctx, job, np.arange(len(live(ctx).data.test)), adversarial, check, queries, {})
     outcome = CellOutcome(job_id=job.id, kind="cell", key=job.key, records=records, status=None, from_cache=False)
     cache.store("cell", job.key, outcome.model_dump_json(), arrays.as_arrays())
     return outcome
@@ -336,8 +336,8 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
         cache.store("bound", job.key, outcome.model_dump_json())
         return outcome
     x, y = test.x[index], test.y[index]
-    adversarial, crafting_queries = _crafted(ctx, job, attacked.model, x, y, grid, queries)
-    records, arrays = _measure(ctx, job, index, adversarial, None, queries, crafting_queries)
+    adversarial, crafting_queries = craft_on_target(ctx, job, attacked.model, x, y, grid, queries)
+    records, arrays = measure_cell(ctx, job, index, adversarial, None, queries, crafting_queries)
     checks = _whitebox_checks(ctx, job, attacked.model, index, adversarial, records, queries)
     status = TierStatus(
         tier=job.tier,
@@ -353,7 +353,7 @@ def bound_job(ctx: RunContext, job: BoundJob) -> CellOutcome:
     return outcome
 
 
-def _crafted(ctx, job: BoundJob, model, x, y, grid, queries: TargetQueries) -> tuple[dict, dict[float, int]]:
+def craft_on_target(ctx, job: BoundJob, model, x, y, grid, queries: TargetQueries) -> tuple[dict, dict[float, int]]:
     """Adversarial images per epsilon and the queries crafting each cost: the white-box tier (no queries) crafts
     its grid in one batched pass; the query tier one epsilon at a time, so each cell counts its own queries."""
     if job.tier != "query":
@@ -388,11 +388,3 @@ def _whitebox_checks(ctx, job: BoundJob, model, index, adversarial, records, que
     at = tuple(sorted({middle.epsilon_pm1, largest.epsilon_pm1}))
     crafted = {eps: adversarial[eps][local] for eps in at}
     return whitebox_checks(job.attack, model, x, y, crafted, crafting(ctx), target_auc)
-
-
-JOBS = {"surrogate": train_job, "search": search_job, "cell": cell_job, "bound": bound_job}  # job kind -> function
-
-
-def run_job(ctx: RunContext, job):
-    """Run one planned job of any kind (what every executor calls)."""
-    return JOBS[job.kind](ctx, job)

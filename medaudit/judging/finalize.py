@@ -14,20 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from medaudit.attackers import SurrogateRecord, family
-from medaudit.core import auc, bootstrap_curves
+from medaudit.core import auc
 from medaudit.engine import Plan, atlas_ids
-from medaudit.judging.breaking_epsilon import breaking_epsilon
 from medaudit.records import (
     AttackerFitness,
     BoundCheck,
-    BreakingEpsilon,
     CellRecord,
-    Criterion,
     EpsilonChoice,
     EpsilonSearch,
     IntervalRecord,
     SurrogateResult,
-    stated,
 )
 from medaudit.scenario import FitnessSection, Scenario
 
@@ -279,63 +275,4 @@ def surrogate_results(
             fitness=fitness(job.attacker_id),
         )
         out.append(by_id[job.attacker_id])
-    return tuple(out)
-
-
-# ---------------------------------------------------------------- breaking epsilon
-def breaking_epsilons(
-    scenario: Scenario,
-    cells: Sequence[CellRecord],
-    choices: Sequence[EpsilonChoice],
-    y_auc: np.ndarray,
-    clean_scores: np.ndarray,
-    groups: np.ndarray | None,
-    scores_of: ScoresOf,
-) -> tuple[BreakingEpsilon, ...]:
-    """epsilon* of every attacker, attack and stated criterion, from its cells' per-image scores."""
-    criteria: list[tuple[Criterion, float]] = stated(scenario.gate)
-    choice = {c.attack_id: c for c in choices}
-    groups_of: dict[tuple[str, str], list[CellRecord]] = {}
-    for c in cells:
-        groups_of.setdefault((c.attacker_id, c.attack_id), []).append(c)
-    b = scenario.bootstrap
-    out = []
-    for (attacker_id, attack_id), mine in groups_of.items():
-        mine = sorted(mine, key=lambda c: c.epsilon_pm1)
-        scores = [scores_of(c) for c in mine]
-        index = scores[0].image_indices
-        curves = bootstrap_curves(
-            y_auc[index],
-            clean_scores[index],
-            [s.adversarial for s in scores],
-            [s.control for s in scores],
-            resamples=b.resamples,
-            seed=scenario.seed,
-            groups=groups[index] if groups is not None else None,
-        )
-        eps = np.array([c.epsilon_pm1 for c in mine])
-        for criterion, threshold in criteria:
-            crossing = breaking_epsilon(
-                eps,
-                getattr(curves, criterion.cell_field),
-                getattr(curves, f"resampled_{criterion.cell_field}"),
-                threshold=threshold,
-                at_least=criterion.at_least,
-                start=criterion.clean_value,
-                confidence=b.confidence,
-            )
-            c = choice.get(attack_id)
-            out.append(
-                BreakingEpsilon(
-                    criterion_id=criterion.id,
-                    attacker_id=attacker_id,
-                    attack_id=attack_id,
-                    epsilon_pm1=crossing.point,
-                    low_pm1=crossing.low,
-                    high_pm1=crossing.high,
-                    largest_tried_pm1=float(eps.max()),
-                    bound_epsilon_pm1=c.bound_epsilon_pm1 if c else None,
-                    near_invisible_epsilon_pm1=c.near_invisible_epsilon_pm1 if c else None,
-                )
-            )
     return tuple(out)

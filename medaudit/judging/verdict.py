@@ -134,7 +134,7 @@ def _bounds_sentence(rules: list[GateRule], criterion_id: str) -> str:
             b = min((r.breaking for r in mine), key=lambda b: math.inf if b.epsilon_pm1 is None else b.epsilon_pm1)
             who = "an attacker with its weights" if tier == "whitebox" else "an attacker with its scores"
             parts.append(
-                f"{who} breaks it at {breaking_text(b)}"
+                f"{who} breaks it: {breaking_text(b)}"
                 if b.epsilon_pm1 is not None
                 else f"{who} does not break it up to ε {b.largest_tried_pm1:g}"
             )
@@ -273,4 +273,4 @@ def _statement(tier: str, rules: list[GateRule], unavailable: str) -> str:
         return f"The {TIER_NAMES[tier]} was not judged."
     if b.epsilon_pm1 is None:
         return f"The {TIER_NAMES[tier]} breaks no criterion up to ε {b.largest_tried_pm1:g}."
-    return f"The {TIER_NAMES[tier]} breaks a criterion first at {breaking_text(b)} ({b.attacker_id}, {b.attack_id})."
+    return f"The {TIER_NAMES[tier]} breaks a criterion first ({b.attacker_id}, {b.attack_id}): {breaking_text(b)}."

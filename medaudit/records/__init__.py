@@ -7,6 +7,7 @@ Imports: `core`, `attacks`, `scenario`. Every later stage, the report and the ga
 
 from __future__ import annotations
 
+from medaudit.records.breaking import BreakingEpsilon, MeasuredEpsilon, SearchStop
 from medaudit.records.criteria import (
     CONTROL_STEPS,
     CONTROLS,
@@ -39,7 +40,6 @@ from medaudit.records.results import (
     OUTCOMES,
     Anomaly,
     AuditResults,
-    BreakingEpsilon,
     CriterionChange,
     DataRecord,
     EnvironmentRecord,
@@ -85,6 +85,8 @@ __all__ = [
     "bound_check_text",
     "breaking_text",
     "BreakingEpsilon",
+    "MeasuredEpsilon",
+    "SearchStop",
     "CardFields",
     "CellRecord",
     "CONTROL_STEPS",

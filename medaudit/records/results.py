@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from medaudit.attacks import Tier
 from medaudit.core import AuditInputError, atomic_write, describe_validation_error
+from medaudit.records.breaking import BreakingEpsilon
 from medaudit.records.criteria import Outcome
 from medaudit.records.harm import SampleSize, WorstCase
 from medaudit.records.measurements import (
@@ -30,7 +31,7 @@ from medaudit.records.measurements import (
 )
 from medaudit.scenario import CardFields, Scenario
 
-SCHEMA_VERSION = "3.2"
+SCHEMA_VERSION = "3.3"
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "PENDING"]
 OUTCOMES: tuple[Outcome, ...] = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")  # the order every output counts them in
 MARKS = {"PASS": "✓", "FAIL": "✖", "INCONCLUSIVE": "!", "ERROR": "ERROR", "PENDING": "…", "NOT RUN": "–"}
@@ -51,31 +52,6 @@ class EpsilonChoice(Record):
     bound_binds: bool  # False: every epsilon measured passed, so the grid, not perceptibility, limited epsilon
     search: EpsilonSearch | None  # how `auto` placed the grid (None for an explicit grid)
     reason: str
-
-
-class BreakingEpsilon(Record):
-    """The smallest epsilon at which one attacker breaks one criterion (epsilon*), with its bootstrap interval.
-
-    The criterion's value is interpolated linearly in epsilon between measured points, from the clean value at
-    epsilon 0; a resample that never crosses within the grid contributes `> largest tried` (the interval's high
-    end is then None). `epsilon_pm1` None: the point estimate never crosses within the grid."""
-
-    criterion_id: str
-    attacker_id: str
-    attack_id: str
-    epsilon_pm1: float | None
-    low_pm1: float | None  # None only when no resample crosses
-    high_pm1: float | None  # None: some resamples do not cross within the grid
-    largest_tried_pm1: float
-    bound_epsilon_pm1: float | None  # where the perceptibility bound binds for this attack
-    near_invisible_epsilon_pm1: float | None
-
-    @property
-    def margin(self) -> float | None:
-        """epsilon* / the bound's epsilon: below 1, the criterion breaks inside the perceptibility budget."""
-        if self.epsilon_pm1 is None or not self.bound_epsilon_pm1:
-            return None
-        return self.epsilon_pm1 / self.bound_epsilon_pm1
 
 
 class GateRule(Record):
@@ -293,6 +269,7 @@ class Timings(Record):
     search_seconds: float
     cells_seconds: float  # transfer cells
     bounds_seconds: float  # query and white-box tiers
+    bisection_seconds: float  # measuring epsilon* between grid points
     finalize_seconds: float
     total_seconds: float
 
@@ -304,6 +281,8 @@ class ExecutionStats(Record):
     surrogates_cached: int
     cell_jobs_computed: int
     cell_jobs_cached: int
+    bisection_jobs_computed: int
+    bisection_jobs_cached: int
 
 
 class AuditResults(Record):

@@ -38,21 +38,35 @@ def grey_text(e_pm1: float) -> str:
     return f"{e_pm1 * GREY_LEVELS_PER_PM1:.3g}"
 
 
+def measured_text(b: BreakingEpsilon) -> str:
+    """The bracket and the points behind ε*: `holds at 1.02; 7 ε measured, 3 by bisection`."""
+    n, k = len(b.measured), b.bisection_points
+    return f"holds at {grey_text(b.holds_at_pm1)}; {n} ε measured{f', {k} by bisection' if k else ''}"
+
+
 def breaking_text(b: BreakingEpsilon | None) -> str:
-    """ε* in grey levels first, [-1, 1] units beside, its interval, then the budget's ε (where the perceptibility
-    budget binds) and the near-invisible reference: `ε* 1.28 grey levels [0.01] (1.02–1.59), 0.12× the budget's
-    10.2; near-invisible 2.55`; `ε* > 12.8 grey levels [0.1], the largest tried`."""
+    """ε* in grey levels first, [-1, 1] units beside, its interval and bracket, then the budget's ε (where the
+    perceptibility budget binds) and the near-invisible reference: `ε* 1.28 grey levels [0.01] (1.02–1.59); holds
+    at 1.02; 7 ε measured, 3 by bisection; 0.12× the budget's 10.2; near-invisible 2.55`; `ε* > 12.8 grey levels
+    [0.1], the largest tried`; under 8-bit delivery, `breaks at the smallest change an 8-bit image can carry (1 grey
+    level [0.00784], 5 ε measured); ...`."""
     if b is None:
         return "ε* not measured"
     if b.epsilon_pm1 is None:
         return f"ε* > {grey_text(b.largest_tried_pm1)} grey levels [{b.largest_tried_pm1:.3g}], the largest tried"
-    low = "—" if b.low_pm1 is None else grey_text(b.low_pm1)
-    high = f"> {grey_text(b.largest_tried_pm1)}" if b.high_pm1 is None else grey_text(b.high_pm1)
-    text = f"ε* {grey_text(b.epsilon_pm1)} grey levels [{b.epsilon_pm1:.3g}] ({low}–{high})"
+    if b.at_one_grey_level:
+        text = (
+            f"breaks at the smallest change an 8-bit image can carry (ε* 1 grey level [{b.epsilon_pm1:.3g}], "
+            f"{len(b.measured)} ε measured)"
+        )
+    else:
+        low = "—" if b.low_pm1 is None else grey_text(b.low_pm1)
+        high = f"> {grey_text(b.largest_tried_pm1)}" if b.high_pm1 is None else grey_text(b.high_pm1)
+        text = f"ε* {grey_text(b.epsilon_pm1)} grey levels [{b.epsilon_pm1:.3g}] ({low}–{high}); {measured_text(b)}"
     near = "" if b.near_invisible_epsilon_pm1 is None else f"; near-invisible {grey_text(b.near_invisible_epsilon_pm1)}"
     if b.bound_epsilon_pm1 is None:  # the attack's SSIM stayed above the budget over its whole grid
         return f"{text}; the budget is not reached up to {grey_text(b.largest_tried_pm1)} grey levels{near}"
-    return f"{text}, {b.margin:.2g}× the budget's {grey_text(b.bound_epsilon_pm1)}{near}"
+    return f"{text}; {b.margin:.2g}× the budget's {grey_text(b.bound_epsilon_pm1)}{near}"
 
 
 def bound_check_text(c: BoundCheck) -> str:
