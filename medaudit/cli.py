@@ -193,6 +193,8 @@ def run(
     ] = None,
 ) -> None:
     """Run the audit the scenario describes against the target; write results, report and gate files."""
+    import torch
+
     from medaudit.audit import run_audit
     from medaudit.core import look_up_option
     from medaudit.engine import EXECUTORS, RunOptions
@@ -238,7 +240,24 @@ def run(
     except AuditInputError as exc:
         fail_input(exc)
         return
+    except torch.OutOfMemoryError:
+        fail_input(AuditInputError(out_of_memory(batch_size, sc.training.batch_size, device or "the device")))
+        return
     raise typer.Exit(code)
+
+
+def out_of_memory(batch_size: int, training_batch_size: int, device: str) -> str:
+    """The fix for a run that ran out of device memory: lower the batch sizes that set how many images are in
+    flight at once (attack rows per pass, training batch) or, when both already hold one image, another device."""
+    if batch_size == 1 and training_batch_size == 1:
+        return (
+            f"{device} ran out of memory with one image in flight (`--batch-size 1`, `training.batch_size: 1`); "
+            "run on a device with more memory (`--device cpu` uses the host's)"
+        )
+    return (
+        f"{device} ran out of memory; lower `--batch-size` (attack rows per pass, now {batch_size}) or the "
+        f"scenario's `training.batch_size` (now {training_batch_size})"
+    )
 
 
 def _progress(phase: str, done: int, total: int) -> None:
