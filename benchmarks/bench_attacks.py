@@ -88,17 +88,18 @@ def torchattacks_pgd(model, x, y) -> Callable[[], np.ndarray]:
     import torchattacks
 
     net = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x01 = (x + 1) / 2  # torchattacks works on [0, 1]; its normalisation (mean = std = 0.5) maps that onto our [-1, 1]
 
     def run() -> np.ndarray:
         adv = {}
         for eps in EPSILONS_PM1:
             atk = torchattacks.PGD(net, eps=eps / 2, alpha=STEP_PM1 / 2, steps=ITERATIONS, random_start=False)
+            # torchattacks attacks on [0, 1]: told that our [-1, 1] inputs are its images normalised with mean = std
+            # = 0.5, it maps them back, steps there and hands back [-1, 1] images
             atk.set_normalization_used(mean=[0.5], std=[0.5])
             out = []
             for s in range(0, len(x), BATCH):
-                xb = torch.from_numpy(x01[s : s + BATCH]).contiguous(memory_format=torch.channels_last)
-                out.append(atk(xb, torch.from_numpy(y[s : s + BATCH])).numpy() * 2 - 1)
+                xb = torch.from_numpy(x[s : s + BATCH]).contiguous(memory_format=torch.channels_last)
+                out.append(atk(xb, torch.from_numpy(y[s : s + BATCH])).numpy())
             adv[eps] = np.concatenate(out)
         return adv[APGD_EPS_PM1]
 
@@ -224,7 +225,8 @@ def _cpu_name() -> str:
 def table(record: dict) -> str:
     """The README's table of ratios (min / median / max over the repeats) from a results record."""
     lines = [
-        f"Measured on {record['machine']}, torch {record['torch']}, {record['torch_threads']} threads, "
+        f"{record['images']} test images. Measured on {record['machine']}, torch {record['torch']}, "
+        f"{record['torch_threads']} threads (OMP_WAIT_POLICY {record['omp_wait_policy']}), "
         f"{record['repeats']} interleaved repeats; 1-minute load average {record['load_average_1min_before_after'][0]:.2f}"
         f" before, {record['load_average_1min_before_after'][1]:.2f} after (2 cores: above 2 the machine was shared).",
         "",
@@ -279,6 +281,7 @@ def main() -> None:
         "load_average_1min_before_after": [load_before[0], os.getloadavg()[0]],  # 2 cores: > 2 means shared
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),  # PASSIVE: waiting threads yield the core
         "torch": torch.__version__,
         "machine": f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
