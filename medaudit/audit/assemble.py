@@ -146,6 +146,7 @@ def complete(
     started: float,
     load_seconds: float,
     bisected: Bisected,
+    scores: StoredScores,
 ) -> AuditResults:
     """The complete, judged record; writes the per-image files it cites."""
     t_final = time.perf_counter()
@@ -155,7 +156,6 @@ def complete(
     groups = test.groups if lv.data.patient_level else None
     cells = tuple(c for o in executed.cells + executed.bounds for c in o.records)
     tiers = tuple(o.status for o in executed.bounds if o.status is not None)
-    scores = StoredScores(plan.context.cache_dir, executed)
     searches = {o.attack_id: o.search for o in executed.searches if o.search is not None}
     choices = choose_epsilons(cells, sc, searches)
     trained = {o.job_id: o.record for o in executed.surrogates}

@@ -23,7 +23,7 @@ from medaudit.engine import (
     refined_arrays,
 )
 from medaudit.judging import CellScores, Pair, Point, breaking_epsilons, next_round
-from medaudit.records import SearchStop
+from medaudit.records import BreakingEpsilon, SearchStop
 
 MAX_ROUNDS = 8  # bisection rounds at most: a 3x grid bracket is within 10% after 4, a halving from 0 takes more
 
@@ -41,8 +41,11 @@ class Bisected:
     seconds: float
 
 
-def bisect(plan: Plan, executed: Executed, executor: Executor, lv: Live, ref: Reference, progress) -> Bisected:
-    """Narrow every attacker's bracket that may set its tier's epsilon*, round by round."""
+def bisect(
+    plan: Plan, executed: Executed, executor: Executor, lv: Live, ref: Reference, scores: StoredScores, progress
+) -> Bisected:
+    """Narrow every attacker's bracket that may set its tier's epsilon*, round by round; each round recomputes the
+    breaking epsilons of the attackers it measured only (the others' stand, and `next_round` closes them again)."""
     started = time.perf_counter()
     ctx = plan.context
     sc, test = ctx.scenario, lv.data.test
@@ -50,21 +53,24 @@ def bisect(plan: Plan, executed: Executed, executor: Executor, lv: Live, ref: Re
     y_auc = auc_labels(test.y, lv.data.task, k)
     groups = test.groups if lv.data.patient_level else None
     cells = tuple(c for o in executed.cells + executed.bounds for c in o.records)
-    scores = StoredScores(ctx.cache_dir, executed)
     job_of = {(j.attacker_id, j.attack.id): j for j in plan.cells + plan.bounds}
     grey = ONE_GREY_LEVEL_PM1 if sc.delivery == "uint8" else None
     points: dict[Pair, list[Point]] = {}
     stops: dict[tuple[str, str, str], SearchStop] = {}
     outcomes = []
+    latest: dict[tuple[str, str, str], BreakingEpsilon] = {}
+    changed = cells
     for round_ in range(MAX_ROUNDS + 1):
-        breaking = breaking_epsilons(
-            sc, cells, (), y_auc, ref.clean_scores, groups, scores, points=points, stops=stops, grey_level_pm1=grey
-        )
-        wanted, closed = next_round(breaking, grey)
+        for b in breaking_epsilons(
+            sc, changed, (), y_auc, ref.clean_scores, groups, scores, points=points, stops=stops, grey_level_pm1=grey
+        ):
+            latest[(b.attacker_id, b.attack_id, b.criterion_id)] = b
+        wanted, closed = next_round(tuple(latest.values()), grey)
         stops.update(closed)
         if not wanted or round_ == MAX_ROUNDS:
             break
         jobs = [refine_job_for(job_of[pair], eps) for pair, eps in wanted.items()]
+        changed = tuple(c for c in cells if (c.attacker_id, c.attack_id) in wanted)
         for outcome in executor.map(ctx, jobs, f"bisection {round_ + 1}", progress):
             outcomes.append(outcome)
             a = refined_arrays(ctx, outcome)

@@ -14,6 +14,7 @@ import torch
 from medaudit.attackers import default_device
 from medaudit.audit.assemble import complete, running_record
 from medaudit.audit.bisection import bisect
+from medaudit.audit.stored import StoredScores
 from medaudit.core import AuditInputError
 from medaudit.engine import (
     EXECUTORS,
@@ -62,7 +63,8 @@ def run_audit(
     load_seconds = time.perf_counter() - started
     executor = EXECUTORS[options.executor].from_options(options)
     executed = execute(executor, plan, progress)
-    bisected = bisect(plan, executed, executor, lv, reference, progress)
+    scores = StoredScores(plan.context.cache_dir, executed)  # every grid cell's per-image scores, read once
+    bisected = bisect(plan, executed, executor, lv, reference, scores, progress)
     results = complete(
         running,
         plan,
@@ -73,6 +75,7 @@ def run_audit(
         started=started,
         load_seconds=load_seconds,
         bisected=bisected,
+        scores=scores,
     )
     write_results(results, results_path)
     return results
