@@ -8,8 +8,8 @@ install: .venv/.installed
 # Data: the official retinamnist.npz, downloaded once into the cache, or read from $MEDAUDIT_DATA when it is set.
 demo: install
 	.venv/bin/medaudit demo --out medaudit-demo $${MEDAUDIT_DATA:+--data "$$MEDAUDIT_DATA"}; code=$$?; \
-	echo "medaudit exit code $$code (0: gate passed, 1: gate failed; see medaudit-demo/report.pdf)"; \
-	[ $$code -le 1 ]
+	if [ $$code -le 1 ]; then echo "medaudit exit code $$code (0: gate passed, 1: gate failed; see medaudit-demo/report.pdf)"; \
+	else echo "medaudit exit code $$code: no audit ran (the line above says why)"; exit $$code; fi
 
 test: install
 	.venv/bin/python -m pytest
