@@ -56,7 +56,7 @@ def _git(root: Path, *args: str) -> str:
 @functools.cache
 def code_version() -> CodeVersion:
     """The commit of medaudit's checkout and whether its package files are committed; taken once per process."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the checkout: medaudit/core/provenance.py is two levels down
     if not (root / ".git").exists():
         version = metadata.version("medaudit")
         return CodeVersion(f"unknown: installed from a package, not a git checkout (medaudit {version})", False)
