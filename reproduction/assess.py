@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from medaudit.core.metrics import Interval, bootstrap_paired_difference
+from reproduction.arm_epsilon import ArmEpsilon
 
 FAMILY_CONFIDENCE = 0.95  # Holm: the chance that any decision in one finding's family is wrong stays <= 5 %
 PREMISE_CONFIDENCE = 0.95  # a premise (pre-training raises clean AUC) is a condition, judged alone at 95 %
@@ -81,6 +82,7 @@ class Arm:
     run: str = ""  # the run (target) it attacks, e.g. `pretraining__mobilenet_v2-random-d1`
     whitebox_auc: float | None = None  # the attacker's own AUC on its own adversarial images at `eps`
     attacker_clean_auc: float | None = None  # the attacker's own clean test AUC, what `whitebox_auc` is relative to
+    epsilon_star: ArmEpsilon | None = None  # its ε* for relative AUC 0.8 on its run's grid (`arm_epsilon`)
 
     @property
     def transfers(self) -> bool:

@@ -37,14 +37,14 @@ def _blocks(results: dict, arch: str) -> list[dict]:
 
 
 def _provenance(results: dict) -> str:
-    runs = []
+    """`Made by <commit> on <machine> (blocks ...)`, one clause per code and machine, its blocks together."""
+    by: dict[str, list[str]] = {}
     for run in results.get("runs", []):
         code, machine = run.get("code", {}), run.get("machine", {})
         commit = f"{code.get('commit', '?')[:10]}{'+dirty' if code.get('dirty') else ''}"
-        runs.append(
-            f"`{commit}` on {machine.get('processor', 'processor not recorded')} "
-            f"({machine.get('torch_threads', '?')} torch threads), blocks {', '.join(run.get('blocks', [])) or 'none'}"
-        )
+        who = f"`{commit}` on {machine.get('processor', 'processor not recorded')} ({machine.get('torch_threads', '?')} torch threads)"
+        by.setdefault(who, []).extend(run.get("blocks", []))
+    runs = [f"{who}, blocks {', '.join(blocks) or 'none'}" for who, blocks in by.items()]
     return "Made by " + "; ".join(runs) + "." if runs else "No run recorded its code or machine."
 
 

@@ -3,7 +3,7 @@
 
     python -m reproduction.document [--data DIR] [--results DIR] [--out FILE] [--appendix FILE]
 
-Every number is read from the runs' `results.json` (schema 2.0 or 3.0, through `record`'s narrow view), their
+Every number is read from the runs' `results.json` (schema 2.0 or 3.x, through `record`'s narrow view), their
 per-image score files (the findings' paired intervals are computed from those), `run_info.json`,
 `docs/random_init_transfer.json` and `docs/data_size.json`; the paper's numbers come from `paper.py`. The per-image
 files hold scores only: the test images' labels and patient ids are re-read from the data files (--data), which
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from medaudit.core.errors import AuditInputError
 from reproduction import appendix, data_size, deviations, epsilon_star, explain, paper
+from reproduction.arm_epsilon import RATIO_CONFIDENCE, RELATIVE_AUC, ratio
 from reproduction.assess import CHANCE_AUC, FAMILY_CONFIDENCE, MARKS, VERDICT_RESAMPLES, Assessment, Judged
 from reproduction.findings import (
     CONTROL_TOLERANCE_AUC,
@@ -88,8 +89,7 @@ def method() -> list[str]:
         f"run's floor), a `different` row not made under the fixed rule ({NOT_FIXED}), or finding 1's premise;",
         "2. **no transfer** (∅, with each arm's lower bound): the reference arm, the attacker on the target that the "
         "finding says transfers more (the first named), does not beat its own control: the lower bound of its "
-        "adversarial-specific drop (control minus adversarial AUC, the run's 95% interval) is at most 0, so there is "
-        "nothing to compare. An arm the finding says transfers less may be silent: that is its evidence, and the "
+        "adversarial-specific drop (control minus adversarial AUC, 95%) is at most 0. An arm the finding says transfers less may be silent: that is its evidence, and the "
         "comparison is judged. Finding 6 has no arm; 7a's is its attacker at the larger ε, 8's its one attacker;",
         "3. **judged**: by Holm's step-down procedure over the judged comparisons of one finding on one modality, "
         f"family-wise {FAMILY_CONFIDENCE:.0%}: with m open, each interval is taken at 1 − {alpha:.2f}/m (the "
@@ -102,9 +102,12 @@ def method() -> list[str]:
         f"**not testable**. Finding 6 uses the paper's tolerance of {CONTROL_TOLERANCE_AUC:g} AUC, finding 8 its "
         f"{IMMUNE_RELATIVE_AUC:.0%} of clean AUC.",
         "",
-        "Beside each tested comparison, `wb` gives each arm's attacker's own AUC on its own adversarial images (the "
-        "white-box AUC of the surrogate, at the arm's ε), in the order the arms are named, so a reader can tell a "
-        "perturbation that does not transfer from a weak attack.",
+        "Per arm, in the order named: `wb`, the attacker's own AUC on its own adversarial images at the arm's ε, so "
+        "a reader can tell a perturbation that does not transfer from a weak attack; `ε*`, its measured ε* for relative AUC "
+        f"{RELATIVE_AUC:g} as the audit reads it, the smallest ε of its grid where the target's relative AUC falls "
+        "below that (`>` its largest ε, shown only where some arm breaks), and `÷` the first arm's ε* over the "
+        f"second's, the paper-free effect size, with its {RATIO_CONFIDENCE:.0%} interval over paired resamples (`<`, "
+        "`>`: bounded by a grid's end, where an arm that holds counts at that ε).",
         "",
     ]
 
@@ -124,11 +127,17 @@ def cell(j: Judged, show_eps: bool = True) -> str:
 
 def arm_notes(j: Judged) -> str:
     """What the table gives per arm, in the arms' order: the attacker's own white-box AUC (`wb`, the paper's "AUC
-    under attack" read on the surrogate itself); "?" where the run did not record it, nothing for a comparison
-    without arms."""
+    under attack" read on the surrogate itself; "?" where the run did not record it), its ε* for relative AUC 0.8,
+    and for two arms the ratio of their ε* (`÷`); nothing for a comparison without arms."""
     if not j.arms:
         return ""
-    return " wb " + "/".join("?" if a.whitebox_auc is None else f"{a.whitebox_auc:.2f}" for a in j.arms)
+    notes = " wb " + "/".join("?" if a.whitebox_auc is None else f"{a.whitebox_auc:.2f}" for a in j.arms)
+    stars = [a.epsilon_star for a in j.arms if a.epsilon_star is not None]
+    if len(stars) != len(j.arms) or all(s.point is None for s in stars):
+        return notes  # no ε*, or none within the grids: the grids' ends are in the appendix
+    notes += " ε* " + "/".join(s.text() for s in stars)
+    effect = ratio(*stars).text() if len(stars) == 2 else ""
+    return f"{notes} {effect}" if effect else notes
 
 
 def bound(x: float) -> str:
@@ -189,15 +198,13 @@ def different_section(loaded: Mapping[str, ModalityRuns], study: dict) -> list[s
         "",
         "The reproduction's rule, the same in every modality and initialisation, is the paper's own design: each "
         f"target architecture is the other's different architecture ({pairs}), as Inception-v3 and DenseNet-121 are "
-        "in the paper, never an attacker chosen by measured attack strength. `reproduce` writes it into the scenarios "
-        "it runs (`surrogates.arch: [same, <the other target's architecture>]`). The committed schema 2.0 runs used "
-        "`arch: different` as medaudit resolves it: the other target's architecture for ImageNet rows, which is the "
-        "fixed rule, but ResNet-18 for random-init rows, chosen because it transferred where the depthwise families "
-        f"did not (`docs/random_init_transfer.md`, {stage['image_size']} px, PGD at ε {top:g}, relative AUC of "
-        f"random-init targets under random-init surrogates: {evidence}). A comparison resting on a committed "
-        "random-init `different` row is therefore not testable, since its attacker was picked by the outcome the "
-        "finding measures: every comparison of finding 5 and half of finding 8's. Runs made under the fixed rule: "
-        f"{', '.join(fixed) or 'none committed yet'}.",
+        "in the paper, never an attacker chosen by measured attack strength; `reproduce` writes it into the scenarios "
+        "it runs. The schema 2.0 runs' random-init `different` rows are ResNet-18 instead, chosen because it "
+        f"transferred where the depthwise families did not (`docs/random_init_transfer.md`, {stage['image_size']} px, "
+        f"PGD at ε {top:g}, relative AUC: {evidence}), so a comparison resting on one is not testable: its attacker "
+        "was picked by the outcome the finding measures. Finding 5 reads the pretraining runs where their "
+        "data_disparity runs lack the fixed rule: both hold R surrogates on d1 of the same and the other architecture "
+        f"against the same R targets. Random-init runs under the fixed rule: {', '.join(fixed) or 'none yet'}.",
         "",
     ]
 
@@ -223,8 +230,8 @@ def provenance(loaded: Mapping[str, ModalityRuns]) -> list[str]:
     return [
         "## Provenance",
         "",
-        "The code version each run recorded (its commit, `+dirty` where the tree had uncommitted changes; `(3.0)` "
-        "marks a schema 3.0 run, the rest are 2.0), then the machines. Wall times, and the model ids that stand for "
+        "The code version each run recorded (its commit, `+dirty` where the tree had uncommitted changes; `(3.3)` "
+        "marks a run's schema where it is not 2.0), then the machines. Wall times, and the model ids that stand for "
         "two trained models, are in the appendix.",
         "",
         *code_grid(dict(loaded)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reproduction import paper
-from reproduction.assess import MARKS, Assessment, Judged
+from reproduction.assess import Assessment, Judged
 from reproduction.findings import FINDINGS, Finding
 from reproduction.fmt import signed
 from reproduction.protocol import ARCH_TITLES, arch_name
@@ -137,31 +137,31 @@ def unresolved(
             if a.outcome == "cannot be told apart" and f.paper_agrees(apps[key]):
                 width = max(j.interval.high - j.interval.low for j in a.judged if j.interval)
                 size = loaded[key].runs[0].record.data.test_size
-                parts.append(f"{f.key} on {key} ({size:,} test images, widest interval {width:.3f})")
+                parts.append(f"{f.key} on {key} ({size:,}, {width:.3f})")
     if not parts:
         return None
     return (
         "**Cannot be told apart where the paper's column points one way.** Every judged interval straddles the "
-        f"bound: {'; '.join(parts)}. The differences are smaller than these test sets resolve."
+        f"bound (test images, widest interval): {'; '.join(parts)}. The differences are smaller than these test sets resolve."
     )
 
 
 def silent_arms(assessed: Mapping[str, Mapping[str, Assessment]]) -> str | None:
-    """The outcomes the silent arms decide: what each would be had any silent arm set its comparison aside (the rule
-    before issue 35), and the judged comparisons with a silent arm that changed it, with their decisions."""
+    """The outcomes the silent arms decide: per finding, the modalities whose outcome would differ had every silent
+    arm set its comparison aside, and what it would then be."""
     parts = []
     for f in FINDINGS:
+        changed: dict[str, list[str]] = {}
         for key, per in assessed.items():
             a = per[f.key]
-            rows = a.decided_by_silent_arms
-            if rows:
-                listed = "; ".join(f"{j.label} {MARKS[j.decision]}" for j in rows)
-                parts.append(f"{f.key} on {key}, {a.outcome_any_arm} → {a.outcome}, by {listed}")
+            if a.decided_by_silent_arms:
+                changed.setdefault(f"{a.outcome_any_arm} (now {a.outcome})", []).append(key)
+        parts += [f"{f.key} on {', '.join(keys)}: {what}" for what, keys in changed.items()]
     if not parts:
         return None
     return (
-        "**Decided by a silent arm.** Had a silent arm besides the reference set its comparison aside, as before "
-        f"issue 35, these outcomes would differ (before → now, by the comparisons that changed it): {'. '.join(parts)}."
+        "**Decided by a silent arm.** These outcomes rest on judged comparisons whose second arm does not beat its "
+        f"control; had such comparisons been set aside they would read: {'; '.join(parts)}."
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from medaudit.core.metrics import Interval
 from reproduction import paper
+from reproduction.arm_epsilon import ArmEpsilon, arm_epsilon
 from reproduction.assess import (
     PREMISE_CONFIDENCE,
     Arm,
@@ -33,7 +34,7 @@ from reproduction.protocol import ATTACK_NAMES, INIT_NAMES, arch_name, target_la
 from reproduction.record import SurrogateView
 from reproduction.runs import ModalityRuns, Run, same_images
 
-PAPER_ATTACKS = ("fgsm", "pgd")  # the attacks the paper's findings rest on
+PAPER_ATTACKS = paper.PAPER_ATTACKS  # FGSM and PGD
 CONTROL_TOLERANCE_AUC = 0.01  # finding 6: the paper's "barely": control noise at most 0.01 AUC below clean
 IMMUNE_RELATIVE_AUC = 0.96  # finding 8: the paper's "nearly immune": at least 96 % of clean AUC
 NOT_FIXED = "`different` chosen by strength"  # the blocker of a `different` row not made under the fixed rule
@@ -95,8 +96,18 @@ def attacked(run: Run | None, row: str, kind: str, eps: float | None = None) -> 
         run.name,
         whitebox_auc=cell.surrogate_auc_whitebox,
         attacker_clean_auc=cell.surrogate_auc_clean.point if cell.surrogate_auc_clean else None,
+        epsilon_star=_epsilon_star(run, attacker.id, kind),
     )
     return Attacked(run, adversarial, control, blockers, arm, eps)
+
+
+def _epsilon_star(run: Run, attacker: str, kind: str) -> ArmEpsilon:
+    """The arm's ε* on its run's grid, from the target's scores at every ε the run measured it at."""
+    cells = sorted(run.cells(attacker=attacker, kind=kind), key=lambda c: c.epsilon_pm1)
+    scores = [run.scores(c) for c in cells]
+    y, clean = run.clean.y, run.clean.scores
+    eps = [c.epsilon_pm1 for c in cells]
+    return arm_epsilon(y, run.bootstrap_groups, clean, eps, [a for a, _ in scores], [n for _, n in scores])
 
 
 def row_difference(row_a: str, row_b: str) -> tuple[str, str]:
@@ -127,13 +138,18 @@ def _per_arch(c: ModalityRuns, experiment: str, build: Callable[[str], list[Comp
     return [comparison for arch in archs for comparison in build(arch)]
 
 
-def _rows(experiment: str, init: str, row_a: str, row_b: str) -> Callable[[ModalityRuns], list[Comparison]]:
-    """One target per architecture, two rows of surrogates: relative AUC under row_a minus under row_b."""
+def _rows(
+    experiments: tuple[str, ...], init: str, row_a: str, row_b: str
+) -> Callable[[ModalityRuns], list[Comparison]]:
+    """One target per architecture, two rows of surrogates: relative AUC under row_a minus under row_b, on the
+    first of `experiments` whose run holds both rows under the fixed `different` rule (else the first's run)."""
     short_a, short_b = row_difference(row_a, row_b)
 
     def build(c: ModalityRuns) -> list[Comparison]:
         def one(arch: str) -> list[Comparison]:
-            run = c.run(experiment, arch, init)
+            runs = [r for r in (c.run(e, arch, init) for e in experiments) if r is not None]
+            fixed = [r for r in runs if r.fixed_different(row_a) and r.fixed_different(row_b)]
+            run = (fixed or runs or [None])[0]
             return [
                 _relative(
                     f"{arch_name(arch)} {INIT_NAMES[init]}, {ATTACK_NAMES[kind]}: {short_a} − {short_b}",
@@ -143,7 +159,7 @@ def _rows(experiment: str, init: str, row_a: str, row_b: str) -> Callable[[Modal
                 for kind in PAPER_ATTACKS
             ]
 
-        return _per_arch(c, experiment, one)
+        return _per_arch(c, experiments[0], one)
 
     return build
 
@@ -173,8 +189,8 @@ def _pretraining_pairs(c: ModalityRuns) -> list[Comparison]:
 
 def _mismatched_init(c: ModalityRuns) -> list[Comparison]:
     """Finding 2: matched minus mismatched surrogate initialisation, for IN and for R targets."""
-    return _rows("pretraining", "imagenet", "same-imagenet-d1", "same-random-d1")(c) + _rows(
-        "pretraining", "random", "same-random-d1", "same-imagenet-d1"
+    return _rows(("pretraining",), "imagenet", "same-imagenet-d1", "same-random-d1")(c) + _rows(
+        ("pretraining",), "random", "same-random-d1", "same-imagenet-d1"
     )(c)
 
 
@@ -259,41 +275,6 @@ def _small_targets(c: ModalityRuns) -> list[Comparison]:
     return _per_arch(c, "small_data", one)
 
 
-# ---------------------------------------------------------------- the paper's own d, per application
-def _rel(table: dict, key: tuple, app: str) -> float:
-    return table[key][app][1] / 100
-
-
-def _t2(app: str, kind: str, eps: float) -> tuple[float, float]:
-    adv, control = paper.T2[app][kind]
-    i = paper.EPSILONS.index(eps)
-    return adv[i], control[i]
-
-
-PAPER_D: dict[str, Callable[[str], list[float]]] = {
-    "1": lambda app: (
-        [_rel(paper.T3, ("same", "imagenet", "imagenet"), app) - _rel(paper.T3, ("same", "random", "random"), app)]
-        if paper.T3_CLEAN["imagenet"][app] > paper.T3_CLEAN["random"][app]
-        else []
-    ),
-    "2": lambda app: [
-        _rel(paper.T3, ("same", "imagenet", "imagenet"), app) - _rel(paper.T3, ("same", "imagenet", "random"), app),
-        _rel(paper.T3, ("same", "random", "random"), app) - _rel(paper.T3, ("same", "random", "imagenet"), app),
-    ],
-    "3": lambda app: [_rel(paper.T4, ("same", "d1"), app) - _rel(paper.T4, ("same", "d2"), app)],
-    "4": lambda app: [_rel(paper.T4, ("same", "d2"), app) - _rel(paper.T4, ("same", "d2/2"), app)],
-    "5": lambda app: [_rel(paper.T4, ("same", "d1"), app) - _rel(paper.T4, ("different", "d1"), app)],
-    "6": lambda app: [paper.T2_CLEAN[app] - _t2(app, k, paper.EPS_TABLES)[1] for k in PAPER_ATTACKS],
-    "7a": lambda app: [
-        np.divide(*_t2(app, k, paper.EPSILONS[-1])) - np.divide(*_t2(app, k, paper.EPSILONS[0])) for k in PAPER_ATTACKS
-    ],
-    "7b": lambda app: [
-        (_t2(app, "fgsm", paper.EPS_TABLES)[0] - _t2(app, "pgd", paper.EPS_TABLES)[0]) / paper.T2_CLEAN[app]
-    ],
-    "8": lambda app: [_rel(paper.T5, (a, "random"), app) - 1 for a in ("same", "different")],
-}
-
-
 @dataclass(frozen=True)
 class Finding:
     key: str  # "1" ... "8", with "7a"/"7b" for the two halves of finding 7
@@ -304,7 +285,7 @@ class Finding:
 
     def paper_d(self, app: str) -> list[float]:
         """The same d computed from the paper's table for application `app` (point values, no intervals)."""
-        return [float(x) for x in PAPER_D[self.key](app)]
+        return [float(x) for x in paper.PAPER_D[self.key](app)]
 
     def paper_agrees(self, app: str) -> bool | None:
         """Whether the paper's own numbers for `app` lie on the claimed side (None: its table cannot say)."""
@@ -336,21 +317,22 @@ FINDINGS: tuple[Finding, ...] = (
         "3",
         "A surrogate on disjoint data of equal size transfers less",
         Claim(**_DIRECTION, measure="relative AUC of the R target under R surrogates on d1 minus on d2"),
-        _rows("data_disparity", "random", "same-random-d1", "same-random-d2"),
+        _rows(("data_disparity",), "random", "same-random-d1", "same-random-d2"),
         "data_disparity",
     ),
     Finding(
         "4",
         "A smaller surrogate set transfers even less",
         Claim(**_DIRECTION, measure="relative AUC of the R target under R surrogates on d2 minus on d2/2"),
-        _rows("data_disparity", "random", "same-random-d2", "same-random-d2/2"),
+        _rows(("data_disparity",), "random", "same-random-d2", "same-random-d2/2"),
         "data_disparity",
     ),
     Finding(
         "5",
         "Architecture mismatch lowers transfer",
         Claim(**_DIRECTION, measure="relative AUC of the R target under same minus different architecture (d1)"),
-        _rows("data_disparity", "random", "same-random-d1", "different-random-d1"),
+        # the pretraining runs hold the same two rows (R surrogates on d1) against the same R targets
+        _rows(("data_disparity", "pretraining"), "random", "same-random-d1", "different-random-d1"),
         "data_disparity",
     ),
     Finding(

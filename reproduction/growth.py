@@ -119,7 +119,9 @@ def reading(a: Assessment, points: Sequence[SizePoint], eps: float) -> str:
     span = f"from {sizes[0]:,} to {sizes[-1]:,} images per side at ε {eps:g}"
     decided = [j.label for j in a.decided("supports")]
     if a.outcome == "holds":
-        return f"Transfer grows with data {span}: relative AUC falls below the smallest size's at {', '.join(decided)}."
+        larger = len(points) - 1
+        where = "every larger size" if len(decided) == larger else ", ".join(decided)
+        return f"Transfer grows with data {span}: relative AUC falls below the smallest size's at {where}."
     if a.outcome == "does not hold":
         return f"Transfer shrinks with data {span}: relative AUC rises above the smallest size's at every decided size."
     if a.outcome == "mixed":

@@ -57,7 +57,9 @@ def _grid(loaded: dict[str, ModalityRuns], cell) -> list[str]:
 
 def code_grid(loaded: dict[str, ModalityRuns]) -> list[str]:
     """Main text: the code version of every run, experiment × target down, modality across; then the machines."""
-    lines = _grid(loaded, lambda c, run: f"`{run.record.provenance.code}`" + (" (3.0)" if run.schema != "2.0" else ""))
+    lines = _grid(
+        loaded, lambda c, run: f"`{run.record.provenance.code}`" + (f" ({run.schema})" if run.schema != "2.0" else "")
+    )
     keys = [k for k, c in loaded.items() if c.runs]
     machines = {key: sorted({machine(loaded[key], r) for r in loaded[key].runs}) for key in keys}
     return lines + ["", "Machines: " + "; ".join(f"{k}: {' / '.join(m)}" for k, m in machines.items()) + "."]

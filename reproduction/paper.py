@@ -7,6 +7,10 @@ text says nothing, so do we ("not stated").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+
 APPS = ("Oph", "Rad", "Path")  # ophthalmology (Kaggle DR), radiology (ChestX-ray14), pathology (PCam)
 EPSILONS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06)  # the paper's sweep, [-1, 1] units
 EPS_TABLES = 0.02  # the paper's epsilon for Tables 3-5 (section 4.1)
@@ -89,3 +93,39 @@ EXAMPLES = (
 MODELS_PER_CONFIGURATION = "one target and one surrogate per configuration ('four versions of each architecture', 4.2)"
 ATTACKS = "FGSM and PGD (step 0.01, 20 iterations), L∞, untargeted, images in [-1, 1] (3.2, 4.1)"
 HARDWARE = "not stated"
+
+
+# ---------------------------------------------------------------- each finding's d, read from the paper's tables
+PAPER_ATTACKS = ("fgsm", "pgd")  # the attacks the paper's findings rest on
+
+
+def _rel(table: dict, key: tuple, app: str) -> float:
+    return table[key][app][1] / 100
+
+
+def _t2(app: str, kind: str, eps: float) -> tuple[float, float]:
+    adv, control = T2[app][kind]
+    i = EPSILONS.index(eps)
+    return adv[i], control[i]
+
+
+PAPER_D: dict[str, Callable[[str], list[float]]] = {
+    "1": lambda app: (
+        [_rel(T3, ("same", "imagenet", "imagenet"), app) - _rel(T3, ("same", "random", "random"), app)]
+        if T3_CLEAN["imagenet"][app] > T3_CLEAN["random"][app]
+        else []
+    ),
+    "2": lambda app: [
+        _rel(T3, ("same", "imagenet", "imagenet"), app) - _rel(T3, ("same", "imagenet", "random"), app),
+        _rel(T3, ("same", "random", "random"), app) - _rel(T3, ("same", "random", "imagenet"), app),
+    ],
+    "3": lambda app: [_rel(T4, ("same", "d1"), app) - _rel(T4, ("same", "d2"), app)],
+    "4": lambda app: [_rel(T4, ("same", "d2"), app) - _rel(T4, ("same", "d2/2"), app)],
+    "5": lambda app: [_rel(T4, ("same", "d1"), app) - _rel(T4, ("different", "d1"), app)],
+    "6": lambda app: [T2_CLEAN[app] - _t2(app, k, EPS_TABLES)[1] for k in PAPER_ATTACKS],
+    "7a": lambda app: [
+        np.divide(*_t2(app, k, EPSILONS[-1])) - np.divide(*_t2(app, k, EPSILONS[0])) for k in PAPER_ATTACKS
+    ],
+    "7b": lambda app: [(_t2(app, "fgsm", EPS_TABLES)[0] - _t2(app, "pgd", EPS_TABLES)[0]) / T2_CLEAN[app]],
+    "8": lambda app: [_rel(T5, (a, "random"), app) - 1 for a in ("same", "different")],
+}

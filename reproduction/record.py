@@ -200,6 +200,8 @@ class ProvenanceView(View):
     @property
     def code(self) -> str:
         """The commit as recorded, short, with `+dirty` where the tree had uncommitted changes."""
+        if self.code_commit.startswith("unknown"):
+            return "unknown"  # e.g. "unknown: installed from a package, not a git checkout"
         commit, _, rest = self.code_commit.partition("+")
         dirty = rest == "dirty" or self.code_committed is False
         return f"{commit[:10]}{'+dirty' if dirty else ''}"
@@ -232,6 +234,7 @@ class BreakingView(View):
     high_pm1: float | None
     largest_tried_pm1: float
     bound_epsilon_pm1: float | None = None
+    holds_at_pm1: float | None = None  # 3.3: the bracket's low end, the largest measured ε below ε* that holds
 
 
 class GateRuleView(View):

@@ -19,7 +19,7 @@ from medaudit.records.results import write_results
 from reproduction import data_size, document, epsilon_star, findings, prose, protocol
 from reproduction.assess import Arm, Comparison, assess
 from reproduction.protocol import MODALITIES
-from reproduction.record import read_record
+from reproduction.record import GateRuleView, read_record
 from reproduction.runs import load
 from tests.conftest import REPO, data_file
 from tests.fixtures_results import make_results
@@ -67,7 +67,9 @@ def test_a_schema_3_run_reads_with_its_transfer_check_and_breaking_epsilons(tmp_
 def test_another_schema_is_refused_by_name(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"schema_version": "1.0"}))
-    with pytest.raises(AuditInputError, match=r"results schema '1.0'; the reproduction reads 2.0 and 3.0"):
+    with pytest.raises(
+        AuditInputError, match=r"results schema '1.0'; the reproduction reads 2.0 and 3.0 and 3.1 and 3.2 and 3.3"
+    ):
         read_record(path)
 
 
@@ -86,7 +88,8 @@ def test_the_fixed_rules_row_is_read_as_different(tmp_path, monkeypatch):
 def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bound(tmp_path):
     loaded = {"kermany": committed_3_0(tmp_path)}
     run = loaded["kermany"].runs[0]
-    text = "\n".join(epsilon_star.section(loaded))
+    main = "\n".join(epsilon_star.section(loaded))
+    text = "\n".join(epsilon_star.appendix(loaded))  # the rows are in the appendix, each tier's verdict in the text
     worst = next(r for r in run.record.gate if r.row_id == "same-imagenet-d2" and r.attack_id == "worst-over-attacks")
     b = worst.breaking
     assert worst.criterion_id == "C-REL-AUC"  # the first criterion: the table's first ε* column
@@ -100,13 +103,42 @@ def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bo
     assert f"Code `{run.record.provenance.code}`, cpu, AMD EPYC 7B13, 8 threads" in text
     # a row no resample breaks within the grid says so rather than inventing a number
     assert "| different-imagenet-d2/2 (RN18) | " in text and " | > 0.04 PASS | " in text
-    per_attack = "\n".join(epsilon_star.appendix(loaded))
-    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | fgsm | " in per_attack
-    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | pgd | " in per_attack
+    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | fgsm | " in text
+    assert "| same-imagenet-d2 (DN121) | C-REL-AUC | pgd | " in text
+    earliest = min(
+        r.breaking.epsilon_pm1
+        for r in run.record.gate
+        if r.tier == "transfer" and r.breaking and r.breaking.epsilon_pm1
+    )
+    assert f"| kermany, {run.experiment} vs " in main and f"| transfer (gated) | FAIL | {earliest:.3g} |" in main
+
+
+def test_a_33_breaking_record_shows_its_bracket():
+    rule = GateRuleView.model_validate(
+        {
+            "id": "r",
+            "criterion_id": "C-REL-AUC",
+            "rule": "x",
+            "row_id": "same-random-d1",
+            "attack_id": "fgsm",
+            "status": "FAIL",
+            "breaking": {
+                "criterion_id": "C-REL-AUC",
+                "attacker_id": "a",
+                "attack_id": "fgsm",
+                "epsilon_pm1": 0.0308,
+                "low_pm1": 0.0238,
+                "high_pm1": 0.04,
+                "largest_tried_pm1": 0.04,
+                "holds_at_pm1": 0.0238,
+            },
+        }
+    )
+    assert epsilon_star.breaking_text(rule) == "0.0308 (0.0238–0.04, holds at 0.0238)"
 
 
 def test_without_a_schema_3_run_the_section_says_none_is_committed():
-    assert "No schema 3.0 run is committed yet" in "\n".join(epsilon_star.section({}))
+    assert "No schema 3.x run is committed yet" in "\n".join(epsilon_star.section({}))
 
 
 # ---------------------------------------------------------------- data size

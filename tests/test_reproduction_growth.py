@@ -50,6 +50,8 @@ def test_a_larger_size_that_breaks_the_targets_grows_transfer_under_holm():
         "Transfer grows with data from 300 to 1,200 images per side at ε 0.04: relative AUC falls below the smallest "
         "size's at n 600 − n 300, n 1,200 − n 300."
     )
+    every = [size(300, UNMOVED), size(600, BROKEN), size(1200, BROKEN)]
+    assert growth.reading(a, every, 0.04).endswith("falls below the smallest size's at every larger size.")
 
 
 def test_the_rule_is_symmetric_transfer_that_shrinks_with_data_does_not_hold():
