@@ -94,7 +94,8 @@ def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bo
     b = worst.breaking
     assert worst.criterion_id == "C-REL-AUC"  # the first criterion: the table's first ε* column
     assert (
-        f"| same-imagenet-d2 (DN121) | {b.epsilon_pm1:.3g} ({b.low_pm1:.3g}–{b.high_pm1:.3g}) {worst.status} |" in text
+        f"| same-imagenet-d2 (DN121) | {b.epsilon_pm1:.3g} ({b.low_pm1:.3g}–{b.high_pm1:.3g}, holds at "
+        f"{b.holds_at_pm1:.3g}) {worst.status} |" in text
     )
     ratio = f"| fgsm | {b.bound_epsilon_pm1:.3g} | {b.epsilon_pm1 / b.bound_epsilon_pm1:.2f} |"  # ε* / the bound's ε
     assert ratio in text
