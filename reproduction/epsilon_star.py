@@ -126,7 +126,7 @@ def section(loaded: dict[str, ModalityRuns]) -> list[str]:
             rows.append([label, f"{t.tier}{' (gated)' if t.gated else ''}", t.status, eps(earliest)])
     return lines + [
         "Per audit and tier: its verdict and the earliest ε* over its rows, attacks and criteria (`—`: none breaks "
-        "within the ε measured). Each row's ε* beside the ε where the SSIM bound binds is in the appendix.",
+        "within the ε measured); per row in the appendix.",
         "",
         *table(["audit", "tier", "verdict", "earliest ε*"], rows),
         "",

@@ -121,8 +121,7 @@ def weak_support(assessed: Mapping[str, Mapping[str, Assessment]]) -> str | None
         return None
     return (
         f"**Support from barely transferring arms.** These outcomes hold, but the weakest reference arm of their "
-        f"supporting comparisons beats its control by a lower bound under {WEAK_ARM:g} AUC: {'; '.join(weak)}. They pass the "
-        "rule, and rest on attackers that move the target only just beyond noise."
+        f"supporting comparisons beats its control by a lower bound under {WEAK_ARM:g} AUC: {'; '.join(weak)}."
     )
 
 
