@@ -42,7 +42,8 @@ def _provenance(results: dict) -> str:
     for run in results.get("runs", []):
         code, machine = run.get("code", {}), run.get("machine", {})
         commit = f"{code.get('commit', '?')[:10]}{'+dirty' if code.get('dirty') else ''}"
-        who = f"`{commit}` on {machine.get('processor', 'processor not recorded')} ({machine.get('torch_threads', '?')} torch threads)"
+        processor, threads = machine.get("processor", "processor not recorded"), machine.get("torch_threads", "?")
+        who = f"`{commit}` on {processor} ({threads} torch threads)"
         by.setdefault(who, []).extend(run.get("blocks", []))
     runs = [f"{who}, blocks {', '.join(blocks) or 'none'}" for who, blocks in by.items()]
     return "Made by " + "; ".join(runs) + "." if runs else "No run recorded its code or machine."

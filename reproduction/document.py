@@ -89,7 +89,8 @@ def method() -> list[str]:
         f"run's floor), a `different` row not made under the fixed rule ({NOT_FIXED}), or finding 1's premise;",
         "2. **no transfer** (∅, with each arm's lower bound): the reference arm, the attacker on the target that the "
         "finding says transfers more (the first named), does not beat its own control: the lower bound of its "
-        "adversarial-specific drop (control minus adversarial AUC, 95%) is at most 0. An arm the finding says transfers less may be silent: that is its evidence, and the "
+        "adversarial-specific drop (control minus adversarial AUC, 95%) is at most 0. An arm the finding says "
+        "transfers less may be silent: that is its evidence, and the "
         "comparison is judged. Finding 6 has no arm; 7a's is its attacker at the larger ε, 8's its one attacker;",
         "3. **judged**: by Holm's step-down procedure over the judged comparisons of one finding on one modality, "
         f"family-wise {FAMILY_CONFIDENCE:.0%}: with m open, each interval is taken at 1 − {alpha:.2f}/m (the "
@@ -103,7 +104,8 @@ def method() -> list[str]:
         f"{IMMUNE_RELATIVE_AUC:.0%} of clean AUC.",
         "",
         "Per arm, in the order named: `wb`, the attacker's own AUC on its own adversarial images at the arm's ε, so "
-        "a reader can tell a perturbation that does not transfer from a weak attack; `ε*`, its measured ε* for relative AUC "
+        "a reader can tell a perturbation that does not transfer from a weak attack; `ε*`, its measured ε* for "
+        "relative AUC "
         f"{RELATIVE_AUC:g} as the audit reads it, the smallest ε of its grid where the target's relative AUC falls "
         "below that (`>` its largest ε, shown only where some arm breaks), and `÷` the first arm's ε* over the "
         f"second's, the paper-free effect size, with its {RATIO_CONFIDENCE:.0%} interval over paired resamples (`<`, "

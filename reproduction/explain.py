@@ -141,7 +141,8 @@ def unresolved(
         return None
     return (
         "**Cannot be told apart where the paper's column points one way.** Every judged interval straddles the "
-        f"bound (test images, widest interval): {'; '.join(parts)}. The differences are smaller than these test sets resolve."
+        f"bound (test images, widest interval): {'; '.join(parts)}. The differences are smaller than these test sets "
+        "resolve."
     )
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from medaudit.core.metrics import Interval
 from reproduction import paper
-from reproduction.arm_epsilon import ArmEpsilon, arm_epsilon
 from reproduction.assess import (
     PREMISE_CONFIDENCE,
     Arm,
@@ -96,18 +95,9 @@ def attacked(run: Run | None, row: str, kind: str, eps: float | None = None) -> 
         run.name,
         whitebox_auc=cell.surrogate_auc_whitebox,
         attacker_clean_auc=cell.surrogate_auc_clean.point if cell.surrogate_auc_clean else None,
-        epsilon_star=_epsilon_star(run, attacker.id, kind),
+        epsilon_star=run.epsilon_star(attacker.id, kind),
     )
     return Attacked(run, adversarial, control, blockers, arm, eps)
-
-
-def _epsilon_star(run: Run, attacker: str, kind: str) -> ArmEpsilon:
-    """The arm's ε* on its run's grid, from the target's scores at every ε the run measured it at."""
-    cells = sorted(run.cells(attacker=attacker, kind=kind), key=lambda c: c.epsilon_pm1)
-    scores = [run.scores(c) for c in cells]
-    y, clean = run.clean.y, run.clean.scores
-    eps = [c.epsilon_pm1 for c in cells]
-    return arm_epsilon(y, run.bootstrap_groups, clean, eps, [a for a, _ in scores], [n for _, n in scores])
 
 
 def row_difference(row_a: str, row_b: str) -> tuple[str, str]:
@@ -131,10 +121,14 @@ def _relative(label: str, a: Attacked, b: Attacked, extra: tuple[str, ...] = ())
     return Comparison(label, d, arms=(a.arm, b.arm), eps=(a.eps, b.eps))
 
 
-def _per_arch(c: ModalityRuns, experiment: str, build: Callable[[str], list[Comparison]]) -> list[Comparison]:
-    archs = c.archs(experiment)
+def _per_arch(
+    c: ModalityRuns, experiment: str | tuple[str, ...], build: Callable[[str], list[Comparison]]
+) -> list[Comparison]:
+    """`build` per target architecture present in `experiment` (or in any of several)."""
+    names = (experiment,) if isinstance(experiment, str) else experiment
+    archs = list(dict.fromkeys(a for e in names for a in c.archs(e)))
     if not archs:
-        return [Comparison(experiment, None, ("runs absent",))]
+        return [Comparison(names[0], None, ("runs absent",))]
     return [comparison for arch in archs for comparison in build(arch)]
 
 
@@ -159,7 +153,7 @@ def _rows(
                 for kind in PAPER_ATTACKS
             ]
 
-        return _per_arch(c, experiments[0], one)
+        return _per_arch(c, experiments, one)
 
     return build
 

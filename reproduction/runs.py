@@ -27,6 +27,7 @@ from medaudit.core.files import safe_name, sha256_file
 from medaudit.data.audit_data import select
 from medaudit.data.sources import SourceFiles, read_npz
 from medaudit.scenario.threat_model import DataSection
+from reproduction.arm_epsilon import ArmEpsilon, arm_epsilon
 from reproduction.protocol import DIFFERENT, RUN_INFO, SSIM_CURVE, RunInfo, SsimCurves
 from reproduction.record import CellView, RunRecord, SurrogateView, read_record
 
@@ -149,6 +150,27 @@ class Run:
         if "image_indices" in a and len(a["image_indices"]) != len(self.clean.y):
             raise AuditInputError(f"{self.folder}: cell {cell.id} scored a subset of the test images")
         return a["adversarial_scores"], a["control_scores"]
+
+    @cached_property
+    def _epsilon_stars(self) -> dict[tuple[str, str], ArmEpsilon]:
+        return {}  # (attacker id, attack kind) -> its ε*, filled by `epsilon_star`
+
+    def epsilon_star(self, attacker: str, kind: str) -> ArmEpsilon:
+        """An attacker's ε* for one attack kind on this run's grid (`arm_epsilon`), from the target's scores at every
+        ε the run measured it at; computed once per run, as several findings read the same arm."""
+        key = (attacker, kind)
+        if key not in self._epsilon_stars:
+            cells = sorted(self.cells(attacker=attacker, kind=kind), key=lambda c: c.epsilon_pm1)
+            scores = [self.scores(c) for c in cells]
+            self._epsilon_stars[key] = arm_epsilon(
+                self.clean.y,
+                self.bootstrap_groups,
+                self.clean.scores,
+                [c.epsilon_pm1 for c in cells],
+                [a for a, _ in scores],
+                [n for _, n in scores],
+            )
+        return self._epsilon_stars[key]
 
     @property
     def bootstrap_groups(self) -> np.ndarray | None:
