@@ -33,7 +33,17 @@ from reproduction.findings import (
 from reproduction.fmt import signed, table
 from reproduction.machines import code_grid
 from reproduction.prose import wrap
-from reproduction.protocol import ARCH_TITLES, DATA_HELP, DIFFERENT, MODALITIES, RESULTS, ROOT, Modality, data_folder
+from reproduction.protocol import (
+    ARCH_TITLES,
+    DATA_HELP,
+    DIFFERENT,
+    MODALITIES,
+    RESULTS,
+    ROOT,
+    Modality,
+    arch_name,
+    data_folder,
+)
 from reproduction.runs import ModalityRuns, load
 
 OUT = ROOT / "docs" / "reproduction.md"
@@ -189,12 +199,17 @@ def different_section(loaded: Mapping[str, ModalityRuns], study: dict) -> list[s
     evidence = "; ".join(
         f"{ARCH_TITLES[t]} target: ResNet-18 {rel('resnet18', t)}, {ARCH_TITLES[t]} {rel(t, t)}" for t in DIFFERENT
     )
+    fixed_by: dict[str, dict[str, list[str]]] = {}  # modality -> experiment -> targets' short names
+    for c in loaded.values():
+        for r in c.runs:
+            if r.init == "random" and DIFFERENT.get(r.arch) in (
+                r.row_arch("different-random-d1"),
+                r.row_arch("different-random-d2"),
+            ):
+                fixed_by.setdefault(c.folder.name, {}).setdefault(r.experiment, []).append(arch_name(r.arch))
     fixed = [
-        f"{c.folder.name} {r.experiment} vs {r.arch}"
-        for c in loaded.values()
-        for r in c.runs
-        if r.init == "random"
-        and DIFFERENT.get(r.arch) in (r.row_arch("different-random-d1"), r.row_arch("different-random-d2"))
+        f"{modality} " + ", ".join(f"{experiment} vs {'/'.join(targets)}" for experiment, targets in runs.items())
+        for modality, runs in fixed_by.items()
     ]
     return [
         "## `different`, fixed in advance",
@@ -206,7 +221,7 @@ def different_section(loaded: Mapping[str, ModalityRuns], study: dict) -> list[s
         f"transferred where the depthwise families did not (`docs/random_init_transfer.md`, {stage['image_size']} px, "
         f"PGD at ε {top:g}, relative AUC: {evidence}), so a comparison resting on one is not testable: its attacker "
         "was picked by the outcome the finding measures. Finding 5 reads the pretraining runs (same rows and "
-        f"targets) where data_disparity lacks the rule. Random-init runs under the fixed rule: {', '.join(fixed) or 'none yet'}.",
+        f"targets) where data_disparity lacks the rule. Random-init runs under the fixed rule: {'; '.join(fixed) or 'none yet'}.",
         "",
     ]
 

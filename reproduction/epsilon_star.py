@@ -90,29 +90,28 @@ def run_lines(c: ModalityRuns, run: Run, worst_only: bool) -> list[str]:
     else:
         head, rows = ["row", "criterion", "attack", "ε* (95% interval)", "ε* / bound", "status"], rows_of(run, False)
     made = f"Code `{run.record.provenance.code}`, {machine(c, run)}; the audit's verdict {run.record.verdict}."
-    lines = [f"### {label}", "", *([made, ""] if worst_only else []), *table(head, rows), ""]
-    if worst_only:
-        verdicts = "; ".join(f"{t.tier}{' (gated)' if t.gated else ''} {t.status}" for t in run.record.tier_verdicts)
-        return lines + [f"Verdict per tier: {verdicts or 'not recorded'}.", ""]
-    return lines + [f"- {t.tier}: {t.statement}" for t in run.record.tier_verdicts] + [""]
+    return [f"### {label}", "", *([made, ""] if worst_only else []), *table(head, rows), ""]
+
+
+def statement_lines(runs: list[tuple[ModalityRuns, Run]]) -> list[str]:
+    """Each tier's verdict statement once, with the audits that wrote it (most audits of a tier write the same)."""
+    said: dict[tuple[str, str], list[str]] = {}
+    for c, run in runs:
+        for t in run.record.tier_verdicts:
+            audit = f"{c.folder.name} {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
+            said.setdefault((t.tier, t.statement), []).append(audit)
+    return [f"- {tier} ({', '.join(audits)}): {statement}" for (tier, statement), audits in said.items()] + [""]
 
 
 def new_runs(loaded: dict[str, ModalityRuns]) -> list[tuple[ModalityRuns, Run]]:
     return [(c, r) for c in loaded.values() for r in c.runs if r.schema != "2.0"]
 
 
-def section(loaded: dict[str, ModalityRuns]) -> list[str]:
-    """Main text: per 3.x run, each tier's verdict and its earliest ε*; the rows are in the appendix."""
-    runs = new_runs(loaded)
-    lines = [TITLE, ""]
-    if not runs:
-        return lines + [
-            "No schema 3.x run is committed yet, so no breaking ε is shown: the committed runs measured the "
-            "paper's fixed grid, where no ε is searched.",
-            "",
-        ]
-    rows = []
+def earliest_rows(runs: list[tuple[ModalityRuns, Run]]) -> list[tuple[str, str, str, float | None]]:
+    """Per audit and tier: (audit, tier, verdict, the earliest ε* over its rows, attacks and criteria or None)."""
+    out = []
     for c, run in runs:
+        label = f"{c.folder.name}, {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
         for t in run.record.tier_verdicts:
             earliest = min(
                 (
@@ -122,13 +121,43 @@ def section(loaded: dict[str, ModalityRuns]) -> list[str]:
                 ),
                 default=None,
             )
-            label = f"{c.folder.name}, {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
-            rows.append([label, f"{t.tier}{' (gated)' if t.gated else ''}", t.status, eps(earliest)])
+            out.append((label, f"{t.tier}{' (gated)' if t.gated else ''}", t.status, earliest))
+    return out
+
+
+def section(loaded: dict[str, ModalityRuns]) -> list[str]:
+    """Main text: per tier, the verdicts of the 3.x runs and the range of their earliest ε*; per audit in the
+    appendix."""
+    runs = new_runs(loaded)
+    lines = [TITLE, ""]
+    if not runs:
+        return lines + [
+            "No schema 3.x run is committed yet, so no breaking ε is shown: the committed runs measured the "
+            "paper's fixed grid, where no ε is searched.",
+            "",
+        ]
+    tiers: dict[str, list[tuple[str, float | None]]] = {}
+    for _, tier, status, earliest in earliest_rows(runs):
+        tiers.setdefault(tier, []).append((status, earliest))
+    rows = []
+    for tier, got in tiers.items():
+        verdicts = dict.fromkeys(s for s, _ in got)
+        counts = ", ".join(f"{sum(s == v for s, _ in got)} {v}" for v in verdicts)
+        found = [e for _, e in got if e is not None]
+        span = (
+            "—"
+            if not found
+            else eps(min(found))
+            if min(found) == max(found)
+            else f"{eps(min(found))}–{eps(max(found))}"
+        )
+        none = sum(e is None for _, e in got)
+        rows.append([tier, counts, span + (f"; — in {none}" if none and found else "")])
     return lines + [
-        "Per audit and tier: its verdict and the earliest ε* over its rows, attacks and criteria (`—`: none breaks "
-        "within the ε measured); per row in the appendix.",
+        f"Per tier over the {len(runs)} audits: their verdicts and the range of each audit's earliest ε* over its "
+        "rows, attacks and criteria (`—`: none breaks within the ε measured); per audit and row in the appendix.",
         "",
-        *table(["audit", "tier", "verdict", "earliest ε*"], rows),
+        *table(["tier", "verdicts", "earliest ε*"], rows),
         "",
     ]
 
@@ -139,6 +168,19 @@ def appendix(loaded: dict[str, ModalityRuns]) -> list[str]:
     if not runs:
         return []
     lines = [
+        "## Breaking ε per audit (schema 3.x runs)",
+        "",
+        "Per audit and tier: its verdict and the earliest ε* over its rows, attacks and criteria (`—`: none breaks "
+        "within the ε measured).",
+        "",
+        *table(
+            ["audit", "tier", "verdict", "earliest ε*"],
+            [[a, t, s, eps(e)] for a, t, s, e in earliest_rows(runs)],
+        ),
+        "",
+        "What each tier's verdict says, once per distinct statement, with the audits that made it:",
+        "",
+        *statement_lines(runs),
         "## Breaking ε per row (schema 3.x runs)",
         "",
         "Per row and criterion: ε* (95% interval), the smallest ε at which the row's attacker most harmful to the "

@@ -100,7 +100,7 @@ def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bo
     ratio = f"| fgsm | {b.bound_epsilon_pm1:.3g} | {b.epsilon_pm1 / b.bound_epsilon_pm1:.2f} |"  # ε* / the bound's ε
     assert ratio in text
     assert "| whitebox tier | " in text and "| query tier | " in text
-    assert "Verdict per tier: transfer (gated) FAIL; query FAIL; whitebox FAIL." in text
+    assert "| transfer (gated) | FAIL |" in text and "- whitebox (kermany " in text  # a statement names its audits
     assert f"Code `{run.record.provenance.code}`, cpu, AMD EPYC 7B13, 8 threads" in text
     # a row no resample breaks within the grid says so rather than inventing a number
     assert "| different-imagenet-d2/2 (RN18) | " in text and " | > 0.04 PASS | " in text
@@ -111,7 +111,21 @@ def test_the_breaking_epsilon_section_shows_each_rows_epsilon_star_beside_the_bo
         for r in run.record.gate
         if r.tier == "transfer" and r.breaking and r.breaking.epsilon_pm1
     )
-    assert f"| kermany, {run.experiment} vs " in main and f"| transfer (gated) | FAIL | {earliest:.3g} |" in main
+    assert f"| kermany, {run.experiment} vs " in text and f"| transfer (gated) | FAIL | {earliest:.3g} |" in text
+    assert "Per tier over the 1 audits" in main and f"| transfer (gated) | 1 FAIL | {earliest:.3g} |" in main
+    assert f"| kermany, {run.experiment} vs " not in main  # per audit only in the appendix
+
+
+def test_the_main_text_gives_each_tiers_verdict_counts_and_the_range_of_earliest_epsilon(tmp_path):
+    first, second = committed_3_0(tmp_path / "a"), committed_3_0(tmp_path / "b")
+    earliest = min(
+        r.breaking.epsilon_pm1
+        for r in first.runs[0].record.gate
+        if r.tier == "query" and r.breaking and r.breaking.epsilon_pm1
+    )
+    main = "\n".join(epsilon_star.section({"kermany": first, "retina": second}))
+    assert "Per tier over the 2 audits" in main
+    assert f"| query | 2 FAIL | {earliest:.3g} |" in main  # one value when every audit's earliest ε* is the same
 
 
 def test_a_33_breaking_record_shows_its_bracket():

@@ -231,9 +231,10 @@ def test_the_document_renders_from_real_runs(reproduction, tmp_path):
     assert judged["1"].outcome == "not testable" and "run absent" in judged["1"].reasons  # no IN target was run
     assert all(j.status != "not testable" for j in judged["6"].judged)  # the control is judged as it stands
     assert "| 6. Control noise barely lowers AUC (at most 0.01 below clean) | **" in main
-    assert "| synthetic, data_disparity vs tiny_cnn R (d1) | transfer (gated) | " in main  # a schema 3.x run
-    assert "### synthetic, data_disparity vs tiny_cnn R (d1)" in extra  # its rows' breaking ε, in the appendix
-    assert "Verdict per tier: transfer (gated)" in extra
+    assert "Per tier over the 4 audits" in main and "| transfer (gated) | " in main  # the schema 3.x runs
+    assert "| synthetic, data_disparity vs tiny_cnn R (d1) | transfer (gated) | " in extra  # per audit, appendix
+    assert "### synthetic, data_disparity vs tiny_cnn R (d1)" in extra  # its rows' breaking ε
+    assert "- transfer (synthetic data_disparity vs tiny_cnn R (d1)" in extra  # its tier's statement names it
     assert "has not been committed yet" in main
     assert "## synthetic: Synthetic blobs" in extra and "### Table 2: ε sweep" in extra
     assert "why: 16 px keeps tests fast" in " ".join(extra.split())  # prose is wrapped
