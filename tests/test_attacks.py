@@ -21,6 +21,7 @@ from medaudit.attacks.surrogate import (
     LogitEnsemble,
     diverse_input,
     fold_batchnorm,
+    folded_if_exact,
     gaussian_kernel,
     surrogate_model,
 )
@@ -233,6 +234,53 @@ def test_fold_batchnorm_refuses_a_conv_whose_output_is_also_read_elsewhere():
 
     with pytest.raises(RuntimeError, match="folding BatchNorm changed the surrogate's logits"):
         fold_batchnorm(Residual(), torch.randn(2, 1, 3, 3))
+    # the white-box tier's copy of a target attacks such a model unfolded, with the target's own logits
+    x = torch.randn(2, 1, 3, 3)
+    kept = folded_if_exact(Residual(), x)
+    assert isinstance(kept.body[1], torch.nn.BatchNorm2d)
+
+
+def test_the_whitebox_copy_is_folded_where_exact_and_a_torchscript_target_is_left_as_it_is():
+    x = torch.randn(2, 1, 3, 3)
+    net = _conv_bn(2.0)
+    folded = folded_if_exact(net, x)
+    assert isinstance(folded[1], torch.nn.Identity) and folded[0].weight.item() == 0.5
+    assert isinstance(net[1], torch.nn.BatchNorm2d)  # a copy: the caller's target is untouched
+    scripted = torch.jit.script(_conv_bn(2.0))
+    kept = folded_if_exact(scripted, x)  # no hook sees inside a TorchScript module
+    assert kept is not scripted and torch.equal(kept(x), scripted(x))
+
+
+def test_apgd_attacks_a_batchnorm_target_folded_as_it_would_unfolded(monkeypatch):
+    """Folding moves logits in their last bits only: APGD's images on a trained conv-BatchNorm model are, nearly
+    pixel for pixel, those it crafts on the unfolded model, and they lower the model's AUC as far."""
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 64)
+    x = np.clip(rng.normal(0, 0.4, (128, 1, 8, 8)) + 0.2 * (2 * y[:, None, None, None] - 1), -1, 1).astype(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    optimiser = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        optimiser.zero_grad(), loss.backward(), optimiser.step()
+    model.eval().requires_grad_(False)
+    assert auc(y, _scores(model, x)) > 0.9
+    attack = APGD(name="apgd", iterations=100, restarts=1, losses=("margin",))
+    eps = 0.15  # a budget that moves this model, not one that breaks every image
+    folded = attack.craft((model,), x, y, (eps,), HOW)[eps].x_adv
+    monkeypatch.setattr("medaudit.attacks.apgd.folded_if_exact", lambda m, example: copy.deepcopy(m))
+    unfolded = attack.craft((model,), x, y, (eps,), HOW)[eps].x_adv
+    assert isinstance(model[1], torch.nn.BatchNorm2d)  # the caller's model is untouched
+    assert np.mean(np.abs(folded - unfolded) <= 1e-5) > 0.95
+    assert auc(y, _scores(model, folded)) == pytest.approx(auc(y, _scores(model, unfolded)), abs=0.02)
+    assert auc(y, _scores(model, folded)) < auc(y, _scores(model, x)) - 0.1
 
 
 # ---------------------------------------------------------------- the table of attacks

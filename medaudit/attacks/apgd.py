@@ -10,7 +10,6 @@ which left the AUC up to 0.13 above the optimum on a linear model whose optimum 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -21,7 +20,7 @@ from pydantic import Field, field_validator
 from medaudit.attacks.base import AT_THE_BOUND, Attack, Crafting, Perturbed, Tier
 from medaudit.attacks.objective import JUDGING_LOSS, LOSSES
 from medaudit.attacks.rows import clip_to_ball, over_rows, start_noise
-from medaudit.attacks.surrogate import ChannelsLast, out_of_place
+from medaudit.attacks.surrogate import FOLD_CHECK_IMAGES, ChannelsLast, folded_if_exact, out_of_place
 
 # the white-box attacker breaks an undefended target at a hundredth of the perceptibility bound's epsilon or less:
 # its epsilons fall by fours from 1.5x the bound down to 1/256 of it
@@ -84,8 +83,9 @@ class APGD(Attack):
         """Every epsilon in one batched pass (`rows`); each row's starts drawn per (seed, restart) and image."""
         (model,) = victim
         # the same function, cheaper to differentiate (`surrogate`); a copy, so the caller's module is untouched
-        model = ChannelsLast(out_of_place(copy.deepcopy(model))).eval().requires_grad_(False)
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        example = xt[:FOLD_CHECK_IMAGES].to(how.device)
+        model = ChannelsLast(out_of_place(folded_if_exact(model, example))).eval().requires_grad_(False)
         noise = [start_noise(xt, how.seed, r) for r in range(self.restarts)]
 
         def attack(xb, yb, eps, step, index):
