@@ -7,7 +7,6 @@ verdict. Only 3.x runs carry breaking ε (`GateRule.breaking`); a 2.0 run measur
 from __future__ import annotations
 
 from reproduction.fmt import eps, table
-from reproduction.machines import machine
 from reproduction.protocol import arch_name, target_label
 from reproduction.record import GateRuleView
 from reproduction.runs import ModalityRuns, Run
@@ -89,7 +88,7 @@ def run_lines(c: ModalityRuns, run: Run, worst_only: bool) -> list[str]:
         head = ["row", *(f"{k} ε*" for k in criteria), "first by", "bound's ε", "ε* / bound"]
     else:
         head, rows = ["row", "criterion", "attack", "ε* (95% interval)", "ε* / bound", "status"], rows_of(run, False)
-    made = f"Code `{run.record.provenance.code}`, {machine(c, run)}; the audit's verdict {run.record.verdict}."
+    made = f"Verdict {run.record.verdict}."  # its code and machine: the main text's provenance table
     return [f"### {label}", "", *([made, ""] if worst_only else []), *table(head, rows), ""]
 
 

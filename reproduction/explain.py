@@ -48,8 +48,7 @@ def floor(assessed: Mapping[str, Mapping[str, Assessment]], loaded: Mapping[str,
         f"arm that does not lower the target's AUC beyond its own shuffled perturbation; {counts} beat their control. "
         f"Random-init ensembles leave random-init targets {_random_pairs(loaded)} of clean AUC at ε ≈ 0.02 (Table 3's "
         f"R/R row), the paper's {min(rr)}–{max(rr)}%. With no transfer to compare, these findings are neither "
-        f"supported nor contradicted: {listed}. Taken at face value this floor reads as support (an unmoved target "
-        "looks nearly immune, finding 8) or as a tie (rows alike, findings 3 and 4); the rule counts it for neither. "
+        f"supported nor contradicted: {listed}; an unmoved target counts neither as immune (8) nor as a tie (3, 4). "
         + _study(study)
     )
 
@@ -81,8 +80,8 @@ def _study(study: dict) -> str:
         "`docs/random_init_transfer.md` varied training length, BatchNorm, resolution and the surrogate's family; "
         f"its strongest transfer, {ARCH_TITLES[c['surrogate']]} → {ARCH_TITLES[c['target']]} at "
         f"{stage['image_size']} px, ε {c['epsilon_pm1']:g}, kept {r['point']:.2f} ({r['low']:.2f}–{r['high']:.2f}) "
-        "of clean AUC. Untested: the paper's 256–512 px images and tens of thousands of training images (the "
-        "data-size section tests the second up to its limit, at ε up to the perceptibility bound)."
+        "of clean AUC. Untested: the paper's 256–512 px images; its tens of thousands of training images are "
+        "approached in the data-size section."
     )
 
 
