@@ -181,6 +181,11 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def spread_text(spread: dict) -> str:
+    """A `_spread` as the README's tables give it: `min / **median** / max`."""
+    return f"{spread['min']:.2f} / **{spread['median']:.2f}** / {spread['max']:.2f}"
+
+
 def measure_arch(arch: str, x, y, train_images: Images, repeats: int) -> dict:
     model = _model(arch)
     kinds = {
@@ -235,14 +240,11 @@ def table(record: dict) -> str:
         "|---|---|---|---|",
     ]
 
-    def cell(spread: dict) -> str:
-        return f"{spread['min']:.2f} / **{spread['median']:.2f}** / {spread['max']:.2f}"
-
     for row in record["results"]:
         lines.append(
-            f"| {LABELS[row['arch']]} | {cell(row['pgd_speed_ratio_over_torchattacks_channels_last'])} "
-            f"| {cell(row['apgd_cost_per_image_iteration_over_pgd'])} "
-            f"| {cell(row['training_epochs_per_s_ratio_over_plain_torch'])} |"
+            f"| {LABELS[row['arch']]} | {spread_text(row['pgd_speed_ratio_over_torchattacks_channels_last'])} "
+            f"| {spread_text(row['apgd_cost_per_image_iteration_over_pgd'])} "
+            f"| {spread_text(row['training_epochs_per_s_ratio_over_plain_torch'])} |"
         )
     return "\n".join(lines)
 

@@ -14,17 +14,16 @@ Ratio = eager seconds / variant seconds (> 1: the variant is faster), min / medi
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from medaudit.attackers import zoo
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_attacks as bench  # noqa: E402  (the same models, sizes, interleaved timing and spreads)
 
-ARCHS = ("efficientnet_lite0", "mobilenet_v2")
-BATCH, SIZE = 64, 64  # rows per step and image side, as in bench_attacks.py
 STEPS_PER_REPEAT = 3
 
 
@@ -39,22 +38,12 @@ def _step(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False) -> Callab
     return step
 
 
-def _ratios(eager: Callable, variant: Callable, repeats: int) -> list[float]:
-    eager(), variant()  # warm-up
-    out = []
-    for _ in range(repeats):
-        seconds = []
-        for f in (eager, variant):
-            start = time.perf_counter()
-            for _ in range(STEPS_PER_REPEAT):
-                f()
-            seconds.append(time.perf_counter() - start)
-        out.append(seconds[0] / seconds[1])
-    return out
-
-
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.2f} / **{statistics.median(values):.2f}** / {max(values):.2f}"
+def _ratios(eager: Callable, variant: Callable, repeats: int) -> str:
+    """Eager seconds over the variant's, `STEPS_PER_REPEAT` steps per run, interleaved, after one warm-up each."""
+    eager(), variant()
+    runs = {name: (lambda f=f: [f() for _ in range(STEPS_PER_REPEAT)]) for name, f in (("e", eager), ("v", variant))}
+    seconds, _ = bench._timed(runs, repeats)
+    return bench.spread_text(bench._spread([e / v for e, v in zip(seconds["e"], seconds["v"])]))
 
 
 def main() -> None:
@@ -65,11 +54,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     print(f"avx512_bf16: {'avx512_bf16' in flags}, amx_bf16: {'amx_bf16' in flags}, {args.threads} thread(s)")
-    for arch in ARCHS:
-        torch.manual_seed(0)
-        model = zoo.build(arch, init="random", num_outputs=2, in_channels=1, image_size=SIZE)
-        model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        x = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
+    for arch in bench.ARCHS:
+        model = bench._model(arch).to(memory_format=torch.channels_last)
+        x = torch.randn(bench.BATCH, 1, bench.SIZE, bench.SIZE).contiguous(memory_format=torch.channels_last)
         eager = _step(model, x)
         agree = (eager().sign() == _step(model, x, bf16=True)().sign()).float().mean().item()
         bf16 = _ratios(eager, _step(model, x, bf16=True), args.repeats)
@@ -80,7 +67,7 @@ def main() -> None:
         max_diff = (eager() - compiled()).abs().max().item()
         ratio = _ratios(eager, compiled, args.repeats)
         print(
-            f"{arch}: bf16 {_spread(bf16)} (signs agree {agree:.3f}); compile {_spread(ratio)} "
+            f"{arch}: bf16 {bf16} (signs agree {agree:.3f}); compile {ratio} "
             f"after {compile_s:.0f} s (max |gradient difference| {max_diff:.2g})"
         )
 

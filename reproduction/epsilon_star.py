@@ -81,8 +81,13 @@ def rows_of(run: Run, worst_only: bool) -> list[list[str]]:
     return [criteria] + out
 
 
+def audit_label(c: ModalityRuns, run: Run) -> str:
+    """`retina, pretraining vs Lite0 R (d1)`: the audit a heading or a table row names."""
+    return f"{c.folder.name}, {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
+
+
 def run_lines(c: ModalityRuns, run: Run, worst_only: bool) -> list[str]:
-    label = f"{c.folder.name}, {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
+    label = audit_label(c, run)
     if worst_only:
         criteria, *rows = rows_of(run, True)
         head = ["row", *(f"{k} ε*" for k in criteria), "first by", "bound's ε", "ε* / bound"]
@@ -110,7 +115,7 @@ def earliest_rows(runs: list[tuple[ModalityRuns, Run]]) -> list[tuple[str, str, 
     """Per audit and tier: (audit, tier, verdict, the earliest ε* over its rows, attacks and criteria or None)."""
     out = []
     for c, run in runs:
-        label = f"{c.folder.name}, {run.experiment} vs {target_label(run.arch, run.init, run.split)}"
+        label = audit_label(c, run)
         for t in run.record.tier_verdicts:
             earliest = min(
                 (
@@ -122,6 +127,14 @@ def earliest_rows(runs: list[tuple[ModalityRuns, Run]]) -> list[tuple[str, str, 
             )
             out.append((label, f"{t.tier}{' (gated)' if t.gated else ''}", t.status, earliest))
     return out
+
+
+def span_text(values: list[float]) -> str:
+    """`0.0863–0.173`; one value when all are equal; `—` when there is none."""
+    if not values:
+        return "—"
+    low, high = min(values), max(values)
+    return eps(low) if low == high else f"{eps(low)}–{eps(high)}"
 
 
 def section(loaded: dict[str, ModalityRuns]) -> list[str]:
@@ -143,15 +156,8 @@ def section(loaded: dict[str, ModalityRuns]) -> list[str]:
         verdicts = dict.fromkeys(s for s, _ in got)
         counts = ", ".join(f"{sum(s == v for s, _ in got)} {v}" for v in verdicts)
         found = [e for _, e in got if e is not None]
-        span = (
-            "—"
-            if not found
-            else eps(min(found))
-            if min(found) == max(found)
-            else f"{eps(min(found))}–{eps(max(found))}"
-        )
         none = sum(e is None for _, e in got)
-        rows.append([tier, counts, span + (f"; — in {none}" if none and found else "")])
+        rows.append([tier, counts, span_text(found) + (f"; — in {none}" if none and found else "")])
     return lines + [
         f"Per tier over the {len(runs)} audits: their verdicts and the range of each audit's earliest ε* over its "
         "rows, attacks and criteria (`—`: none breaks within the ε measured); per audit and row in the appendix.",
