@@ -425,7 +425,13 @@ def test_breaking_text_gives_the_bracket_the_points_and_the_margin():
         "ε* 1.28 grey levels [0.01] (1.02–1.59); holds at 1.02; 5 ε measured, 2 by bisection; 0.12× the budget's 10.2"
     )
     assert breaking_text(b(0.01, None, None, 0.08, bisected=0)) == (
-        "ε* 1.28 grey levels [0.01] (—–> 12.8); holds at 1.02; 3 ε measured; 0.12× the budget's 10.2"
+        "ε* 1.28 grey levels [0.01] (no resample breaks up to 12.8, the largest tried); holds at 1.02; 3 ε "
+        "measured; 0.12× the budget's 10.2"
+    )
+    # some resamples never break: the interval's high end is beyond the largest epsilon tried (0.1, 12.8 levels)
+    assert breaking_text(b(0.01, 0.008, None, 0.08)) == (
+        "ε* 1.28 grey levels [0.01] (1.02 to beyond 12.8, the largest tried); holds at 1.02; 5 ε measured, 2 by "
+        "bisection; 0.12× the budget's 10.2"
     )
     assert breaking_text(b(0.01, 0.008, 0.0125, None, holds=0.0)) == (
         "ε* 1.28 grey levels [0.01] (1.02–1.59); holds at 0; 5 ε measured, 2 by bisection; the budget is not "

@@ -44,6 +44,17 @@ def measured_text(b: BreakingEpsilon) -> str:
     return f"holds at {grey_text(b.holds_at_pm1)}; {n} ε measured{f', {k} by bisection' if k else ''}"
 
 
+def interval_text(b: BreakingEpsilon) -> str:
+    """ε*'s bootstrap interval in grey levels: `1.02–1.59`; where some resamples never break, `1.02 to beyond 12.8,
+    the largest tried`; where none breaks, `no resample breaks up to 12.8, the largest tried`."""
+    largest = grey_text(b.largest_tried_pm1)
+    if b.low_pm1 is None:
+        return f"no resample breaks up to {largest}, the largest tried"
+    if b.high_pm1 is None:
+        return f"{grey_text(b.low_pm1)} to beyond {largest}, the largest tried"
+    return f"{grey_text(b.low_pm1)}–{grey_text(b.high_pm1)}"
+
+
 def breaking_text(b: BreakingEpsilon | None) -> str:
     """ε* in grey levels first, [-1, 1] units beside, its interval and bracket, then the budget's ε (where the
     perceptibility budget binds) and the near-invisible reference: `ε* 1.28 grey levels [0.01] (1.02–1.59); holds
@@ -60,9 +71,9 @@ def breaking_text(b: BreakingEpsilon | None) -> str:
             f"{len(b.measured)} ε measured)"
         )
     else:
-        low = "—" if b.low_pm1 is None else grey_text(b.low_pm1)
-        high = f"> {grey_text(b.largest_tried_pm1)}" if b.high_pm1 is None else grey_text(b.high_pm1)
-        text = f"ε* {grey_text(b.epsilon_pm1)} grey levels [{b.epsilon_pm1:.3g}] ({low}–{high}); {measured_text(b)}"
+        text = (
+            f"ε* {grey_text(b.epsilon_pm1)} grey levels [{b.epsilon_pm1:.3g}] ({interval_text(b)}); {measured_text(b)}"
+        )
     near = "" if b.near_invisible_epsilon_pm1 is None else f"; near-invisible {grey_text(b.near_invisible_epsilon_pm1)}"
     if b.bound_epsilon_pm1 is None:  # the attack's SSIM stayed above the budget over its whole grid
         return f"{text}; the budget is not reached up to {grey_text(b.largest_tried_pm1)} grey levels{near}"
