@@ -25,6 +25,7 @@ from medaudit.attacks.surrogate import (
     gaussian_kernel,
     surrogate_model,
 )
+from medaudit.attacks.transfer import class_loss, shared_gradient
 from medaudit.core.errors import AuditInputError
 from medaudit.core.metrics import auc
 from medaudit.core.pixels import deliver_uint8
@@ -411,10 +412,11 @@ def test_pgd_and_mifgsm_take_arts_steps_bit_for_bit(trained, attack):
     "attack",
     [
         PGD(name="pgd", iterations=4, random_start=True, diversity_prob=0.5, ti_kernel=3),
+        PGD(name="pgd", iterations=4),  # no random start, a fixed step: rows share gradients (`shared_gradient`)
         MIFGSM(name="mifgsm", iterations=4),
         APGD(name="apgd", iterations=100),
     ],
-    ids=lambda a: a.name,
+    ids=lambda a: a.id,
 )
 def test_a_grid_in_one_pass_is_bit_identical_to_each_epsilon_alone(attack):
     """The batched pass (epsilons repeated along the batch, 7 rows a pass, so passes mix epsilons and the last is
@@ -432,6 +434,42 @@ def test_a_grid_in_one_pass_is_bit_identical_to_each_epsilon_alone(attack):
         np.testing.assert_array_equal(together[eps].x_adv, alone)
         assert together[eps].max_abs_delta <= eps + 1e-7
     assert together[0.03].max_abs_delta > 0 or attack.tier == "whitebox"  # a random-init net can be flat for APGD
+
+
+def test_rows_at_the_same_point_share_one_gradient_equal_to_their_own():
+    """Two images at three epsilons (rows epsilon-major: 0, 1 at the first epsilon; 2, 3; 4, 5). Image 0's rows all
+    sit at one point (a chain 4 -> 2 -> 0), image 1's last two at another: three distinct points, three gradients,
+    each bit-identical to what a padded pass of the same size gives the row alone."""
+    torch.manual_seed(0)
+    model = zoo.build("mobilenet_v2", init="random", num_outputs=2, in_channels=1, image_size=32).eval()
+    a, b, c = torch.rand((3, 1, 1, 32, 32)) * 2 - 1
+    point = torch.cat([a, b, a, c, a, c])
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    previous = torch.arange(6) - 2
+    gradients, which = shared_gradient(model, class_loss, point, y, previous, rows_per_pass=4)
+    assert which.tolist() == [0, 1, 0, 2, 0, 2]
+    assert len(gradients) == 3
+    for row in range(6):
+        alone = point[row : row + 1].repeat(4, 1, 1, 1).requires_grad_(True)
+        (own,) = torch.autograd.grad(class_loss(model(alone), y[row : row + 1].repeat(4)), alone)
+        assert torch.equal(gradients[which[row]], own[0])
+
+
+def test_pgd_over_a_curve_differentiates_fewer_points_than_rows():
+    """PGD-10, step 0.01, no random start, over the 6-epsilon curve, 12 images in passes of 12: without sharing,
+    60 passes. Every row starts at its clean image (1 point per image at the first step, not 6) and the ball stops
+    the rows one epsilon at a time, so at most 60 - 5 passes are made; fewer where the ball has not stopped a row."""
+    torch.manual_seed(0)
+    model = zoo.build("mobilenet_v2", init="random", num_outputs=2, in_channels=1, image_size=32).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (12, 1, 32, 32)).astype(np.float32)
+    y = np.arange(12) % 2
+    how = Crafting(n_logits=2, multilabel=False, batch_size=12, seed=3, device="cpu")
+    rows = []  # rows per forward of the surrogate's attack copy, which keeps the hook
+    model.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    PGD(name="pgd", iterations=10).craft([model], x, y, (0.005, 0.01, 0.02, 0.03, 0.05, 0.08), how)
+    passes = rows.count(12)  # the other two forwards are the BatchNorm fold's check, before and after, on 8 images
+    assert len(rows) - passes == 2
+    assert passes <= 60 - 5
 
 
 def test_surrogate_model_stacks_ti_then_di_then_the_ensemble(trained):

@@ -13,6 +13,7 @@ the memory cap: `Crafting.batch_size` rows are in flight at once, whatever the n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,54 @@ from medaudit.attacks.base import Perturbed, projected
 RowAttack = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The (epsilon, image) rows of a grid, epsilon-major: row `i * n + j` attacks image j at the i-th epsilon."""
+
+    x: torch.Tensor  # (n, C, H, W) the images, float32
+    y: torch.Tensor  # (n, ...) their labels
+    epsilons_pm1: tuple[float, ...]  # distinct, in the caller's order
+    image: torch.Tensor  # (R,) row -> test image
+    eps: torch.Tensor  # (R, 1, 1, 1) each row's epsilon, float32
+    step: torch.Tensor  # (R, 1, 1, 1) each row's step, float32
+
+    @classmethod
+    def of(
+        cls, x: np.ndarray, y: np.ndarray, epsilons_pm1: Sequence[float], step_of: Callable[[float], float]
+    ) -> "Grid":
+        """`step_of`: each epsilon's step, computed in float64 from the epsilon as the scenario states it (as ART
+        computes it) and only then made float32."""
+        epsilons = tuple(dict.fromkeys(float(e) for e in epsilons_pm1))
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        n, shape = len(xt), (-1,) + (1,) * (xt.dim() - 1)  # one value per row, broadcast over the image
+        return cls(
+            x=xt,
+            y=torch.from_numpy(np.asarray(y)),
+            epsilons_pm1=epsilons,
+            image=torch.arange(n).repeat(len(epsilons)),
+            eps=torch.tensor(epsilons, dtype=torch.float32).repeat_interleave(n).view(shape),
+            step=torch.tensor([step_of(e) for e in epsilons], dtype=torch.float32).repeat_interleave(n).view(shape),
+        )
+
+    @property
+    def previous(self) -> torch.Tensor:
+        """(R,) each row's row of the same image at the epsilon before it; -1 for the first epsilon's rows."""
+        return torch.arange(len(self.image)) - len(self.x)
+
+    def images(self, rows: torch.Tensor) -> dict[float, Perturbed]:
+        """The attacked rows (R, C, H, W) as each epsilon's images, re-clipped to its ball."""
+        n, x = len(self.x), self.x.numpy()
+        return {e: projected(x, rows[i * n : (i + 1) * n].numpy(), e) for i, e in enumerate(self.epsilons_pm1)}
+
+
+def passes(rows: torch.Tensor, rows_per_pass: int):
+    """`rows` in passes of `rows_per_pass`, each padded to full size by repeating its first row: (the pass's rows,
+    the padded rows) per pass."""
+    for start in range(0, len(rows), rows_per_pass):
+        chunk = rows[start : start + rows_per_pass]
+        yield chunk, torch.cat([chunk, chunk[:1].repeat(rows_per_pass - len(chunk))])
+
+
 def over_rows(
     x: np.ndarray,
     y: np.ndarray,
@@ -33,28 +82,15 @@ def over_rows(
     step_of: Callable[[float], float] = lambda eps: eps,
 ) -> dict[float, Perturbed]:
     """`attack` on every (epsilon, image) row of `x` at `epsilons_pm1`, `rows_per_pass` rows at a time; the images
-    of each epsilon, re-clipped to its ball. `step_of`: each epsilon's step, computed in float64 from the epsilon
-    as the scenario states it (as ART computes it) and only then made float32."""
+    of each epsilon, re-clipped to its ball (`Grid`)."""
     if rows_per_pass < 1:
         raise ValueError(f"rows_per_pass must be >= 1, got {rows_per_pass}")
-    epsilons = list(dict.fromkeys(float(e) for e in epsilons_pm1))
-    n = len(x)
-    if n == 0 or not epsilons:
-        return {eps: projected(x, x.copy(), eps) for eps in epsilons}
-    xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-    yt = torch.from_numpy(np.asarray(y))
-    image = torch.arange(n).repeat(len(epsilons))  # row -> test image, epsilon-major
-    eps_of_row = torch.tensor(epsilons, dtype=torch.float32).repeat_interleave(n)
-    step_of_row = torch.tensor([step_of(e) for e in epsilons], dtype=torch.float32).repeat_interleave(n)
-    out = torch.empty((len(image),) + tuple(xt.shape[1:]), dtype=torch.float32)
-    shape = (-1,) + (1,) * (xt.dim() - 1)  # one value per row, broadcast over the image
-    for start in range(0, len(image), rows_per_pass):
-        rows = torch.arange(start, min(start + rows_per_pass, len(image)))
-        padded = torch.cat([rows, rows[:1].repeat(rows_per_pass - len(rows))])
-        index = image[padded]
-        eps, step = eps_of_row[padded].view(shape), step_of_row[padded].view(shape)
-        out[rows] = attack(xt[index], yt[index], eps, step, index)[: len(rows)].cpu()
-    return {eps: projected(x, out[i * n : (i + 1) * n].numpy(), eps) for i, eps in enumerate(epsilons)}
+    grid = Grid.of(x, y, epsilons_pm1, step_of)
+    out = torch.empty((len(grid.image),) + tuple(grid.x.shape[1:]), dtype=torch.float32)
+    for rows, padded in passes(torch.arange(len(grid.image)), rows_per_pass):
+        index = grid.image[padded]
+        out[rows] = attack(grid.x[index], grid.y[index], grid.eps[padded], grid.step[padded], index)[: len(rows)].cpu()
+    return grid.images(out)
 
 
 def start_noise(x: torch.Tensor, seed: int, restart: int) -> torch.Tensor:
