@@ -7,7 +7,9 @@ interleaved, so each repeat gives one ratio of two runs made side by side (the m
   call, rows of 64) against torchattacks' PGD with channels_last weights and inputs, looping over the epsilons
   in batches of 64 (its best case); ratio = torchattacks' seconds / medaudit's (> 1: medaudit is faster).
 - APGD (the white-box tier's `APGD.craft`, 100 iterations of the margin loss, one start, at one epsilon) on the
-  same images and model: its seconds per image-iteration over PGD's (< 1: cheaper per step than PGD).
+  same images and model: its seconds per image-iteration over PGD's (< 1: cheaper per step than PGD), and per
+  pass it differentiates over PGD's (PGD's rows of one image at two epsilons share a gradient while they sit at
+  the same point, so it differentiates fewer passes than it has rows; both counted, untimed, by a forward hook).
 - Surrogate training: `train_surrogate` (the loop the audit trains every surrogate with; augmentation off) against
   a plain torch loop (NCHW, Adam, the same batch size, steps per epoch and validation pass) on 512 training
   images; ratio = medaudit's epochs/s over the plain loop's.
@@ -162,6 +164,18 @@ def plain_training(arch: str, images: Images) -> Callable[[], float]:
     return run
 
 
+def _differentiated_passes(model: torch.nn.Module, run: Callable[[], np.ndarray]) -> int:
+    """How many forward passes `run` makes with gradients on, each of BATCH rows, counted by a hook that the
+    attacks' copies of `model` inherit."""
+    passes = []
+    hook = model.register_forward_hook(lambda module, args, out: passes.append(torch.is_grad_enabled()))
+    try:
+        run()
+    finally:
+        hook.remove()
+    return sum(passes)
+
+
 def _timed(runners: dict[str, Callable], repeats: int) -> tuple[dict[str, list[float]], dict]:
     """Each runner `repeats` times, interleaved: seconds per run (a runner returning a float reports its own
     seconds) and each runner's last output."""
@@ -198,6 +212,9 @@ def measure_arch(arch: str, x, y, train_images: Images, repeats: int) -> dict:
     seconds, adv = _timed({name: make(model, x, y) for name, make in kinds.items()}, repeats)
     pgd_rows = len(x) * len(EPSILONS_PM1) * ITERATIONS  # image-iterations of one PGD curve
     apgd_rows = len(x) * APGD_ITERATIONS
+    # untimed: the passes each attack differentiates (PGD's rows at one point share a gradient)
+    pgd_passes = _differentiated_passes(model, medaudit_pgd(model, x, y))
+    apgd_passes = _differentiated_passes(model, medaudit_apgd(model, x, y))
     med, peer, apgd = seconds["medaudit_pgd"], seconds["torchattacks_channels_last"], seconds["medaudit_apgd"]
     train = {"medaudit": medaudit_training(arch, train_images), "plain_torch": plain_training(arch, train_images)}
     train_seconds, _ = _timed(train, repeats)
@@ -208,6 +225,12 @@ def measure_arch(arch: str, x, y, train_images: Images, repeats: int) -> dict:
         "apgd_cost_per_image_iteration_over_pgd": _spread(
             [(a / apgd_rows) / (m / pgd_rows) for a, m in zip(apgd, med)]
         ),
+        "apgd_cost_per_differentiated_pass_over_pgd": _spread(
+            [(a / apgd_passes) / (m / pgd_passes) for a, m in zip(apgd, med)]
+        ),
+        "pgd_differentiated_passes": pgd_passes,
+        "pgd_passes_without_sharing": ITERATIONS * len(EPSILONS_PM1) * -(-len(x) // BATCH),
+        "apgd_differentiated_passes": apgd_passes,
         "training_epochs_per_s_ratio_over_plain_torch": _spread(
             [p / m for m, p in zip(train_seconds["medaudit"], train_seconds["plain_torch"])]
         ),
@@ -235,15 +258,18 @@ def table(record: dict) -> str:
         f"{record['repeats']} interleaved repeats; 1-minute load average {record['load_average_1min_before_after'][0]:.2f}"
         f" before, {record['load_average_1min_before_after'][1]:.2f} after (2 cores: above 2 the machine was shared).",
         "",
-        "| surrogate | PGD-10, 6-ε curve: torchattacks (channels_last) s / medaudit s | APGD s per image-iteration / PGD's "
+        "| surrogate | PGD-10, 6-ε curve: torchattacks (channels_last) s / medaudit s | PGD passes differentiated "
+        "| APGD s per image-iteration / PGD's | APGD s per differentiated pass / PGD's "
         "| training epochs/s: medaudit / plain torch |",
-        "|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
 
     for row in record["results"]:
         lines.append(
             f"| {LABELS[row['arch']]} | {spread_text(row['pgd_speed_ratio_over_torchattacks_channels_last'])} "
+            f"| {row['pgd_differentiated_passes']} of {row['pgd_passes_without_sharing']} "
             f"| {spread_text(row['apgd_cost_per_image_iteration_over_pgd'])} "
+            f"| {spread_text(row['apgd_cost_per_differentiated_pass_over_pgd'])} "
             f"| {spread_text(row['training_epochs_per_s_ratio_over_plain_torch'])} |"
         )
     return "\n".join(lines)
