@@ -7,7 +7,9 @@ on CPU, torch's convolutions give each row bit-identical results whatever the ot
 always across batch sizes (MobileNetV2 and ResNet-18 differ in the 17th digit at 17 rows). An attack's row
 function computes each row from that row alone (losses summed, not averaged, over the batch), so crafting a grid
 in one pass gives, bit for bit, what crafting each epsilon alone gives (tests/test_attacks.py). The pass size is
-the memory cap: `Crafting.batch_size` rows are in flight at once, whatever the number of epsilons.
+the memory cap: `Crafting.batch_size` rows go through the model at once, whatever the number of epsilons. PGD and
+MI-FGSM advance every row of the grid step by step (`transfer.iterate`), so they also hold the grid's points, as
+large as its output.
 """
 
 from __future__ import annotations
