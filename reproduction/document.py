@@ -170,7 +170,15 @@ def finding_section(f: Finding, assessed: Mapping[str, Mapping[str, Assessment]]
     for k, per in assessed.items():
         for b in dict.fromkeys(b for j in per[f.key].judged if j.status == "not testable" for b in j.blockers):
             reasons.setdefault(b, []).append(k)
-    notes = "; ".join(f"{why} ({', '.join(keys)})" for why, keys in reasons.items())
+    detailed: dict[str, list[str]] = {}  # reasons sharing a head ("premise unmet: ...") name it once
+    for why, keys in reasons.items():
+        if ": " in why:
+            head, detail = why.split(": ", 1)
+            detailed.setdefault(head, []).append(f"{detail} ({', '.join(keys)})")
+    notes = "; ".join(
+        [f"{why} ({', '.join(keys)})" for why, keys in reasons.items() if ": " not in why]
+        + [f"{head}: {'; '.join(details)}" for head, details in detailed.items()]
+    )
     return [
         f"### Finding {f.key}: {f.statement}",
         "",
