@@ -70,6 +70,8 @@ class Grid:
 def passes(rows: torch.Tensor, rows_per_pass: int):
     """`rows` in passes of `rows_per_pass`, each padded to full size by repeating its first row: (the pass's rows,
     the padded rows) per pass."""
+    if rows_per_pass < 1:
+        raise ValueError(f"rows_per_pass must be >= 1, got {rows_per_pass}")
     for start in range(0, len(rows), rows_per_pass):
         chunk = rows[start : start + rows_per_pass]
         yield chunk, torch.cat([chunk, chunk[:1].repeat(rows_per_pass - len(chunk))])
@@ -85,8 +87,6 @@ def over_rows(
 ) -> dict[float, Perturbed]:
     """`attack` on every (epsilon, image) row of `x` at `epsilons_pm1`, `rows_per_pass` rows at a time; the images
     of each epsilon, re-clipped to its ball (`Grid`)."""
-    if rows_per_pass < 1:
-        raise ValueError(f"rows_per_pass must be >= 1, got {rows_per_pass}")
     grid = Grid.of(x, y, epsilons_pm1, step_of)
     out = torch.empty((len(grid.image),) + tuple(grid.x.shape[1:]), dtype=torch.float32)
     for rows, padded in passes(torch.arange(len(grid.image)), rows_per_pass):
