@@ -66,13 +66,14 @@ EXPERIMENTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def target_tag(arch: str, init: str, split: str) -> str:
-    return f"{arch}-{init}-{split.replace('/', 'over')}"
+def target_tag(arch: str, init: str, split: str, seed: int | None = None) -> str:
+    """A target's name: `seed` is given only for a target trained from another seed than the reproduction's."""
+    return f"{arch}-{init}-{split.replace('/', 'over')}" + ("" if seed is None else f"-s{seed}")
 
 
-def run_name(experiment: str, arch: str, init: str, split: str) -> str:
+def run_name(experiment: str, arch: str, init: str, split: str, seed: int | None = None) -> str:
     """The folder of one audit: `<experiment>__<target tag>`."""
-    return f"{experiment}__{target_tag(arch, init, split)}"
+    return f"{experiment}__{target_tag(arch, init, split, seed)}"
 
 
 @dataclass(frozen=True)

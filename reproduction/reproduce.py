@@ -176,16 +176,20 @@ def run_target(
     work: Path,
     cache: Path,
     device: str,
-    results_root: Path,
+    results_folder: Path,
     command: str,
+    seed: int | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[str, RunEntry]:
-    """Train (or load) one target, audit it with `scenario`, copy the results; (run folder name, its entry)."""
+    """Train (or load) one target, audit it with `scenario`, copy the results into `results_folder`; (run folder
+    name, its entry). `seed` trains the target from another seed (`train_target`) and names it in the folder."""
     started = time.perf_counter()
     split = scenario.target.trained_on
-    tag = target_tag(arch, init, split)
-    name = run_name(experiment, arch, init, split)
-    record, spec = train_target(scenario, data_path, arch=arch, init=init, cache_dir=cache, device=device, log=log)
+    tag = target_tag(arch, init, split, seed)
+    name = run_name(experiment, arch, init, split, seed)
+    record, spec = train_target(
+        scenario, data_path, arch=arch, init=init, cache_dir=cache, device=device, seed=seed, log=log
+    )
     target = export_target(
         record, spec, work / f"{tag}.onnx", name=f"{modality.key} target {tag}", class_names=modality.class_names
     )
@@ -201,7 +205,7 @@ def run_target(
         options=RunOptions(out_dir=run_dir, cache_dir=cache, device=device, command=command),
         log=log,
     )
-    collect(run_dir, results_root / modality.key / name)
+    collect(run_dir, results_folder / name)
     seconds = time.perf_counter() - started
     log(f"{name}: clean AUC {results.target.clean_auc:.3f}, {len(results.cells)} cells, {seconds:.0f} s")
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
             work=args.work / modality.key,
             cache=args.cache,
             device=args.device,
-            results_root=args.results,
+            results_folder=folder,
             command=command,
         )
         warning = retrained_target(name, entry, runs)

@@ -176,7 +176,7 @@ def reproduction(tmp_path_factory):
             work=root / "work",
             cache=root / "cache",
             device="cpu",
-            results_root=root / "results",
+            results_folder=root / "results" / SYNTHETIC.key,
             command="pytest",
             log=lambda m: None,
         )

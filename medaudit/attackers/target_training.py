@@ -40,10 +40,12 @@ def train_target(
     cache_dir: Path,
     channels: int = 3,
     device: str = "cpu",
+    seed: int | None = None,
     log=print,
 ) -> tuple[SurrogateRecord, SurrogateSpec]:
     """Train (or load from `cache_dir`) a binary target on the scenario's `target.trained_on` split, on `device`,
-    with the scenario's training section: its record (stop reason, learning curve) and spec."""
+    with the scenario's training section: its record (stop reason, learning curve) and spec. `seed` is the
+    training seed (default `TARGET_SEED_OFFSET` plus the scenario's seed); the split stays the scenario's."""
     size = scenario.data.image_size
     if size is None:
         raise ValueError("training a target needs the scenario's data.image_size")
@@ -52,7 +54,7 @@ def train_target(
         arch=arch,
         init=init,
         split=scenario.target.trained_on,
-        seed=TARGET_SEED_OFFSET + scenario.seed,
+        seed=TARGET_SEED_OFFSET + scenario.seed if seed is None else seed,
         training=scenario.training,
         task=data.task,
         n_logits=2,
