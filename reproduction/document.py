@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from medaudit.core.errors import AuditInputError
-from reproduction import appendix, data_size, deviations, epsilon_star, explain, paper
+from reproduction import appendix, data_size, deviations, epsilon_star, explain, paper, target_seeds
 from reproduction.arm_epsilon import RATIO_CONFIDENCE, RELATIVE_AUC, ratio
 from reproduction.assess import CHANCE_AUC, FAMILY_CONFIDENCE, MARKS, VERDICT_RESAMPLES, Assessment, Judged
 from reproduction.findings import (
@@ -113,8 +114,8 @@ def method() -> list[str]:
         f"**not testable**. Finding 6 uses the paper's tolerance of {CONTROL_TOLERANCE_AUC:g} AUC, finding 8 its "
         f"{IMMUNE_RELATIVE_AUC:.0%} of clean AUC.",
         "",
-        "Per arm, in the order named: `wb`, the attacker's own AUC on its own adversarial images at the arm's ε, so "
-        "a reader can tell a perturbation that does not transfer from a weak attack; `ε*`, its measured ε* for "
+        "Per arm, in the order named: `wb`, the attacker's own AUC on its own adversarial images at the arm's ε, "
+        "to tell no transfer from a weak attack; `ε*`, its measured ε* for "
         "relative AUC "
         f"{RELATIVE_AUC:g} as the audit reads it, the smallest ε of its grid where the target's relative AUC falls "
         "below that (`>` its largest ε, shown only where some arm breaks), and `÷` the first arm's ε* over the "
@@ -182,7 +183,7 @@ def finding_section(f: Finding, assessed: Mapping[str, Mapping[str, Assessment]]
     return [
         f"### Finding {f.key}: {f.statement}",
         "",
-        f"d = {f.claim.measure}; claim {claim_text(f)}. The same d in the paper's tables: {theirs}.",
+        f"d = {f.claim.measure}; claim {claim_text(f)}; the paper's d: {theirs}.",
         "",
         *table(["comparison", *assessed], rows),
         "",
@@ -222,16 +223,20 @@ def different_section(loaded: Mapping[str, ModalityRuns], study: dict) -> list[s
     return [
         "## `different`, fixed in advance",
         "",
-        "The reproduction's rule, the same in every modality and initialisation, is the paper's own design: each "
-        f"target architecture is the other's different architecture ({pairs}), as Inception-v3 and DenseNet-121 are "
-        "in the paper, never an attacker chosen by measured attack strength; `reproduce` writes it into the scenarios "
-        "it runs. The schema 2.0 runs' random-init `different` rows are ResNet-18 instead, chosen because it "
+        "The reproduction's rule, the same everywhere, is the paper's own design: each target architecture is the "
+        f"other's different architecture ({pairs}), never an attacker chosen by measured attack strength; `reproduce` "
+        "writes it into the scenarios it runs. The schema 2.0 runs' random-init `different` rows are ResNet-18 instead, chosen because it "
         f"transferred where the depthwise families did not (`docs/random_init_transfer.md`, {stage['image_size']} px, "
         f"PGD at ε {top:g}, relative AUC: {evidence}), so a comparison resting on one is not testable: its attacker "
         "was picked by the outcome the finding measures. Finding 5 reads the pretraining runs (same rows and "
         f"targets) where data_disparity lacks the rule. Random-init runs under the fixed rule: {'; '.join(fixed) or 'none yet'}.",
         "",
     ]
+
+
+def subset(selection: str) -> str:
+    """The record's test selection without the count the line already gives: `a stratified seeded subset (seed 0)`."""
+    return re.sub(r"^stratified seeded subset of \d+ ", "a stratified seeded subset ", selection)
 
 
 def what_was_run(loaded: Mapping[str, ModalityRuns], modalities: Sequence[Modality]) -> list[str]:
@@ -245,7 +250,7 @@ def what_was_run(loaded: Mapping[str, ModalityRuns], modalities: Sequence[Modali
         schemas = sorted({r.schema for r in c.runs})
         lines.append(
             f"- **{key}**, {m.title}: {len(c.runs)} audits, schema {' and '.join(schemas)}, at "
-            f"{d.image_size} px; {d.test_size:,} test images, {d.test_selection}; d1 {d.split_sizes.get('d1', 0):,} "
+            f"{d.image_size} px; {d.test_size:,} test images, {subset(d.test_selection)}; d1 {d.split_sizes.get('d1', 0):,} "
             f"images; beside the paper's {m.paper_column} column."
         )
     return lines + [""]
@@ -283,10 +288,15 @@ def render(
     for f in FINDINGS:
         body += finding_section(f, assessed)
     apps = {m.key: m.paper_column for m in modalities}
-    body += explain.section(assessed, present, study, apps) + deviations.section(present)
+    seeds = {k: target_seeds.checks(results / k, data_dir / m.file) for m in modalities if (k := m.key) in present}
+    body += explain.section(assessed, present, study, apps, seeds) + deviations.section(present, seeds)
     body += data_size.section(list(data_size_paths), data_dir) + epsilon_star.section(present) + provenance(present)
     main = "\n".join(wrap(body)).rstrip("\n") + "\n"
-    extra = appendix.render(present, [m for m in modalities if m.key in present], epsilon_star.appendix(present))
+    extra = appendix.render(
+        present,
+        [m for m in modalities if m.key in present],
+        epsilon_star.appendix(present) + explain.seed_table(seeds),
+    )
     return main, "\n".join(wrap(extra.splitlines())).rstrip("\n") + "\n"
 
 

@@ -10,14 +10,16 @@ get one paragraph.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from medaudit.attackers.target_training import TARGET_SEED_OFFSET
 from reproduction import paper
 from reproduction.assess import Assessment, Judged
 from reproduction.findings import FINDINGS, Finding
 from reproduction.fmt import signed
-from reproduction.protocol import ARCH_TITLES
+from reproduction.protocol import ARCH_TITLES, INIT_NAMES, arch_name
 from reproduction.runs import ModalityRuns
+from reproduction.target_seeds import FINDING, SeedChecks
 
 WEAK_ARM = 0.005  # an arm whose drop's lower bound is below this beats its control only barely (AUC units)
 
@@ -94,21 +96,108 @@ def _paper_column(f: Finding, app: str) -> str:
     return f"the paper's {app} table gives d {values}" if values else f"the paper's {app} table cannot say"
 
 
-def against(f: Finding, assessed: Mapping[str, Mapping[str, Assessment]], apps: Mapping[str, str]) -> list[str]:
-    """The modalities where `f` does not hold or is mixed, or holds although the paper's own column disagrees."""
+def against(
+    f: Finding,
+    assessed: Mapping[str, Mapping[str, Assessment]],
+    apps: Mapping[str, str],
+    seeds: Mapping[str, Sequence[SeedChecks]],
+) -> list[str]:
+    """The modalities where `f` does not hold or is mixed, or holds although the paper's own column disagrees; a
+    contradiction is followed by what retraining its target from other seeds showed (`target_seeds`), if it ran."""
     parts = []
     for key, per in assessed.items():
         a = per[f.key]
         if a.outcome in ("does not hold", "mixed"):
-            contra = "; ".join(_d(j) for j in a.decided("contradicts"))
+            contradicting = a.decided("contradicts")
+            contra = "; ".join(_d(j) for j in contradicting)
             verb = "is mixed" if a.outcome == "mixed" else "does not hold"
+            targets = {j.label.split(",")[0] for j in contradicting}  # e.g. "MNv2 R"
+            checked = [c for c in seeds.get(key, ()) if f.key == FINDING and _target(c) in targets]
+            why = " ".join(seed_sentence(c) for c in checked) or "No experiment has tested why yet."
             parts.append(
-                f"Finding {f.key} {verb} on {key}: against it {contra}, while {_paper_column(f, apps[key])}; no experiment "
-                "has tested why yet."
+                f"Finding {f.key} {verb} on {key}: against it {contra}, while {_paper_column(f, apps[key])}. {why}"
             )
         elif a.outcome == "holds" and f.paper_agrees(apps[key]) is False:
             parts.append(f"Finding {f.key} holds on {key} although {_paper_column(f, apps[key])}.")
     return parts
+
+
+def _target(c: SeedChecks) -> str:
+    return f"{arch_name(c.arch)} {INIT_NAMES[c.init]}"
+
+
+def _span(values: Sequence[float]) -> str:
+    return (
+        f"{min(values):+.3f}"
+        if f"{min(values):+.3f}" == f"{max(values):+.3f}"
+        else f"{min(values):+.3f} to {max(values):+.3f}"
+    )
+
+
+def _n(count: int, verb: str) -> str:
+    """`1 contradicts`, `2 contradict`."""
+    return f"{count} {verb}{'s' if count == 1 else ''}"
+
+
+def seed_sentence(c: SeedChecks) -> str:
+    """What the target trained again from several seeds, against one set of surrogates, says about finding 2."""
+    measured = [x for x in c.comparisons if x.interval_at is not None]  # a point does not depend on the confidence
+    by_attack: dict[str, list[float]] = {}
+    for x in measured:
+        by_attack.setdefault(x.label.split(", ")[1].split(":")[0], []).append(x.interval_at(0.95).point)
+    points = " and ".join(f"{_span(v)} under {attack}" for attack, v in by_attack.items())
+    short = c.comparisons[0].label.split(": ")[1].split(",")[0]  # e.g. "R − IN"
+    supports, contradicts = len(c.assessment.decided("supports")), len(c.assessment.decided("contradicts"))
+    on = len({j.label.rsplit("seed ", 1)[1] for j in c.assessment.decided("contradicts")})
+    first, second = short.split(" − ")
+    if supports:
+        verdict = (
+            f"the outcome depends on the trained model ({_n(supports, 'support')} the finding, "
+            f"{_n(contradicts, 'contradict')} it)."
+        )
+    elif contradicts:
+        verdict = (
+            f"none supports the finding, {_n(contradicts, 'contradict')} it ({on} of {len(c.seeds)} targets): "
+            f"{first} surrogates move no seed's target decidedly more than {second} ones, so the finding's failure is "
+            "not one model's."
+        )
+    else:
+        verdict = "none decides either way: the contradiction rests on one trained model."
+    return (
+        f"Retrained from seeds {c.seeds[0]}–{c.seeds[-1]} against the same surrogates, {_target(c)} gives {short} "
+        f"{points} ({c.assessment.count('no transfer')} of {len(c.assessment.judged)} without transfer): {verdict}"
+    )
+
+
+def seed_table(seeds: Mapping[str, Sequence[SeedChecks]]) -> list[str]:
+    """The appendix section: per seed, the retrained target and finding 2's comparisons on it, with each arm's drop
+    (control minus adversarial AUC, 95%); a comparison without transfer shows its difference at 95%."""
+    lines = []
+    for key, checks in seeds.items():
+        for c in checks:
+            lines += [
+                f"## {key}: finding 2 on {_target(c)} targets from {len(c.seeds)} seed{'s' if len(c.seeds) > 1 else ''}",
+                "",
+                "`python -m reproduction.target_seeds`: the `pretraining` scenario's `same` rows, FGSM and PGD, one set "
+                f"of surrogates, on {', '.join(c.cpus)}. Judged together under finding 2's rule: "
+                f"**{c.assessment.outcome}**. Seed {TARGET_SEED_OFFSET} is the committed runs' seed, but training "
+                "differs by CPU, so here it is a model of its own too.",
+                "",
+                "| seed | validation AUC (epochs) | clean AUC | comparison | first arm's drop | second arm's drop | "
+                "difference | decision |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for j, comparison in zip(c.assessment.judged, c.comparisons, strict=True):
+                k = c.seeds.index(int(j.label.rsplit("seed ", 1)[1]))
+                i = j.interval or comparison.interval_at(0.95)
+                drops = " | ".join(signed(a.drop.point, a.drop.low, a.drop.high) for a in comparison.arms)
+                lines.append(
+                    f"| {c.seeds[k]} | {c.val_auc[k]:.3f} ({c.epochs[k]}) | {c.clean_auc[k]:.3f} | "
+                    f"{j.label.split(', seed')[0]} | {drops} | {signed(i.point, i.low, i.high)} at "
+                    f"{i.confidence:.1%} | {j.decision or j.status} |"
+                )
+            lines.append("")
+    return lines
 
 
 def weak_support(assessed: Mapping[str, Mapping[str, Assessment]]) -> str | None:
@@ -175,7 +264,7 @@ def premise() -> str:
     )
     return (
         f"**Finding 1's premise**, pre-training raising clean AUC, holds in the paper's Oph and Rad tables (IN/R "
-        f"{theirs}); here it is unmet where the notes under finding 1 say so."
+        f"{theirs}); here it is unmet where finding 1's notes say so."
     )
 
 
@@ -184,10 +273,11 @@ def section(
     loaded: Mapping[str, ModalityRuns],
     study: dict,
     apps: Mapping[str, str],
+    seeds: Mapping[str, Sequence[SeedChecks]],
 ) -> list[str]:
-    """`apps`: modality -> the paper's application column set beside it."""
+    """`apps`: modality -> the paper's application column set beside it; `seeds`: its `target_seeds` checks."""
     lines = ["## What the results mean", "", floor(assessed, loaded, study), ""]
-    contrary = [p for f in FINDINGS for p in against(f, assessed, apps)]
+    contrary = [p for f in FINDINGS for p in against(f, assessed, apps, seeds)]
     if contrary:
         lines += ["**Against the paper.** " + " ".join(contrary), ""]
     for text in (weak_support(assessed), unresolved(assessed, loaded, apps), silent_arms(assessed)):

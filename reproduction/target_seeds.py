@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from medaudit.core.errors import AuditInputError
 from medaudit.scenario.threat_model import Scenario, SurrogateGrid
 from reproduction import reproduce
 from reproduction.assess import Assessment, Comparison, assess
@@ -62,6 +63,9 @@ class SeedChecks:
     init: str
     seeds: tuple[int, ...]
     clean_auc: tuple[float, ...]  # each target's clean test AUC, in seed order
+    val_auc: tuple[float, ...]  # each target's best validation AUC (its run info), in seed order
+    epochs: tuple[int, ...]  # epochs each target trained to its plateau, in seed order
+    cpus: tuple[str, ...]  # the processors the targets were trained and audited on
     comparisons: tuple[Comparison, ...]  # matched minus mismatched initialisation, per seed and paper attack
     assessment: Assessment  # finding 2's rule (paired intervals, Holm) over all of them
 
@@ -71,7 +75,10 @@ def checks(modality_folder: Path, data_file: Path | None) -> list[SeedChecks]:
     folder = modality_folder / FOLDER
     if not folder.is_dir():
         return []
-    runs = load(folder, data_file).runs
+    loaded = load(folder, data_file)
+    runs, info = loaded.runs, loaded.run_info
+    if info is None or set(info.runs) != {r.name for r in runs}:
+        raise AuditInputError(f"{folder / RUN_INFO}: missing, or it lists other runs than the folder holds")
     out = []
     for arch, init in dict.fromkeys((r.arch, r.init) for r in runs):
         mine = sorted((r for r in runs if (r.arch, r.init) == (arch, init)), key=seed_of)
@@ -91,6 +98,9 @@ def checks(modality_folder: Path, data_file: Path | None) -> list[SeedChecks]:
                 init,
                 tuple(seed_of(r) for r in mine),
                 tuple(r.record.cells[0].auc_clean.point for r in mine),
+                tuple(info.runs[r.name].target.val_auc for r in mine),
+                tuple(info.runs[r.name].target.epochs_run for r in mine),
+                tuple(dict.fromkeys(info.runs[r.name].machine.cpu or "unrecorded" for r in mine)),
                 tuple(comparisons),
                 assess(comparisons, BY_KEY[FINDING].claim),
             )

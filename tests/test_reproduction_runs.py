@@ -19,7 +19,7 @@ from medaudit.attacks import APGD, FGSM, PGD, Square
 from medaudit.core.errors import AuditInputError
 from medaudit.records.results import read_results
 from medaudit.scenario.threat_model import SurrogateGrid, SurrogateRow, load_scenario
-from reproduction import document, protocol, reproduce
+from reproduction import document, protocol, reproduce, target_seeds
 from reproduction.findings import NOT_FIXED, assess_modality
 from reproduction.protocol import DIFFERENT, EXPERIMENTS, MODALITIES, Modality, RunEntry, Settings
 from reproduction.runs import CLEAN_SCORES, load
@@ -238,6 +238,75 @@ def test_the_document_renders_from_real_runs(reproduction, tmp_path):
     assert "has not been committed yet" in main
     assert "## synthetic: Synthetic blobs" in extra and "### Table 2: ε sweep" in extra
     assert "why: 16 px keeps tests fast" in " ".join(extra.split())  # prose is wrapped
+
+
+def test_the_seed_check_audits_only_what_finding_2_compares():
+    settings = Settings(image_size=32, test_limit=None)
+    shipped = reproduce.scenario_for("pretraining", MODALITIES["pneumonia"], settings, DIFFERENT["mobilenet_v2"])
+    cut = target_seeds.cut(shipped)
+    assert {(r.arch, r.init, r.data) for r in cut.surrogate_rows()} == {
+        ("same", "imagenet", "d1"),
+        ("same", "random", "d1"),
+    }
+    assert {r.seed for r in cut.surrogate_rows()} == {r.seed for r in shipped.surrogate_rows()}
+    assert cut.attacks == tuple(a for a in shipped.attacks if a.name in ("fgsm", "pgd"))  # as shipped, no bounds
+    assert cut.training == shipped.training and cut.epsilons_pm1 == shipped.epsilons_pm1
+
+
+@pytest.mark.slow
+def test_a_target_from_another_seed_is_trained_from_it_and_kept_apart(reproduction):
+    data = reproduction.parent / SYNTHETIC.file
+    shipped = reproduce.scenario_for("pretraining", SYNTHETIC, Settings(image_size=16, test_limit=40), "tiny_cnn")
+    scenario = target_seeds.cut(shipped).model_copy(
+        update={
+            "surrogates": SurrogateGrid(arch=("same",), init=("random",), data=("d1",), seed=(0, 1)),
+            "training": shipped.training.model_copy(update={"epochs": 3, "min_steps_before_plateau": 0}),
+            "bootstrap": shipped.bootstrap.model_copy(update={"resamples": 100}),
+            "epsilons_pm1": (0.01, 0.02, 0.03),
+        }
+    )
+    folder = reproduction.parent / "seeds" / SYNTHETIC.key
+    name, entry = reproduce.run_target(
+        SYNTHETIC,
+        "pretraining",
+        "tiny_cnn",
+        "random",
+        scenario,
+        data,
+        work=reproduction.parent / "work-seeds",
+        cache=reproduction.parent / "cache",
+        device="cpu",
+        results_folder=folder / target_seeds.FOLDER,
+        command="pytest",
+        seed=1001,
+        log=lambda m: None,
+    )
+    assert name == "pretraining__tiny_cnn-random-d1-s1001" and "-s1001-" in entry.target.id
+    with pytest.raises(AuditInputError) as refused:
+        target_seeds.checks(folder, data)  # no run info beside the run
+    assert str(refused.value) == (
+        f"{folder / target_seeds.FOLDER / 'run_info.json'}: missing, or it lists other runs than the folder holds"
+    )
+    settings = Settings(image_size=16, test_limit=40)
+    reproduce.write_run_info(folder / target_seeds.FOLDER, SYNTHETIC, settings, {name: entry})
+    default = load(reproduction / SYNTHETIC.key, data).run("pretraining", "tiny_cnn", "random")
+    [seeded] = load(folder / target_seeds.FOLDER, data).runs
+    assert seeded.record.target.sha256 != default.record.target.sha256  # other weights, same images and labels
+    assert np.array_equal(seeded.clean.y, default.clean.y)
+    assert load(folder, data).runs == ()  # the modality's own findings never read it
+    [check] = target_seeds.checks(folder, data)
+    assert (check.arch, check.init, check.seeds) == ("tiny_cnn", "random", (1001,))
+    assert [c.label for c in check.comparisons] == [
+        "tiny_cnn R, FGSM: R − IN, seed 1001",
+        "tiny_cnn R, PGD: R − IN, seed 1001",
+    ]
+    # tiny_cnn has no ImageNet weights, so its IN row is absent and finding 2 cannot be tested on it
+    assert [c.blockers[-1] for c in check.comparisons] == [
+        "no same-imagenet-d1 fgsm cell",
+        "no same-imagenet-d1 pgd cell",
+    ]
+    assert check.assessment.outcome == "not testable"
+    assert target_seeds.checks(folder / "absent", data) == []
 
 
 @pytest.mark.slow
