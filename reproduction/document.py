@@ -295,7 +295,7 @@ def render(
     extra = appendix.render(
         present,
         [m for m in modalities if m.key in present],
-        epsilon_star.appendix(present) + explain.seed_table(seeds),
+        epsilon_star.appendix(present) + explain.seed_table(seeds, present),
     )
     return main, "\n".join(wrap(extra.splitlines())).rstrip("\n") + "\n"
 

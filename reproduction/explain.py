@@ -17,9 +17,9 @@ from reproduction import paper
 from reproduction.assess import Assessment, Judged
 from reproduction.findings import FINDINGS, Finding
 from reproduction.fmt import signed
-from reproduction.protocol import ARCH_TITLES, INIT_NAMES, arch_name
+from reproduction.protocol import ARCH_TITLES, INIT_NAMES, arch_name, run_name
 from reproduction.runs import ModalityRuns
-from reproduction.target_seeds import FINDING, SeedChecks
+from reproduction.target_seeds import EXPERIMENT, FINDING, SeedChecks
 
 WEAK_ARM = 0.005  # an arm whose drop's lower bound is below this beats its control only barely (AUC units)
 
@@ -169,7 +169,23 @@ def seed_sentence(c: SeedChecks) -> str:
     )
 
 
-def seed_table(seeds: Mapping[str, Sequence[SeedChecks]]) -> list[str]:
+def _committed(c: SeedChecks, runs: ModalityRuns) -> str:
+    """How the committed run's own target of this configuration trained, beside seed 1000 here (if it ran)."""
+    name = run_name(EXPERIMENT, c.arch, c.init, "d1")
+    entry = runs.run_info.runs.get(name) if runs.run_info else None
+    if entry is None or TARGET_SEED_OFFSET not in c.seeds:
+        return ""
+    k = c.seeds.index(TARGET_SEED_OFFSET)
+    same = (round(entry.target.val_auc, 3), entry.target.epochs_run) == (round(c.val_auc[k], 3), c.epochs[k])
+    return (
+        f" The committed {name} target, seed {TARGET_SEED_OFFSET} on {entry.machine.cpu or 'an unrecorded CPU'}, "
+        f"trained to validation AUC {entry.target.val_auc:.3f} in {entry.target.epochs_run} epochs; seed "
+        f"{TARGET_SEED_OFFSET} here to {c.val_auc[k]:.3f} in {c.epochs[k]}"
+        + (": the same model, as far as training shows." if same else ": the same spec gave another model.")
+    )
+
+
+def seed_table(seeds: Mapping[str, Sequence[SeedChecks]], loaded: Mapping[str, ModalityRuns]) -> list[str]:
     """The appendix section: per seed, the retrained target and finding 2's comparisons on it, with each arm's drop
     (control minus adversarial AUC, 95%); a comparison without transfer shows its difference at 95%."""
     lines = []
@@ -180,8 +196,7 @@ def seed_table(seeds: Mapping[str, Sequence[SeedChecks]]) -> list[str]:
                 "",
                 "`python -m reproduction.target_seeds`: the `pretraining` scenario's `same` rows, FGSM and PGD, one set "
                 f"of surrogates, on {', '.join(c.cpus)}. Judged together under finding 2's rule: "
-                f"**{c.assessment.outcome}**. Seed {TARGET_SEED_OFFSET} is the committed runs' seed, but training "
-                "differs by CPU, so here it is a model of its own too.",
+                f"**{c.assessment.outcome}**.{_committed(c, loaded[key])}",
                 "",
                 "| seed | validation AUC (epochs) | clean AUC | comparison | first arm's drop | second arm's drop | "
                 "difference | decision |",

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reproduction import explain
 from reproduction.assess import assess
 from reproduction.findings import BY_KEY
+from reproduction.protocol import RunInfo, Settings
+from reproduction.runs import ModalityRuns
 from reproduction.target_seeds import SeedChecks
 from tests.test_reproduction_assess import MOVES, STILL, judged
+from tests.test_reproduction_runs import run_entry
 
 
 def checks(per_seed: dict[int, list[tuple[float, float]]], arms=(MOVES, MOVES)) -> SeedChecks:
@@ -66,7 +71,7 @@ def test_a_comparison_without_transfer_is_counted_and_tabled_at_95_percent():
     c = checks({1000: [(0.01, 0.03), (0.01, 0.05)]}, arms=(STILL, MOVES))  # the R arm does not beat its control
     assert c.assessment.outcome == "no transfer to compare"
     assert "(2 of 2 without transfer): none decides either way" in explain.seed_sentence(c)
-    table = explain.seed_table({"pneumonia": [c]})
+    table = explain.seed_table({"pneumonia": [c]}, {"pneumonia": ModalityRuns(Path("."), (), None)})
     assert table[0] == "## pneumonia: finding 2 on MNv2 R targets from 1 seed"
     assert table[6] == (
         "| 1000 | 0.986 (17) | 0.940 | MNv2 R, FGSM: R − IN | +0.005 (-0.010, +0.020) | +0.030 (+0.010, +0.050) | "
@@ -85,3 +90,23 @@ def test_a_contradiction_nobody_retrained_says_so():
         "2 contradict it (1 of 1 targets): R surrogates move no seed's target decidedly more than IN ones, so the "
         "finding's failure is not one model's."
     )
+
+
+def test_the_appendix_sets_seed_1000_beside_the_committed_target_of_the_same_spec():
+    c = checks({1000: [(-0.01, 0.01)] * 2, 1001: [(-0.01, 0.01)] * 2})  # both trained to 0.986 in 17 epochs
+
+    def text(val_auc: float, epochs: int) -> str:
+        entry = run_entry(val_auc, epochs, cpu="AMD EPYC (AVX512)")
+        info = RunInfo(
+            modality="pneumonia",
+            settings=Settings(image_size=32, test_limit=None),
+            runs={"pretraining__mobilenet_v2-random-d1": entry},
+            total_seconds=entry.seconds,
+        )
+        return explain.seed_table({"pneumonia": [c]}, {"pneumonia": ModalityRuns(Path("."), (), info)})[2]
+
+    assert text(0.985, 24).endswith(
+        "The committed pretraining__mobilenet_v2-random-d1 target, seed 1000 on AMD EPYC (AVX512), trained to "
+        "validation AUC 0.985 in 24 epochs; seed 1000 here to 0.986 in 17: the same spec gave another model."
+    )
+    assert text(0.9861, 17).endswith("seed 1000 here to 0.986 in 17: the same model, as far as training shows.")
