@@ -19,7 +19,7 @@ from reproduction.findings import FINDINGS, Finding
 from reproduction.fmt import signed
 from reproduction.protocol import ARCH_TITLES, INIT_NAMES, arch_name, run_name
 from reproduction.runs import ModalityRuns
-from reproduction.target_seeds import EXPERIMENT, FINDING, SeedChecks
+from reproduction.target_seeds import EXPERIMENT, FINDING, SeedChecks, labelled_seed
 
 WEAK_ARM = 0.005  # an arm whose drop's lower bound is below this beats its control only barely (AUC units)
 
@@ -148,7 +148,7 @@ def seed_sentence(c: SeedChecks) -> str:
     points = " and ".join(f"{_span(v)} under {attack}" for attack, v in by_attack.items())
     short = c.comparisons[0].label.split(": ")[1].split(",")[0]  # e.g. "R − IN"
     supports, contradicts = len(c.assessment.decided("supports")), len(c.assessment.decided("contradicts"))
-    on = len({j.label.rsplit("seed ", 1)[1] for j in c.assessment.decided("contradicts")})
+    on = len({labelled_seed(j.label) for j in c.assessment.decided("contradicts")})
     first, second = short.split(" − ")
     if supports:
         verdict = (
@@ -203,7 +203,7 @@ def seed_table(seeds: Mapping[str, Sequence[SeedChecks]], loaded: Mapping[str, M
                 "|---|---|---|---|---|---|---|---|",
             ]
             for j, comparison in zip(c.assessment.judged, c.comparisons, strict=True):
-                k = c.seeds.index(int(j.label.rsplit("seed ", 1)[1]))
+                k = c.seeds.index(labelled_seed(j.label))
                 i = j.interval or comparison.interval_at(0.95)
                 drops = " | ".join(signed(a.drop.point, a.drop.low, a.drop.high) for a in comparison.arms)
                 lines.append(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medaudit.core.errors import AuditInputError
@@ -55,6 +55,11 @@ def seed_of(run: Run) -> int:
     return int(run.name.rsplit("-s", 1)[1])
 
 
+def labelled_seed(label: str) -> int:
+    """The seed a comparison's label ends with (`..., seed 1001`), as `checks` writes it."""
+    return int(label.rsplit("seed ", 1)[1])
+
+
 @dataclass(frozen=True)
 class SeedChecks:
     """Finding 2 measured again on one target configuration trained from several seeds."""
@@ -87,9 +92,7 @@ def checks(modality_folder: Path, data_file: Path | None) -> list[SeedChecks]:
         comparisons = []
         for run in mine:
             found = [c for c in build(ModalityRuns(folder, (run,), None)) if c.label.startswith(arch_label(run))]
-            comparisons += [
-                Comparison(f"{c.label}, seed {seed_of(run)}", c.interval_at, c.blockers, c.arms, c.eps) for c in found
-            ]
+            comparisons += [replace(c, label=f"{c.label}, seed {seed_of(run)}") for c in found]
         if len(comparisons) != len(mine) * len(PAPER_ATTACKS):
             raise ValueError(f"{folder}: expected {matched} − {other} per seed and attack, got {len(comparisons)}")
         out.append(
